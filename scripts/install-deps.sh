@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs what wcmi needs to build, test and run its main job on Debian 12 (run as root).
+# Extra groups: --bench adds python3-torch (benchmarks only), --report-test adds chromium,
+# --fuzz adds clang's libFuzzer runtime.
+set -euo pipefail
+pkgs=(build-essential cmake pkg-config libopenblas-dev zlib1g-dev libpng-dev libomp-dev clang dataset-fashion-mnist)
+for a in "$@"; do
+  case "$a" in
+    --bench) pkgs+=(python3-torch python3-numpy) ;;
+    --report-test) pkgs+=(chromium) ;;
+    --fuzz) pkgs+=(clang libclang-rt-14-dev) ;;
+    *) echo "install-deps.sh: unknown option $a" >&2; exit 2 ;;
+  esac
+done
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Builds and runs the test suite in two flavours: Release, then Debug with ASan+UBSan.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install-deps.sh
+jobs=$(nproc)
+cmake -S . -B build/release -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build build/release -j "$jobs"
+(cd build/release && ctest --output-on-failure -j "$jobs")
+cmake -S . -B build/asan -DCMAKE_BUILD_TYPE=Debug -DWCMI_SANITIZE=ON -DCMAKE_C_COMPILER=clang >/dev/null
+cmake --build build/asan -j "$jobs"
+# Slow learning tests are skipped under sanitizers by the label below; everything else runs.
+(cd build/asan && WCMI_SANITIZED=1 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ctest --output-on-failure -j "$jobs" -LE slow)

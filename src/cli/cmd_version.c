@@ -1,0 +1,15 @@
+#include "cli/cli.h"
+#include "wcmi/blas.h"
+#include "wcmi/core.h"
+
+#include <stdio.h>
+
+int wcmi_cmd_version(int argc, char **argv) {
+  wcmi_opt opts[] = {{0}};
+  WCMI_CLI_PARSE("version", NULL, "Print the wcmi version and BLAS configuration.", opts, argc, argv, NULL);
+  wcmi_ctx ctx;
+  wcmi_ctx_init(&ctx);
+  printf("{\"wcmi\": \"%s\", \"blas\": \"%s\", \"threads\": %d}\n", wcmi_version(), wcmi_blas_info(),
+         ctx.num_threads);
+  return 0;
+}

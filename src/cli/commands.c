@@ -1,0 +1,9 @@
+/* The command table. One line per subcommand; each lives in its own cmd_*.c file. */
+#include "cli/cli.h"
+
+int wcmi_cmd_version(int argc, char **argv);
+
+const wcmi_cli_command wcmi_cli_commands[] = {
+    {"version", "print version and the linked BLAS", wcmi_cmd_version},
+    {0, 0, 0},
+};
