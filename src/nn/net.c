@@ -61,7 +61,7 @@ void net_module_name(const wcmi_net *net, const char *name, const char *sub, cha
   for (int i = 0; i < 3; i++) {
     if (!parts[i] || !parts[i][0]) continue;
     int w = snprintf(out + used, n - used, "%s%s", used ? "." : "", parts[i]);
-    if (w < 0 || (size_t)w >= n - used) return;
+    if (w < 0 || (size_t)w >= n - used) return; /* truncated: net_register_param rejects it */
     used += (size_t)w;
   }
 }
@@ -78,7 +78,11 @@ int net_register_param(wcmi_net *net, const char *module, const char *leaf, wcmi
   memset(p, 0, sizeof *p);
   char full[WCMI_NAME_MAX];
   net_module_name(net, module, NULL, full, sizeof full);
-  snprintf(p->name, sizeof p->name, "%s.%s", full, leaf);
+  int len = snprintf(p->name, sizeof p->name, "%s.%s", full, leaf);
+  if (len < 0 || (size_t)len >= sizeof p->name)
+    return wcmi_fail(net->ctx, WCMI_EINVAL, "net %s: parameter name '%s.%s' longer than %d bytes", net->prefix, full, leaf,
+                     WCMI_NAME_MAX - 1),
+           -1;
   p->kind = kind;
   p->shape = shape;
   return net->n_params++;

@@ -29,10 +29,12 @@ struct wcmi_optim {
 
 wcmi_adam_cfg wcmi_adam_defaults(void) { return (wcmi_adam_cfg){1e-3f, 0.9f, 0.999f, 1e-8f, 0.0f}; }
 
+/* Names longer than WCMI_NAME_MAX are cut; parameter names are far shorter (net.c checks them). */
 static void add_state(wcmi_optim *o, const char *pname, const char *leaf, wcmi_shape shape, float *data) {
   wcmi_param *p = &o->state[o->n_state++];
   memset(p, 0, sizeof *p);
-  snprintf(p->name, sizeof p->name, "optim.%s.%s", pname, leaf);
+  if (snprintf(p->name, sizeof p->name, "optim.%s.%s", pname, leaf) >= (int)sizeof p->name)
+    p->name[sizeof p->name - 1] = '\0';
   p->kind = WCMI_PARAM_BUFFER;
   p->shape = shape;
   p->data = data;
