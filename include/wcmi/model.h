@@ -43,3 +43,46 @@ wcmi_net *wcmi_build_head(wcmi_ctx *ctx, wcmi_head_kind kind, int zdim, int clas
 }
 #endif
 #endif
+
+#ifndef WCMI_MODEL_BUNDLE
+#define WCMI_MODEL_BUNDLE
+#ifdef __cplusplus
+extern "C" {
+#endif
+/* A model bundle: the encoder, optionally the two MI estimators (hsize > 0) and optionally a
+ * classifier head. One safetensors file holds all of it with PyTorch names, plus metadata. */
+typedef struct wcmi_model {
+  char dataset[32];
+  wcmi_input_spec in;
+  int hsize;           /* 0: no dim_local / dim_global */
+  wcmi_head_kind head; /* WCMI_HEAD_NONE: no classifier */
+  wcmi_net *encoder, *local, *global, *classifier;
+} wcmi_model;
+
+/* Builds the nets for batches up to max_batch, initialized from seed (stream WCMI_STREAM_INIT). */
+int wcmi_model_init(wcmi_ctx *ctx, wcmi_model *m, const char *dataset, int hsize, wcmi_head_kind head, int max_batch,
+                    uint64_t seed);
+void wcmi_model_free(wcmi_model *m);
+/* The nets present, in the order encoder, local, global, classifier. Returns how many. */
+int wcmi_model_nets(wcmi_model *m, wcmi_net **out4);
+/* Architecture string for metadata and `wcmi info`. */
+void wcmi_model_describe(const wcmi_model *m, char *buf, size_t n);
+
+typedef struct wcmi_st wcmi_st;
+typedef struct wcmi_st_kv wcmi_st_kv;
+/* Saves every parameter and buffer, then the `extra` tensors (optimizer state, RNG state), with
+ * metadata (dataset, hsize, head, architecture + the caller's pairs), atomically. */
+int wcmi_model_save(wcmi_ctx *ctx, wcmi_model *m, const char *path, wcmi_param *const *extra, int n_extra,
+                    const wcmi_st_kv *meta, int n_meta);
+/* Opens path, rebuilds the model its metadata describes and loads every parameter (shapes must
+ * match exactly). If st_out != NULL the file stays open there (to read extras / metadata). */
+int wcmi_model_load(wcmi_ctx *ctx, const char *path, int max_batch, wcmi_model *m, wcmi_st **st_out);
+/* Loads the parameters of one net from an open file (all of that net's tensors must be present). */
+int wcmi_net_load(wcmi_ctx *ctx, const wcmi_st *st, wcmi_net *net);
+/* Copies parameters (and BN buffers) of src into dst, which must have the same structure. */
+int wcmi_net_copy_params(wcmi_ctx *ctx, wcmi_net *dst, wcmi_net *src);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
