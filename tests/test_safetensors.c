@@ -420,6 +420,7 @@ static void test_kill9_during_atomic_writes_never_leaves_a_torn_file(void) {
   CHECK(bad == 0);
   CHECK(kills >= 5);
   CHECK(max_gen >= 1); /* some write completed, so the check saw real files */
+  remove(path);
 }
 
 /* ---- independent parse with Python ------------------------------------------------------------- */
