@@ -4,11 +4,19 @@
 #ifndef WCMI_TASKS_H
 #define WCMI_TASKS_H
 
+#include "wcmi/data.h"
 #include "wcmi/train.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/* Which attacks `eval` runs (PAPER.md section 4 and issue 6's stronger evaluation). */
+typedef enum {
+  WCMI_EVAL_PGD = 0,    /* the configured PGD (the paper's protocol by default) */
+  WCMI_EVAL_APGD = 1,   /* APGD-CE at the same eps, norm and iteration budget */
+  WCMI_EVAL_STRONG = 2, /* configured PGD + PGD with random start and restarts + APGD-CE, worst case per sample */
+} wcmi_eval_attack;
 
 typedef struct wcmi_task_cfg {
   /* data */
@@ -37,6 +45,7 @@ typedef struct wcmi_task_cfg {
   int max_batches;   /* > 0: cap batches per epoch (smoke tests) */
   int eval_batches;  /* > 0: cap evaluation batches */
   const char *profile;
+  wcmi_eval_attack eval_attack; /* eval: which attacks to run */
 } wcmi_task_cfg;
 
 /* Defaults of a profile ("paper" or "quick") for a dataset: PAPER.md sections 4 and 5 for "paper";
@@ -56,7 +65,15 @@ int wcmi_task_train_classifier(wcmi_ctx *ctx, const wcmi_task_cfg *cfg, char **s
 int wcmi_task_train_model(wcmi_ctx *ctx, const wcmi_task_cfg *cfg, char **summary);
 int wcmi_task_estimate_mi(wcmi_ctx *ctx, const wcmi_task_cfg *cfg, char **summary);
 int wcmi_task_vulnerability(wcmi_ctx *ctx, const wcmi_task_cfg *cfg, char **summary);
+/* Natural and adversarial accuracy of cfg->model on the test split (attacks per cfg->eval_attack);
+ * writes eval.json into cfg->out_dir when it is set. */
 int wcmi_task_eval(wcmi_ctx *ctx, const wcmi_task_cfg *cfg, char **summary);
+
+/* Representations of a dataset split under cfg->model (eval mode): a float32 (N, D) .npy at
+ * out_path (D = 64 for z, 10 for logits) and the int32 labels (N) at labels_path. */
+typedef enum { WCMI_REPR_Z = 0, WCMI_REPR_LOGITS = 1 } wcmi_repr;
+int wcmi_task_encode(wcmi_ctx *ctx, const wcmi_task_cfg *cfg, wcmi_split split, wcmi_repr repr, const char *out_path,
+                     const char *labels_path, char **summary);
 
 #ifdef __cplusplus
 }
