@@ -85,7 +85,12 @@ for i in 1 2 3 4 5 6; do
 done
 check "no torn checkpoint after 6 kill -9" "[ $torn -eq 0 ]"
 
-# 5. Usage and input errors.
+# 5. A diverging run (absurd learning rate) stops with a clear message instead of saving garbage.
+"$WCMI" train-encoder --objective normal "${COMMON[@]}" --epochs 3 --lr 1e30 --out "$T/n" > /dev/null 2> "$T/n.err"
+check "NaN/Inf stops the run with exit 1" "[ $? -eq 1 ] && grep -q 'stopped, last good checkpoint' '$T/n.err'"
+check "no checkpoint holds the diverged parameters" "! [ -e '$T/n/latest.safetensors' ] || '$WCMI' info '$T/n/latest.safetensors' > /dev/null"
+
+# 6. Usage and input errors.
 "$WCMI" train-encoder --objective sideways --out "$T/x" > /dev/null 2>&1; check "bad objective exits 2" "[ $? -eq 2 ]"
 "$WCMI" train-encoder --no-such-flag > /dev/null 2>&1; check "unknown flag exits 2" "[ $? -eq 2 ]"
 "$WCMI" train-encoder --help | grep -q -- '--objective'; check "--help documents --objective" "[ $? -eq 0 ]"
