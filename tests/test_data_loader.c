@@ -246,9 +246,10 @@ static void test_validation_split_is_disjoint_and_complete(void) {
   int64_t cnt[10] = {0};
   for (int64_t i = 0; i < va.n; i++) cnt[va.labels[i]]++;
   for (int k = 0; k < 10; k++) CHECK(cnt[k] == 5);
-  CHECK(wcmi_dataset_split_validation(&ctx, &d, 200, 3, &tr, &va) == WCMI_EINVAL);
   wcmi_dataset_free(&tr);
   wcmi_dataset_free(&va);
+  CHECK(wcmi_dataset_split_validation(&ctx, &d, 200, 3, &tr, &va) == WCMI_EINVAL);
+  CHECK(tr.images == NULL && va.images == NULL);
   wcmi_dataset_free(&d);
 }
 
