@@ -2,6 +2,9 @@
  * time to assemble one batch of 128 (plain copy for Fashion-MNIST; crop + flip for CIFAR-shaped
  * data, and the full augmentation with jitter and rotation), with and without prefetch.
  *   bench_data_load [DATA_DIR]     (default /usr/share/datasets/fashion-mnist) */
+#ifndef _POSIX_C_SOURCE
+#define _POSIX_C_SOURCE 200809L /* clock_gettime */
+#endif
 #include "wcmi/data.h"
 
 #include <stdio.h>
