@@ -1,0 +1,64 @@
+/* The paper's tasks as library calls (the CLI is a thin layer over these), with run directories:
+ * config.json, metrics.jsonl (one line per epoch), latest/best.safetensors (model, optimizer state,
+ * RNG state, epoch), summary.json. */
+#ifndef WCMI_TASKS_H
+#define WCMI_TASKS_H
+
+#include "wcmi/train.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct wcmi_task_cfg {
+  /* data */
+  const char *data, *data_dir;
+  long long train_subset, test_subset, val_size;
+  /* optimization */
+  int epochs, batch_size;
+  double lr;
+  uint64_t seed;
+  /* model */
+  int hsize;
+  wcmi_mi_cfg mi;
+  wcmi_grad_path grad_path;
+  wcmi_head_kind head;
+  /* attack, for training (worst-case objective, robust training) and evaluation */
+  wcmi_pgd_cfg attack;
+  int eps_fade_epochs;
+  /* task switches */
+  int worst;         /* train-encoder: worst-case objective; estimate-mi: worst case */
+  int robust;        /* train-classifier / train-model: adversarial training */
+  const char *model; /* input model file (frozen encoder, model to evaluate) */
+  /* run */
+  const char *out_dir, *resume_dir;
+  int progress;      /* 0 quiet, 1 plain lines on stderr, 2 one-line bar (TTY) */
+  int timing;        /* print where the time goes */
+  int max_batches;   /* > 0: cap batches per epoch (smoke tests) */
+  int eval_batches;  /* > 0: cap evaluation batches */
+  const char *profile;
+} wcmi_task_cfg;
+
+/* Defaults of a profile ("paper" or "quick") for a dataset: PAPER.md sections 4 and 5 for "paper";
+ * a budget that runs in minutes on 2 cores for "quick" (documented in docs/profiles.md). */
+int wcmi_task_defaults(wcmi_ctx *ctx, wcmi_task_cfg *cfg, const char *dataset, const char *profile);
+/* config.json text for cfg (caller frees with free()). */
+char *wcmi_task_config_json(const wcmi_task_cfg *cfg, const char *task);
+/* Reads a run's config.json back into cfg (strings are owned by *keep, free with wcmi_json_free). */
+typedef struct wcmi_json wcmi_json;
+int wcmi_task_config_load(wcmi_ctx *ctx, const char *run_dir, wcmi_task_cfg *cfg, char *task, size_t task_n,
+                          wcmi_json **keep);
+
+/* Each task writes its run directory (cfg->out_dir, or continues cfg->resume_dir) and returns the
+ * summary as a JSON string (malloc'd) in *summary. */
+int wcmi_task_train_encoder(wcmi_ctx *ctx, const wcmi_task_cfg *cfg, char **summary);
+int wcmi_task_train_classifier(wcmi_ctx *ctx, const wcmi_task_cfg *cfg, char **summary);
+int wcmi_task_train_model(wcmi_ctx *ctx, const wcmi_task_cfg *cfg, char **summary);
+int wcmi_task_estimate_mi(wcmi_ctx *ctx, const wcmi_task_cfg *cfg, char **summary);
+int wcmi_task_vulnerability(wcmi_ctx *ctx, const wcmi_task_cfg *cfg, char **summary);
+int wcmi_task_eval(wcmi_ctx *ctx, const wcmi_task_cfg *cfg, char **summary);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

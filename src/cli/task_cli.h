@@ -1,0 +1,35 @@
+/* Options shared by the task subcommands, applied over the per-dataset profile defaults. */
+#ifndef WCMI_TASK_CLI_H
+#define WCMI_TASK_CLI_H
+
+#include "cli/cli.h"
+#include "wcmi/tasks.h"
+
+#define TASK_CLI_MAX_OPTS 64
+
+typedef struct task_cli {
+  wcmi_ctx ctx;
+  wcmi_task_cfg cfg;
+  wcmi_json *resume_cfg; /* owns strings of cfg when resuming */
+  char resumed_task[64];
+  wcmi_opt opts[TASK_CLI_MAX_OPTS];
+  /* raw values */
+  const char *data, *data_dir, *profile, *estimator, *measure, *grad_path, *norm, *out, *resume, *model;
+  long long train_subset, test_subset, seed;
+  int epochs, batch_size, hsize, attack_steps, restarts, random_start, use_best, eps_fade, threads, progress, timing,
+      max_batches, eval_batches;
+  double eps, attack_lr, lr;
+} task_cli;
+
+/* Parses argv with the common options plus `extra` (terminated by {NULL}); fills tc->cfg from the
+ * profile defaults and the options given, sets threads and installs the Ctrl-C handler.
+ * Returns 0 to continue, or the exit code to return now (0 after --help, 2 on a usage error). */
+int task_cli_parse(task_cli *tc, const char *cmd, const char *synopsis, const char *desc, const wcmi_opt *extra,
+                   int argc, char **argv);
+/* Runs a task function, prints its summary on stdout, maps errors to exit codes (1, or 130 after
+ * Ctrl-C) with a one-line message on stderr. */
+int task_cli_finish(task_cli *tc, const char *cmd, int rc, char *summary);
+/* Exit code for a library status. */
+int task_cli_exit_code(int status);
+
+#endif

@@ -1,0 +1,34 @@
+/* Private to src/mi: the workspace layout and the per-estimator loss/gradient kernels on scores. */
+#ifndef WCMI_MI_INTERNAL_H
+#define WCMI_MI_INTERNAL_H
+
+#include "wcmi/mi.h"
+
+/* Views into the caller's workspace (see wcmi_mi_workspace_bytes). */
+typedef struct mi_ws {
+  float *u;       /* scores (N, N, L), written by forward */
+  float *du;      /* d loss / d u (N, N, L), written by backward */
+  double *row_a;  /* per-row statistics (N, L) */
+  double *row_b;  /* per-row statistics (N, L) */
+  double *row_c;  /* per-row statistics (N) */
+  double *loc;    /* per-location statistics (L) */
+} mi_ws;
+
+/* Splits ws into the regions above; returns 0 if ws_bytes is too small or the sizes overflow. */
+int wcmi_mi_ws_layout(int N, int H, int L, void *ws, size_t ws_bytes, mi_ws *out);
+
+/* dLx (N, H, L) and dGz (N, H) from du (N, N, L); either may be NULL. Overwrites. */
+void wcmi_mi_scores_backward(int N, int H, int L, const float *Lx, const float *Gz, const float *du, float *dLx,
+                             float *dGz);
+
+/* Each loss function reads ws->u, leaves what its gradient needs in the ws statistics and returns
+ * the loss in double. Each gradient function writes ws->du = dloss * d loss / d u.
+ * nt: OpenMP threads. */
+double wcmi_mi_dv_loss(const mi_ws *ws, int N, int L, int nt);
+void wcmi_mi_dv_grad(const mi_ws *ws, int N, int L, float dloss, int nt);
+double wcmi_mi_fd_loss(const mi_ws *ws, int N, int L, wcmi_mi_measure m, int nt);
+void wcmi_mi_fd_grad(const mi_ws *ws, int N, int L, wcmi_mi_measure m, float dloss, int nt);
+double wcmi_mi_nce_loss(const mi_ws *ws, int N, int L, int nt);
+void wcmi_mi_nce_grad(const mi_ws *ws, int N, int L, float dloss, int nt);
+
+#endif

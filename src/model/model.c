@@ -1,0 +1,165 @@
+/* The model bundle: building, describing, saving and loading with PyTorch tensor names. */
+#include "wcmi/model.h"
+#include "wcmi/io.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+int wcmi_model_init(wcmi_ctx *ctx, wcmi_model *m, const char *dataset, int hsize, wcmi_head_kind head, int max_batch,
+                    uint64_t seed) {
+  memset(m, 0, sizeof *m);
+  int rc = wcmi_input_spec_for(ctx, dataset, &m->in);
+  if (rc) return rc;
+  if (hsize < 0 || hsize > 65536) return wcmi_fail(ctx, WCMI_EINVAL, "hsize %d outside [0, 65536]", hsize);
+  snprintf(m->dataset, sizeof m->dataset, "%s", dataset);
+  m->hsize = hsize;
+  m->head = head;
+  wcmi_rng rng;
+  wcmi_rng_derive(&rng, seed, WCMI_STREAM_INIT);
+  m->encoder = wcmi_build_encoder(ctx, &m->in, max_batch, &rng);
+  if (!m->encoder) return ctx->status;
+  if (hsize > 0) {
+    m->local = wcmi_build_local_estimator(ctx, &m->in, hsize, max_batch, &rng);
+    m->global = m->local ? wcmi_build_global_estimator(ctx, WCMI_ZDIM, hsize, max_batch, &rng) : NULL;
+    if (!m->global) {
+      wcmi_model_free(m);
+      return ctx->status;
+    }
+  }
+  if (head != WCMI_HEAD_NONE) {
+    m->classifier = wcmi_build_head(ctx, head, WCMI_ZDIM, WCMI_NUM_CLASSES, max_batch, &rng);
+    if (!m->classifier) {
+      wcmi_model_free(m);
+      return ctx->status;
+    }
+  }
+  /* Each net's dropout stream is its own, derived from the seed. */
+  wcmi_net *nets[4];
+  int n = wcmi_model_nets(m, nets);
+  for (int i = 0; i < n; i++) {
+    wcmi_rng r;
+    wcmi_rng_derive(&r, seed, (uint64_t)WCMI_STREAM_DROPOUT * 16 + (uint64_t)i);
+    wcmi_net_set_rng(nets[i], &r);
+  }
+  return WCMI_OK;
+}
+
+void wcmi_model_free(wcmi_model *m) {
+  wcmi_net_free(m->encoder);
+  wcmi_net_free(m->local);
+  wcmi_net_free(m->global);
+  wcmi_net_free(m->classifier);
+  m->encoder = m->local = m->global = m->classifier = NULL;
+}
+
+int wcmi_model_nets(wcmi_model *m, wcmi_net **out) {
+  int n = 0;
+  wcmi_net *all[4] = {m->encoder, m->local, m->global, m->classifier};
+  for (int i = 0; i < 4; i++)
+    if (all[i]) out[n++] = all[i];
+  return n;
+}
+
+void wcmi_model_describe(const wcmi_model *m, char *buf, size_t n) {
+  int w = snprintf(buf, n, "encoder(basic, in=%dx%dx%d, z=%d)", m->in.C, m->in.H, m->in.W, WCMI_ZDIM);
+  if (w < 0 || (size_t)w >= n) return;
+  if (m->hsize > 0) {
+    int w2 = snprintf(buf + w, n - (size_t)w, " + dim_local(H=%d) + dim_global(H=%d)", m->hsize, m->hsize);
+    if (w2 < 0 || (size_t)(w + w2) >= n) return;
+    w += w2;
+  }
+  if (m->head != WCMI_HEAD_NONE) snprintf(buf + w, n - (size_t)w, " + classifier(%s)", wcmi_head_name(m->head));
+}
+
+static int collect_params(wcmi_model *m, wcmi_param *const *extra, int n_extra, wcmi_param ***out) {
+  wcmi_net *nets[4];
+  int nn = wcmi_model_nets(m, nets), total = n_extra;
+  for (int i = 0; i < nn; i++) total += wcmi_net_num_params(nets[i]);
+  wcmi_param **ps = malloc((size_t)(total ? total : 1) * sizeof *ps);
+  if (!ps) return -1;
+  int k = 0;
+  for (int i = 0; i < nn; i++)
+    for (int j = 0; j < wcmi_net_num_params(nets[i]); j++) ps[k++] = wcmi_net_param(nets[i], j);
+  for (int j = 0; j < n_extra; j++) ps[k++] = extra[j];
+  *out = ps;
+  return total;
+}
+
+#define MODEL_META_MAX 32
+
+int wcmi_model_save(wcmi_ctx *ctx, wcmi_model *m, const char *path, wcmi_param *const *extra, int n_extra,
+                    const wcmi_st_kv *meta, int n_meta) {
+  if (n_meta > MODEL_META_MAX - 5) return wcmi_fail(ctx, WCMI_EINVAL, "%s: too many metadata entries", path);
+  wcmi_param **ps;
+  int n = collect_params(m, extra, n_extra, &ps);
+  if (n < 0) return wcmi_fail(ctx, WCMI_ENOMEM, "%s: out of memory", path);
+  char hsize[16], arch[256];
+  snprintf(hsize, sizeof hsize, "%d", m->hsize);
+  wcmi_model_describe(m, arch, sizeof arch);
+  wcmi_st_kv kv[MODEL_META_MAX] = {{"format", "wcmi-model-1"}, {"dataset", m->dataset}, {"hsize", hsize},
+                                    {"head", wcmi_head_name(m->head)}, {"architecture", arch}};
+  int nkv = 5;
+  for (int i = 0; i < n_meta; i++) kv[nkv++] = meta[i];
+  int rc = wcmi_st_write_params(ctx, path, ps, n, kv, nkv);
+  free(ps);
+  return rc;
+}
+
+int wcmi_net_load(wcmi_ctx *ctx, const wcmi_st *st, wcmi_net *net) {
+  int n = wcmi_net_num_params(net);
+  wcmi_param **ps = malloc((size_t)(n ? n : 1) * sizeof *ps);
+  if (!ps) return wcmi_fail(ctx, WCMI_ENOMEM, "out of memory");
+  for (int i = 0; i < n; i++) ps[i] = wcmi_net_param(net, i);
+  int rc = wcmi_st_load_params(ctx, st, ps, n, 0);
+  free(ps);
+  return rc;
+}
+
+static int meta_int(wcmi_ctx *ctx, const wcmi_st *st, const char *path, const char *key, int lo, int hi, int *out) {
+  const char *v = wcmi_st_meta(st, key);
+  if (!v) return wcmi_fail(ctx, WCMI_EFORMAT, "%s: metadata has no '%s' (not a wcmi model?)", path, key);
+  char *end = NULL;
+  long x = strtol(v, &end, 10);
+  if (!end || *end || end == v || x < lo || x > hi)
+    return wcmi_fail(ctx, WCMI_EFORMAT, "%s: metadata '%s' = '%s' is not an integer in [%d, %d]", path, key, v, lo, hi);
+  *out = (int)x;
+  return WCMI_OK;
+}
+
+int wcmi_model_load(wcmi_ctx *ctx, const char *path, int max_batch, wcmi_model *m, wcmi_st **st_out) {
+  memset(m, 0, sizeof *m);
+  wcmi_st *st = NULL;
+  int rc = wcmi_st_open(ctx, path, &st);
+  if (rc) return rc;
+  const char *dataset = wcmi_st_meta(st, "dataset"), *head = wcmi_st_meta(st, "head");
+  int hsize = 0;
+  wcmi_head_kind hk = WCMI_HEAD_NONE;
+  if (!dataset) rc = wcmi_fail(ctx, WCMI_EFORMAT, "%s: metadata has no 'dataset' (not a wcmi model?)", path);
+  if (!rc) rc = meta_int(ctx, st, path, "hsize", 0, 65536, &hsize);
+  if (!rc && head && strcmp(head, "none") && wcmi_head_parse(ctx, head, &hk))
+    rc = wcmi_fail(ctx, WCMI_EFORMAT, "%s: metadata 'head' = '%s' is not linear, mlp or none", path, head);
+  if (!rc) {
+    rc = wcmi_model_init(ctx, m, dataset, hsize, hk, max_batch, 0);
+    if (rc) rc = wcmi_fail(ctx, WCMI_EFORMAT, "%s: cannot rebuild the model: %s", path, ctx->msg);
+  }
+  wcmi_net *nets[4];
+  int n = rc ? 0 : wcmi_model_nets(m, nets);
+  for (int i = 0; i < n && !rc; i++) rc = wcmi_net_load(ctx, st, nets[i]);
+  if (rc || !st_out) wcmi_st_close(st);
+  else *st_out = st;
+  if (rc) wcmi_model_free(m);
+  return rc;
+}
+
+int wcmi_net_copy_params(wcmi_ctx *ctx, wcmi_net *dst, wcmi_net *src) {
+  if (wcmi_net_num_params(dst) != wcmi_net_num_params(src))
+    return wcmi_fail(ctx, WCMI_EINVAL, "copy parameters: nets differ in structure");
+  for (int i = 0; i < wcmi_net_num_params(src); i++) {
+    wcmi_param *a = wcmi_net_param(dst, i), *b = wcmi_net_param(src, i);
+    if (strcmp(a->name, b->name) || !wcmi_shape_equal(&a->shape, &b->shape) || a->kind != b->kind)
+      return wcmi_fail(ctx, WCMI_EINVAL, "copy parameters: %s does not match %s", a->name, b->name);
+    if (a->kind == WCMI_PARAM_COUNTER) *a->i64 = *b->i64;
+    else memcpy(a->data, b->data, (size_t)wcmi_shape_numel(&a->shape) * sizeof(float));
+  }
+  return WCMI_OK;
+}

@@ -1,0 +1,180 @@
+/* Batch normalization kernels (torch.nn.BatchNorm1d / BatchNorm2d) over x (N, C, S), where S = H*W
+ * for 2d and S = 1 for 1d. Statistics are per channel over the M = N*S values of that channel.
+ *
+ * Reproducibility: each channel is handled by exactly one thread and its sums are accumulated in
+ * double in an order fixed by the indices alone (never by the thread count, vector width or buffer
+ * alignment), so results are identical for any thread count. */
+#include <math.h>
+
+#include "wcmi/nn.h"
+
+/* Starting a parallel region costs microseconds; below this many elements one thread is faster. */
+#define BN_PARALLEL_MIN 32768
+
+/* Partial sums per lane: lane j adds the elements whose index is j mod BN_LANES. The lanes are
+ * independent, so the compiler can keep them in vector registers without reassociating anything. */
+#define BN_LANES 8
+
+/* Row (n, c) of x (N, C, S): S contiguous floats. */
+static inline const float *bn_row(const float *x, int C, int S, int n, int c) {
+  return x + ((size_t)n * (size_t)C + (size_t)c) * (size_t)S;
+}
+
+static double bn_combine_lanes(const double *acc) {
+  double t = 0.0;
+  for (int j = 0; j < BN_LANES; j++) t += acc[j];
+  return t;
+}
+
+/* sum_s row[s], in double, fixed order. */
+static double bn_sum(const float *row, int len) {
+  double acc[BN_LANES] = {0};
+  int s = 0;
+  for (; s + BN_LANES <= len; s += BN_LANES)
+    for (int j = 0; j < BN_LANES; j++) acc[j] += (double)row[s + j];
+  for (int j = 0; s < len; s++, j++) acc[j] += (double)row[s];
+  return bn_combine_lanes(acc);
+}
+
+/* sum_s (row[s] - mu)^2, in double, fixed order. */
+static double bn_sum_sqdev(const float *row, int len, double mu) {
+  double acc[BN_LANES] = {0};
+  int s = 0;
+  for (; s + BN_LANES <= len; s += BN_LANES)
+    for (int j = 0; j < BN_LANES; j++) {
+      double d = (double)row[s + j] - mu;
+      acc[j] += d * d;
+    }
+  for (int j = 0; s < len; s++, j++) {
+    double d = (double)row[s] - mu;
+    acc[j] += d * d;
+  }
+  return bn_combine_lanes(acc);
+}
+
+/* *sum_dy += sum_s dy[s];  *sum_dy_xmu += sum_s dy[s] * (x[s] - mu). Double, fixed order. */
+static void bn_sum_dy_dyxmu(const float *x, const float *dy, int len, double mu, double *sum_dy,
+                            double *sum_dy_xmu) {
+  double a[BN_LANES] = {0}, b[BN_LANES] = {0};
+  int s = 0;
+  for (; s + BN_LANES <= len; s += BN_LANES)
+    for (int j = 0; j < BN_LANES; j++) {
+      double g = (double)dy[s + j];
+      a[j] += g;
+      b[j] += g * ((double)x[s + j] - mu);
+    }
+  for (int j = 0; s < len; s++, j++) {
+    double g = (double)dy[s];
+    a[j] += g;
+    b[j] += g * ((double)x[s] - mu);
+  }
+  *sum_dy += bn_combine_lanes(a);
+  *sum_dy_xmu += bn_combine_lanes(b);
+}
+
+/* y = (x - shift_mean) * scale + beta on every row of channel c. Subtracting the (float) mean
+ * before scaling avoids the cancellation of x*scale + (beta - mean*scale) when |mean| >> std. */
+static void bn_apply(int N, int C, int S, int c, const float *x, float mean, float scale, float beta, float *y) {
+  for (int n = 0; n < N; n++) {
+    const float *xr = bn_row(x, C, S, n, c);
+    float *yr = y + (xr - x);
+    for (int s = 0; s < S; s++) yr[s] = (xr[s] - mean) * scale + beta;
+  }
+}
+
+/* x, y: (N, C, S); gamma, beta, running_mean, running_var, mean, rstd: (C).
+ * gamma/beta NULL behave as 1/0 (affine=False); running stats / counter NULL are not updated. */
+void wcmi_batchnorm_forward_train(int N, int C, int S, const float *x, const float *gamma, const float *beta,
+                                  float *running_mean, float *running_var, int64_t *num_batches_tracked,
+                                  float momentum, float eps, float *y, float *mean, float *rstd) {
+  const int64_t M = (int64_t)N * S;
+#pragma omp parallel for schedule(static) if (M * C >= BN_PARALLEL_MIN)
+  for (int c = 0; c < C; c++) {
+    double sum = 0.0;
+    for (int n = 0; n < N; n++) sum += bn_sum(bn_row(x, C, S, n, c), S);
+    const double mu = sum / (double)M;
+    double sq = 0.0;
+    for (int n = 0; n < N; n++) sq += bn_sum_sqdev(bn_row(x, C, S, n, c), S, mu);
+    const double var = sq / (double)M; /* biased: used for normalization, as torch does */
+    const double rs = 1.0 / sqrt(var + (double)eps);
+    mean[c] = (float)mu;
+    rstd[c] = (float)rs;
+    const double g = gamma ? (double)gamma[c] : 1.0;
+    bn_apply(N, C, S, c, x, mean[c], (float)(g * rs), beta ? beta[c] : 0.0f, y);
+
+    /* torch stores the unbiased variance in running_var. With M == 1 torch refuses to train;
+     * the kernel cannot fail, so it falls back to the biased value instead of dividing by 0. */
+    const double var_unbiased = M > 1 ? var * (double)M / (double)(M - 1) : var;
+    const double m = (double)momentum;
+    if (running_mean) running_mean[c] = (float)((1.0 - m) * (double)running_mean[c] + m * mu);
+    if (running_var) running_var[c] = (float)((1.0 - m) * (double)running_var[c] + m * var_unbiased);
+  }
+  if (num_batches_tracked) ++*num_batches_tracked;
+}
+
+void wcmi_batchnorm_forward_eval(int N, int C, int S, const float *x, const float *gamma, const float *beta,
+                                 const float *running_mean, const float *running_var, float eps, float *y) {
+  const int64_t M = (int64_t)N * S;
+#pragma omp parallel for schedule(static) if (M * C >= BN_PARALLEL_MIN)
+  for (int c = 0; c < C; c++) {
+    const double rs = 1.0 / sqrt((double)running_var[c] + (double)eps);
+    const double g = gamma ? (double)gamma[c] : 1.0;
+    bn_apply(N, C, S, c, x, running_mean[c], (float)(g * rs), beta ? beta[c] : 0.0f, y);
+  }
+}
+
+/* Train-mode backward: the batch statistics depend on x, so with xhat = (x - mean) * rstd,
+ *   dx = gamma * rstd * (dy - mean(dy) - xhat * mean(dy * xhat)),
+ *   dgamma += sum(dy * xhat),  dbeta += sum(dy)   (sums and means over the channel's M values). */
+void wcmi_batchnorm_backward_train(int N, int C, int S, const float *x, const float *gamma, const float *mean,
+                                   const float *rstd, const float *dy, float *dx, float *dgamma, float *dbeta) {
+  const int64_t M = (int64_t)N * S;
+#pragma omp parallel for schedule(static) if (M * C >= BN_PARALLEL_MIN)
+  for (int c = 0; c < C; c++) {
+    const double mu = (double)mean[c], rs = (double)rstd[c];
+    double sum_dy = 0.0, sum_dy_xmu = 0.0;
+    for (int n = 0; n < N; n++)
+      bn_sum_dy_dyxmu(bn_row(x, C, S, n, c), bn_row(dy, C, S, n, c), S, mu, &sum_dy, &sum_dy_xmu);
+    if (dbeta) dbeta[c] += (float)sum_dy;
+    if (dgamma) dgamma[c] += (float)(sum_dy_xmu * rs);
+    if (!dx) continue;
+    /* dx = k*dy - k*mean(dy) - (x - mean) * k*rstd*mean(dy*xhat), k = gamma*rstd. */
+    const double k = (gamma ? (double)gamma[c] : 1.0) * rs;
+    const float kf = (float)k;
+    const float offset = (float)(k * sum_dy / (double)M);
+    const float slope = (float)(k * rs * rs * sum_dy_xmu / (double)M);
+    const float muf = mean[c];
+    for (int n = 0; n < N; n++) {
+      const float *xr = bn_row(x, C, S, n, c);
+      const float *dyr = dy + (xr - x);
+      float *dxr = dx + (xr - x);
+      for (int s = 0; s < S; s++) dxr[s] = kf * dyr[s] - offset - (xr[s] - muf) * slope;
+    }
+  }
+}
+
+/* Eval-mode backward: the running statistics are constants, so BN is an affine map per channel. */
+void wcmi_batchnorm_backward_eval(int N, int C, int S, const float *x, const float *gamma,
+                                  const float *running_mean, const float *running_var, float eps,
+                                  const float *dy, float *dx, float *dgamma, float *dbeta) {
+  const int64_t M = (int64_t)N * S;
+#pragma omp parallel for schedule(static) if (M * C >= BN_PARALLEL_MIN)
+  for (int c = 0; c < C; c++) {
+    const double rs = 1.0 / sqrt((double)running_var[c] + (double)eps);
+    if (dgamma || dbeta) {
+      double sum_dy = 0.0, sum_dy_xmu = 0.0;
+      for (int n = 0; n < N; n++)
+        bn_sum_dy_dyxmu(bn_row(x, C, S, n, c), bn_row(dy, C, S, n, c), S, (double)running_mean[c], &sum_dy,
+                        &sum_dy_xmu);
+      if (dbeta) dbeta[c] += (float)sum_dy;
+      if (dgamma) dgamma[c] += (float)(sum_dy_xmu * rs);
+    }
+    if (!dx) continue;
+    const float k = (float)((gamma ? (double)gamma[c] : 1.0) * rs);
+    for (int n = 0; n < N; n++) {
+      const float *dyr = bn_row(dy, C, S, n, c);
+      float *dxr = dx + (dyr - dy);
+      for (int s = 0; s < S; s++) dxr[s] = k * dyr[s];
+    }
+  }
+}

@@ -1,0 +1,101 @@
+/* Internal layout of wcmi_net, shared by net.c (container), resblock.c and normalize.c. */
+#ifndef WCMI_NET_INTERNAL_H
+#define WCMI_NET_INTERNAL_H
+
+#include "wcmi/nn.h"
+
+typedef enum {
+  LAYER_NORMALIZE,
+  LAYER_CONV2D,
+  LAYER_LINEAR,
+  LAYER_BATCHNORM,
+  LAYER_RELU,
+  LAYER_DROPOUT,
+  LAYER_FLATTEN,
+  LAYER_VIEW_MAP,
+  LAYER_RESBLOCK,
+} layer_kind;
+
+/* Parameter indices into net->params, -1 when absent. */
+typedef struct conv_params {
+  int w, b;
+  wcmi_conv2d_dims dims; /* N filled at run time */
+} conv_params;
+
+typedef struct bn_params {
+  int gamma, beta, running_mean, running_var, num_batches;
+  float *mean, *rstd; /* (C) saved by the last train-mode forward */
+} bn_params;
+
+typedef struct resblock_state {
+  int in_ch, H, S;           /* S = spatial locations */
+  conv_params conv0, conv3, shortcut;
+  bn_params bn;
+  int ln_gamma, ln_beta;
+  float *a;     /* conv0 output (N, H, S) */
+  float *b;     /* BN output, then ReLU in place (N, H, S) */
+  float *d;     /* pre-LayerNorm sum (N, H, S) */
+  float *ln_mean, *ln_rstd; /* (N*S) */
+  float *t1, *t2;            /* backward scratch (N, max(in, H), S) */
+} resblock_state;
+
+typedef struct net_layer {
+  layer_kind kind;
+  char name[WCMI_NAME_MAX];
+  wcmi_shape in, out; /* per sample */
+  int64_t in_numel, out_numel;
+  conv_params conv;
+  int lin_w, lin_b;
+  bn_params bn;
+  float dropout_p;
+  float *dropout_mask;
+  float norm_mean[4], norm_std[4];
+  resblock_state *rb;
+  float *y;         /* own output buffer (max_batch * out_numel), NULL for views */
+  const float *out_ptr; /* output of the last forward (own buffer or the input, for views) */
+  const float *in_ptr;  /* input of the last forward */
+} net_layer;
+
+struct wcmi_net {
+  wcmi_ctx *ctx;
+  char prefix[WCMI_NAME_MAX];
+  wcmi_shape in;
+  net_layer *layers;
+  int n_layers, cap_layers;
+  wcmi_param *params;
+  int n_params, cap_params;
+  float *param_buf, *grad_buf;
+  int64_t *counter_buf;
+  int64_t n_float, n_trainable, n_counters;
+  int max_batch;
+  int finalized;
+  int last_N, last_train;
+  float *ws;          /* conv workspace, shared by all convs */
+  size_t ws_floats;
+  float *g0, *g1;     /* ping-pong gradient buffers (max_batch * max numel) */
+  float *dx;          /* input gradient (max_batch * in numel) */
+  wcmi_rng rng;       /* dropout stream */
+};
+
+/* Parameter registration during building; returns the index or -1 on failure. */
+int net_register_param(wcmi_net *net, const char *module, const char *leaf, wcmi_param_kind kind, wcmi_shape shape);
+/* Full name "prefix.name" (or "prefix" when name is empty) into out. */
+void net_module_name(const wcmi_net *net, const char *name, const char *sub, char *out, size_t n);
+
+/* BatchNorm parameter helpers shared with resblock.c. */
+int net_register_bn(wcmi_net *net, const char *name, int C, bn_params *bn);
+void net_bn_reset(wcmi_net *net, const bn_params *bn);
+
+float *net_pdata(wcmi_net *net, int idx);
+float *net_pgrad(wcmi_net *net, int idx);
+
+/* resblock.c */
+int resblock_build(wcmi_net *net, net_layer *L, const char *name, int H);
+size_t resblock_workspace_floats(const net_layer *L, int max_batch);
+int resblock_alloc(wcmi_net *net, net_layer *L);
+void resblock_init(wcmi_net *net, net_layer *L, wcmi_rng *rng);
+void resblock_forward(wcmi_net *net, net_layer *L, const float *x, float *y, int N, int train);
+void resblock_backward(wcmi_net *net, net_layer *L, const float *x, const float *dy, float *dx, int N, int want_params);
+void resblock_free(net_layer *L);
+
+#endif

@@ -1,0 +1,94 @@
+/* The MI objective over encoder + local + global estimators: the loss the encoder tasks minimize
+ * and the worst-case MI attack maximizes. */
+#include "wcmi/train.h"
+
+#include <math.h>
+#include <string.h>
+
+int wcmi_dim_init(wcmi_ctx *ctx, wcmi_dim *d, wcmi_model *m, wcmi_mi_cfg mi, wcmi_grad_path path, int max_batch) {
+  memset(d, 0, sizeof *d);
+  if (!m->encoder || !m->local || !m->global)
+    return wcmi_fail(ctx, WCMI_EINVAL, "MI objective: the model has no MI estimators (hsize 0)");
+  wcmi_shape ls = wcmi_net_out_shape(m->local);
+  d->ctx = ctx;
+  d->m = m;
+  d->mi = mi;
+  d->path = path;
+  d->max_batch = max_batch;
+  d->H = (int)ls.d[0];
+  d->L = (int)(ls.d[1] * ls.d[2]);
+  int rc = wcmi_mi_check(ctx, mi, max_batch < 2 ? 2 : max_batch, d->H, d->L);
+  if (rc) return rc;
+  d->ws_bytes = wcmi_mi_workspace_bytes(max_batch, d->H, d->L);
+  d->ws = wcmi_alloc(ctx, d->ws_bytes, 1);
+  d->dLx = wcmi_alloc(ctx, (size_t)max_batch * (size_t)d->H * (size_t)d->L, sizeof(float));
+  d->dGz = wcmi_alloc(ctx, (size_t)max_batch * (size_t)d->H, sizeof(float));
+  wcmi_shape in = wcmi_net_in_shape(m->encoder);
+  d->dx_local = wcmi_alloc(ctx, (size_t)max_batch * (size_t)wcmi_shape_numel(&in), sizeof(float));
+  if (!d->ws || !d->dLx || !d->dGz || !d->dx_local) {
+    wcmi_dim_free(d);
+    return ctx->status;
+  }
+  return WCMI_OK;
+}
+
+void wcmi_dim_free(wcmi_dim *d) {
+  wcmi_free(d->ws);
+  wcmi_free(d->dLx);
+  wcmi_free(d->dGz);
+  wcmi_free(d->dx_local);
+  memset(d, 0, sizeof *d);
+}
+
+static int net_fail(wcmi_dim *d) { return d->ctx->status ? d->ctx->status : WCMI_EINVAL; }
+
+int wcmi_dim_step(wcmi_dim *d, const float *x, int N, int enc_train, int est_train, int grads, float *loss, float *dx) {
+  wcmi_model *m = d->m;
+  const float *z = wcmi_net_forward(m->encoder, x, N, enc_train);
+  if (!z) return net_fail(d);
+  const float *gz = wcmi_net_forward(m->global, z, N, est_train);
+  const float *lx = gz ? wcmi_net_forward(m->local, x, N, est_train) : NULL;
+  if (!lx) return net_fail(d);
+  int rc = wcmi_mi_forward(d->ctx, d->mi, N, d->H, d->L, lx, gz, d->ws, d->ws_bytes, loss);
+  if (rc || !grads) return rc;
+  const int est = (grads & WCMI_DIM_ESTIMATOR_PARAMS) != 0, enc = (grads & WCMI_DIM_ENCODER_PARAMS) != 0,
+            input = (grads & WCMI_DIM_INPUT) != 0;
+  const int local_input = input && d->path == WCMI_PATH_BOTH;
+  const int need_dz = enc || input;
+  rc = wcmi_mi_backward(d->ctx, d->mi, N, d->H, d->L, lx, gz, 1.0f, d->ws, d->ws_bytes, (est || local_input) ? d->dLx : NULL,
+                        (est || need_dz) ? d->dGz : NULL);
+  if (rc) return rc;
+  /* Global estimator: its input gradient is dL/dz, which the encoder needs. */
+  int gwhat = (est ? WCMI_GRAD_PARAMS : 0) | (need_dz ? WCMI_GRAD_INPUT : 0);
+  if (gwhat && (rc = wcmi_net_backward(m->global, d->dGz, gwhat))) return rc;
+  int ewhat = (enc ? WCMI_GRAD_PARAMS : 0) | (input ? WCMI_GRAD_INPUT : 0);
+  if (ewhat && (rc = wcmi_net_backward(m->encoder, wcmi_net_input_grad(m->global), ewhat))) return rc;
+  int lwhat = (est ? WCMI_GRAD_PARAMS : 0) | (local_input ? WCMI_GRAD_INPUT : 0);
+  if (lwhat && (rc = wcmi_net_backward(m->local, d->dLx, lwhat))) return rc;
+  if (input) {
+    wcmi_shape in = wcmi_net_in_shape(m->encoder);
+    int64_t n = (int64_t)N * wcmi_shape_numel(&in);
+    const float *ge = wcmi_net_input_grad(m->encoder);
+    if (local_input) {
+      const float *gl = wcmi_net_input_grad(m->local);
+      for (int64_t i = 0; i < n; i++) dx[i] = ge[i] + gl[i];
+    } else {
+      memcpy(dx, ge, (size_t)n * sizeof(float));
+    }
+  }
+  return WCMI_OK;
+}
+
+static int dim_eval(void *user, const float *x, int N, float *loss, unsigned char *succ, float *grad) {
+  (void)succ;
+  wcmi_dim *d = user;
+  return wcmi_dim_step(d, x, N, d->attack_enc_train, d->attack_est_train, grad ? WCMI_DIM_INPUT : 0, loss, grad);
+}
+
+wcmi_objective wcmi_dim_objective(wcmi_dim *d) { return (wcmi_objective){0, dim_eval, d}; }
+
+double wcmi_fano_bound(double worst_mi, int num_classes) {
+  if (num_classes < 2) return 1.0;
+  double b = (fmax(0.0, worst_mi) + log(2.0)) / log((double)num_classes);
+  return b < 1.0 ? b : 1.0;
+}

@@ -1,0 +1,67 @@
+/* Internal: the shared epoch loop of the training tasks, run directories, checkpoints, resume,
+ * progress and interruption. Each task supplies a per-batch step and an end-of-epoch evaluation. */
+#ifndef WCMI_TRAINER_H
+#define WCMI_TRAINER_H
+
+#include "wcmi/data.h"
+#include "wcmi/io.h"
+#include "wcmi/tasks.h"
+
+#define TRAINER_MAX_SUMS 8
+#define TRAINER_MAX_RNG 6
+
+typedef struct trainer trainer;
+
+typedef struct trainer_ops {
+  const char *task;
+  /* Names of the per-batch values a step reports (averaged over the epoch's batches). */
+  const char *sum_names[TRAINER_MAX_SUMS];
+  int n_sums;
+  /* One optimization step on a batch; writes its values into vals[0..n_sums). */
+  int (*step)(trainer *t, const float *x, const int32_t *y, int n, double *vals);
+  /* After each epoch: evaluation fields into w, and *score (higher is better) for best.safetensors. */
+  int (*end_epoch)(trainer *t, int epoch, wcmi_jsonw *w, double *score);
+  /* After training: extra summary fields. */
+  int (*summarize)(trainer *t, wcmi_jsonw *w);
+} trainer_ops;
+
+struct trainer {
+  wcmi_ctx *ctx;
+  wcmi_task_cfg cfg;
+  const trainer_ops *ops;
+  void *user;
+  wcmi_dataset train, test;
+  wcmi_model model;
+  wcmi_optim *opt;
+  wcmi_rng attack_rng;
+  float *x, *xadv; /* (batch, C, H, W) */
+  int32_t *y;
+  int epoch;       /* current epoch */
+  char run_dir[1024];
+  FILE *metrics;
+  double best_score;
+  int best_epoch;
+  double t_start, phase_time[4]; /* timing: attack, forward+backward, optimizer, eval */
+};
+
+/* Opens data, run directory (or resumes), and leaves the model to the task: call trainer_init,
+ * then build t->model and t->opt, then trainer_run. */
+int trainer_init(trainer *t, wcmi_ctx *ctx, const wcmi_task_cfg *cfg, const trainer_ops *ops, void *user);
+/* Restores the latest checkpoint when resuming (model, optimizer, RNG, epoch); then loops. */
+int trainer_run(trainer *t, char **summary);
+void trainer_free(trainer *t);
+
+/* Helpers shared by tasks. */
+int task_open_data(wcmi_ctx *ctx, const wcmi_task_cfg *cfg, wcmi_dataset *train, wcmi_dataset *test);
+/* Batches per epoch after the cap. */
+int64_t task_num_batches(const wcmi_task_cfg *cfg, int64_t n);
+/* Natural and adversarial accuracy of m on d (eval mode), attack settings from cfg->attack. */
+int task_accuracy(wcmi_ctx *ctx, wcmi_model *m, const wcmi_dataset *d, const wcmi_task_cfg *cfg,
+                  const wcmi_pgd_cfg *attack, int use_apgd, wcmi_rng *rng, double *nat, double *adv);
+/* Progress line on stderr (only when cfg->progress). */
+void task_progress(const wcmi_task_cfg *cfg, const char *task, int epoch, int64_t batch, int64_t nb, double loss,
+                   const char *extra_name, double extra, double items_per_s, double eta_s);
+/* Fails with WCMI_ENUMERIC naming the net if any parameter is NaN/Inf. */
+int task_check_finite(wcmi_ctx *ctx, wcmi_model *m);
+
+#endif
