@@ -54,7 +54,7 @@ def infer_architecture(tensors, metadata, dataset_arg):
         raise ValueError("dataset %s has %d channels but encoder.layer0.0.weight has %d"
                          % (dataset, ref.DATASETS[dataset][0], channels))
     estimators = any(k.startswith(ESTIMATOR_PREFIXES) for k in tensors)
-    hsize = tensors["dim_global.block_nonlinear.0.weight"].shape[0] if estimators else 1
+    hsize = tensors["dim_global.block_nonlinear.0.weight"].shape[0] if estimators else None
     if "classifier.layer1.0.weight" in tensors:
         head = "mlp"
     elif "classifier.layer0.weight" in tensors:
@@ -67,7 +67,7 @@ def infer_architecture(tensors, metadata, dataset_arg):
 def load_model(path, dataset_arg=None):
     tensors, metadata = ref.read_safetensors(path)
     dataset, hsize, estimators, head = infer_architecture(tensors, metadata, dataset_arg)
-    model = ref.Model(dataset, hsize, estimators=estimators, head=head)
+    model = ref.Model(dataset, hsize or 1, estimators=estimators, head=head)
     state = {k: torch.from_numpy(np.array(v, order="C")) for k, v in tensors.items()}
     model.load_state_dict(state, strict=True)
     return model, dict(dataset=dataset, hsize=hsize, estimators=estimators, head=head)
