@@ -215,6 +215,10 @@ static void test_conv2d_odd_shapes_and_dense_paths_match_reference(void) {
    * border outputs */
   check_conv(conv_dims(2, 2, 8, 8, 3, 2, 3, 0), 1, 4);
   check_conv(conv_dims(1, 2, 3, 3, 2, 1, 1, 2), 1, 5);
+  /* a padded plane of 5 x 1102 floats is too large for the stack-staged im2col/col2im, so this one
+   * takes the bounds-checked path */
+  wcmi_conv2d_dims wide = {1, 1, 3, 1100, 1, 3, 3, 2, 1, 0, 0};
+  check_conv(wide, 1, 6);
 }
 
 /* Bigger channel counts so the GEMMs and the parallel loops really split work between threads. */

@@ -87,7 +87,8 @@ int wcmi_svhn_read(wcmi_ctx *ctx, const char *path, wcmi_dataset *out);
 
 /* ---- selection ------------------------------------------------------------------------------- */
 /* Picks n sample indices, class-balanced: each class gets floor(n/K) and the first n mod K classes
- * one more; a class with too few samples gives its shortfall to the next classes in order. Within
+ * one more; when a class has too few samples, its shortfall is spread evenly over the others
+ * (water-filling: each pick goes to the class with the smallest quota, lowest class on ties). Within
  * a class the samples come from a permutation seeded by (seed, WCMI_STREAM_SUBSET). idx_out (n
  * entries) is sorted ascending, so the subset keeps the file's order. n must be <= d->n. */
 int wcmi_dataset_select_balanced(wcmi_ctx *ctx, const wcmi_dataset *d, int64_t n, uint64_t seed,

@@ -79,6 +79,8 @@ int wcmi_model_save(wcmi_ctx *ctx, wcmi_model *m, const char *path, wcmi_param *
 int wcmi_model_load(wcmi_ctx *ctx, const char *path, int max_batch, wcmi_model *m, wcmi_st **st_out);
 /* Loads the parameters of one net from an open file (all of that net's tensors must be present). */
 int wcmi_net_load(wcmi_ctx *ctx, const wcmi_st *st, wcmi_net *net);
+/* Representations z = encoder(x) of a batch (eval mode): x (N, C, H, W) in [0,1], z (N, 64). */
+int wcmi_model_encode(wcmi_ctx *ctx, wcmi_model *m, const float *x, int N, float *z);
 /* Copies parameters (and BN buffers) of src into dst, which must have the same structure. */
 int wcmi_net_copy_params(wcmi_ctx *ctx, wcmi_net *dst, wcmi_net *src);
 

@@ -147,19 +147,14 @@ int wcmi_dataset_select_balanced(wcmi_ctx *ctx, const wcmi_dataset *d, int64_t n
                        (long long)i);
     count[d->labels[i]]++;
   }
-  /* Equal shares, remainder to the lowest classes, then shortfalls passed on round-robin. */
-  int64_t left = n;
-  for (int k = 0; k < K; k++) {
-    quota[k] = n / K + (k < n % K ? 1 : 0);
-    if (quota[k] > count[k]) quota[k] = count[k];
-    left -= quota[k];
-  }
-  while (left > 0) {
-    for (int k = 0; k < K && left > 0; k++)
-      if (quota[k] < count[k]) {
-        quota[k]++;
-        left--;
-      }
+  /* Water-filling: each sample goes to the class with the smallest quota that still has samples
+   * (lowest class on ties). Without shortages this is floor(n/K) each plus one for the first
+   * n mod K classes; a rare class's shortfall is spread evenly over the others. */
+  for (int64_t t = 0; t < n; t++) {
+    int best = -1;
+    for (int k = 0; k < K; k++)
+      if (quota[k] < count[k] && (best < 0 || quota[k] < quota[best])) best = k;
+    quota[best]++;
   }
   /* Bucket the indices by class (stable), shuffle each bucket, take the first quota[k]. */
   int64_t *by_class = wcmi_alloc(ctx, d->n ? (size_t)d->n : 1, sizeof(int64_t));

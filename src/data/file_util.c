@@ -63,6 +63,24 @@ int wcmi__inflate(wcmi_ctx *ctx, const char *file, const uint8_t *src, size_t le
     return wcmi_fail(ctx, WCMI_ENOMEM, "%s: cannot initialise zlib", file);
   uint8_t *buf = NULL;
   size_t capacity = 0, used = 0;
+  /* A gzip trailer states the uncompressed size mod 2^32. Use it only as the first allocation, and
+   * only up to what deflate can expand len bytes into (~1032:1), so a lying trailer cannot make us
+   * allocate more than a bounded multiple of the input; growth by doubling handles the rest. */
+  if (gzip && len >= 18) {
+    size_t hint = (size_t)src[len - 4] | ((size_t)src[len - 3] << 8) | ((size_t)src[len - 2] << 16) |
+                  ((size_t)src[len - 1] << 24);
+    size_t bound = len < (SIZE_MAX >> 11) ? len * 1032 : SIZE_MAX;
+    if (hint > bound) hint = bound;
+    if (hint > cap) hint = cap;
+    if (hint > 0) {
+      buf = wcmi_alloc(ctx, hint, 1);
+      if (!buf) {
+        inflateEnd(&zs);
+        return wcmi_fail(ctx, WCMI_ENOMEM, "%s: cannot allocate %zu bytes while decompressing", file, hint);
+      }
+      capacity = hint;
+    }
+  }
   size_t pos = 0; /* input consumed so far */
   int rc = WCMI_OK;
   for (;;) {

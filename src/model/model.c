@@ -163,3 +163,10 @@ int wcmi_net_copy_params(wcmi_ctx *ctx, wcmi_net *dst, wcmi_net *src) {
   }
   return WCMI_OK;
 }
+
+int wcmi_model_encode(wcmi_ctx *ctx, wcmi_model *m, const float *x, int N, float *z) {
+  const float *out = wcmi_net_forward(m->encoder, x, N, 0);
+  if (!out) return ctx->status ? ctx->status : wcmi_fail(ctx, WCMI_EINVAL, "encode: forward failed");
+  memcpy(z, out, (size_t)N * WCMI_ZDIM * sizeof(float));
+  return WCMI_OK;
+}

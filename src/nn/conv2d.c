@@ -14,14 +14,26 @@
  * conv on 1x1 maps, as in the global estimator), has Ho = Wo = 1 and x (N, C*H*W) is already the
  * transposed column matrix, so it runs as a linear layer with no workspace and no copies.
  *
+ * A 1x1 conv with stride 1 and no padding needs no im2col: its column matrix is x with the batch and
+ * channel axes swapped, (N, C, S) -> (C, N*S), and col2im is the reverse swap.
+ *
  * Every parallel loop is `schedule(static)` and each output element is written by exactly one
- * iteration in a fixed order, so results are bit-identical for a given thread count.
+ * iteration in a fixed order, so results do not even depend on the thread count (the BLAS aside).
+ * Loops go parallel only above PARALLEL_MIN_FLOATS: each OpenMP region costs a fork/join and leaves
+ * its workers spinning for a while afterwards, stealing cores from the BLAS threads that run next;
+ * for a copy of less than a megabyte that costs more than it saves.
  */
 #include "wcmi/blas.h"
 #include "wcmi/nn.h"
 
 #include <limits.h>
 #include <string.h>
+
+enum {
+  PARALLEL_MIN_FLOATS = 1 << 18,
+  /* Largest zero-padded input plane (floats) staged on the stack by the fast im2col / col2im. */
+  PADDED_PLANE_MAX = 4096,
+};
 
 static int conv_fail_nonpositive(wcmi_ctx *ctx, const char *name, const char *what, int v) {
   return wcmi_fail(ctx, WCMI_EINVAL, "conv2d %s: %s = %d must be positive", name, what, v);
@@ -65,6 +77,11 @@ size_t wcmi_conv2d_workspace_floats(const wcmi_conv2d_dims *d) {
   return (K + (size_t)d->O) * P;
 }
 
+/* 1x1 kernel, stride 1, no padding: cols (C, N*S) is x (N, C, S) with the first two axes swapped. */
+static int conv_is_pointwise(const wcmi_conv2d_dims *d) {
+  return d->KH == 1 && d->KW == 1 && d->stride == 1 && d->pad == 0;
+}
+
 /* Output columns [lo, hi) read input columns inside [0, W) for kernel offset k (first/last valid
  * ow for iw = ow*stride - pad + k). */
 static void valid_range(int out_len, int in_len, int stride, int pad, int k, int *lo, int *hi) {
@@ -79,11 +96,11 @@ static void valid_range(int out_len, int in_len, int stride, int pad, int k, int
 }
 
 /* x (N, C, H, W) -> cols (K, P). One iteration fills the S = Ho*Wo columns of sample n in row r. */
-static void im2col_batch(const wcmi_conv2d_dims *d, const float *x, float *cols) {
+static void im2col_batch_bounded(const wcmi_conv2d_dims *d, const float *x, float *cols) {
   const int N = d->N, H = d->H, W = d->W, KH = d->KH, KW = d->KW, s = d->stride, p = d->pad;
   const int Ho = d->Ho, Wo = d->Wo, S = Ho * Wo;
   const int64_t P = (int64_t)N * S, items = (int64_t)d->C * KH * KW * N;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (items * S >= PARALLEL_MIN_FLOATS)
   for (int64_t it = 0; it < items; it++) {
     const int r = (int)(it / N), n = (int)(it % N);
     const int kw = r % KW, kh = (r / KW) % KH, c = r / (KW * KH);
@@ -112,11 +129,11 @@ static void im2col_batch(const wcmi_conv2d_dims *d, const float *x, float *cols)
 
 /* dcols (K, P) -> dx (N, C, H, W), overwriting dx. One iteration owns one (n, c) input plane and sums
  * its KH*KW contributions in a fixed order. */
-static void col2im_batch(const wcmi_conv2d_dims *d, const float *dcols, float *dx) {
+static void col2im_batch_bounded(const wcmi_conv2d_dims *d, const float *dcols, float *dx) {
   const int N = d->N, C = d->C, H = d->H, W = d->W, KH = d->KH, KW = d->KW, s = d->stride, p = d->pad;
   const int Ho = d->Ho, Wo = d->Wo, S = Ho * Wo;
   const int64_t P = (int64_t)N * S, planes = (int64_t)N * C;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (planes * H * W * KH * KW >= PARALLEL_MIN_FLOATS)
   for (int64_t it = 0; it < planes; it++) {
     const int n = (int)(it / C), c = (int)(it % C);
     float *plane = dx + it * H * W;
@@ -142,7 +159,7 @@ static void col2im_batch(const wcmi_conv2d_dims *d, const float *dcols, float *d
 /* ybuf (O, N, S) -> y (N, O, S), adding b (O) if given. */
 static void channels_major_to_batch_major(int N, int O, int S, const float *ybuf, const float *b, float *y) {
   const int64_t items = (int64_t)N * O;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (items * S >= PARALLEL_MIN_FLOATS)
   for (int64_t it = 0; it < items; it++) {
     const int n = (int)(it / O), o = (int)(it % O);
     const float *src = ybuf + ((int64_t)o * N + n) * S;
@@ -155,7 +172,7 @@ static void channels_major_to_batch_major(int N, int O, int S, const float *ybuf
 /* dy (N, O, S) -> dyb (O, N, S). */
 static void batch_major_to_channels_major(int N, int O, int S, const float *dy, float *dyb) {
   const int64_t items = (int64_t)O * N;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (items * S >= PARALLEL_MIN_FLOATS)
   for (int64_t it = 0; it < items; it++) {
     const int o = (int)(it / N), n = (int)(it % N);
     memcpy(dyb + it * S, dy + ((int64_t)n * O + o) * S, (size_t)S * sizeof *dyb);
@@ -164,7 +181,7 @@ static void batch_major_to_channels_major(int N, int O, int S, const float *dy, 
 
 /* db (O) += sum of dy (N, O, S) over n and s, in double, in a fixed order per channel. */
 static void bias_grad_accumulate(int N, int O, int S, const float *dy, float *db) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((int64_t)N * O * S >= PARALLEL_MIN_FLOATS)
   for (int o = 0; o < O; o++) {
     double acc = 0.0;
     for (int n = 0; n < N; n++) {
@@ -175,6 +192,87 @@ static void bias_grad_accumulate(int N, int O, int S, const float *dy, float *db
   }
 }
 
+/* im2col through a zero-padded copy of each input plane: the gathers then need no bounds checks,
+ * which makes them 2-3x faster than im2col_batch_bounded on the paper's 14x14 and 28x28 maps.
+ * One iteration handles one (c, n) plane and writes its KH*KW rows of cols. */
+static void im2col_batch_padded(const wcmi_conv2d_dims *d, const float *x, float *cols) {
+  const int N = d->N, H = d->H, W = d->W, KH = d->KH, KW = d->KW, s = d->stride, p = d->pad;
+  const int Ho = d->Ho, Wo = d->Wo, S = Ho * Wo, Wp = W + 2 * p, Hp = H + 2 * p;
+  const int64_t P = (int64_t)N * S, items = (int64_t)d->C * N;
+#pragma omp parallel if (items * KH * KW * S >= PARALLEL_MIN_FLOATS)
+  {
+    float padded[PADDED_PLANE_MAX]; /* (Hp, Wp); the border stays zero, the interior is overwritten */
+    memset(padded, 0, (size_t)Hp * Wp * sizeof *padded);
+#pragma omp for schedule(static)
+    for (int64_t it = 0; it < items; it++) {
+      const int c = (int)(it / N), n = (int)(it % N);
+      const float *xp = x + ((int64_t)n * d->C + c) * H * W;
+      for (int i = 0; i < H; i++) memcpy(padded + (i + p) * Wp + p, xp + (int64_t)i * W, (size_t)W * sizeof *xp);
+      for (int kh = 0; kh < KH; kh++)
+        for (int kw = 0; kw < KW; kw++) {
+          float *dst = cols + ((int64_t)(c * KH + kh) * KW + kw) * P + (int64_t)n * S;
+          for (int oh = 0; oh < Ho; oh++, dst += Wo) {
+            const float *src = padded + (oh * s + kh) * Wp + kw;
+            for (int ow = 0; ow < Wo; ow++) dst[ow] = src[ow * s];
+          }
+        }
+    }
+  }
+}
+
+/* col2im into a zero-padded plane on the stack, then the interior is copied out: no bounds checks and
+ * no separate zeroing pass over dx. Same summation order as col2im_batch_bounded. */
+static void col2im_batch_padded(const wcmi_conv2d_dims *d, const float *dcols, float *dx) {
+  const int N = d->N, C = d->C, H = d->H, W = d->W, KH = d->KH, KW = d->KW, s = d->stride, p = d->pad;
+  const int Ho = d->Ho, Wo = d->Wo, S = Ho * Wo, Wp = W + 2 * p, Hp = H + 2 * p;
+  const int64_t P = (int64_t)N * S, planes = (int64_t)N * C;
+#pragma omp parallel if (planes * KH * KW * S >= PARALLEL_MIN_FLOATS)
+  {
+    float padded[PADDED_PLANE_MAX]; /* (Hp, Wp) */
+#pragma omp for schedule(static)
+    for (int64_t it = 0; it < planes; it++) {
+      const int n = (int)(it / C), c = (int)(it % C);
+      memset(padded, 0, (size_t)Hp * Wp * sizeof *padded);
+      for (int kh = 0; kh < KH; kh++)
+        for (int kw = 0; kw < KW; kw++) {
+          const float *src = dcols + ((int64_t)(c * KH + kh) * KW + kw) * P + (int64_t)n * S;
+          for (int oh = 0; oh < Ho; oh++, src += Wo) {
+            float *dst = padded + (oh * s + kh) * Wp + kw;
+            for (int ow = 0; ow < Wo; ow++) dst[ow * s] += src[ow];
+          }
+        }
+      float *plane = dx + it * H * W;
+      for (int i = 0; i < H; i++) memcpy(plane + (int64_t)i * W, padded + (i + p) * Wp + p, (size_t)W * sizeof *plane);
+    }
+  }
+}
+
+static int padded_plane_fits(const wcmi_conv2d_dims *d) {
+  return ((int64_t)d->H + 2 * d->pad) * ((int64_t)d->W + 2 * d->pad) <= PADDED_PLANE_MAX;
+}
+
+static void im2col_batch(const wcmi_conv2d_dims *d, const float *x, float *cols) {
+  if (padded_plane_fits(d))
+    im2col_batch_padded(d, x, cols);
+  else
+    im2col_batch_bounded(d, x, cols);
+}
+
+static void col2im_batch(const wcmi_conv2d_dims *d, const float *dcols, float *dx) {
+  if (padded_plane_fits(d))
+    col2im_batch_padded(d, dcols, dx);
+  else
+    col2im_batch_bounded(d, dcols, dx);
+}
+
+/* x (N, C, H, W) -> cols (K, P) */
+static void lower_input(const wcmi_conv2d_dims *d, const float *x, float *cols) {
+  if (conv_is_pointwise(d))
+    batch_major_to_channels_major(d->N, d->C, d->H * d->W, x, cols);
+  else
+    im2col_batch(d, x, cols);
+}
+
 void wcmi_conv2d_forward(const wcmi_conv2d_dims *d, const float *x, const float *w, const float *b, float *y,
                          float *ws) {
   const int N = d->N, O = d->O, K = d->C * d->KH * d->KW, S = d->Ho * d->Wo, P = N * S;
@@ -183,7 +281,7 @@ void wcmi_conv2d_forward(const wcmi_conv2d_dims *d, const float *x, const float 
     return;
   }
   float *cols = ws, *ybuf = ws + (size_t)K * P;
-  im2col_batch(d, x, cols);
+  lower_input(d, x, cols);
   wcmi_sgemm(0, 0, O, P, K, 1.0f, w, K, cols, P, 0.0f, ybuf, P);
   channels_major_to_batch_major(N, O, S, ybuf, b, y);
 }
@@ -202,11 +300,14 @@ void wcmi_conv2d_backward(const wcmi_conv2d_dims *d, const float *x, const float
   if (dw) {
     /* The columns are rebuilt rather than kept from forward: the workspace may be shared by all
      * layers of a net, and im2col is cheap next to the GEMM. */
-    im2col_batch(d, x, cols);
+    lower_input(d, x, cols);
     wcmi_sgemm(0, 1, O, K, P, 1.0f, dyb, P, cols, P, 1.0f, dw, K);
   }
   if (dx) {
     wcmi_sgemm(1, 0, K, P, O, 1.0f, w, K, dyb, P, 0.0f, cols, P);
-    col2im_batch(d, cols, dx);
+    if (conv_is_pointwise(d))
+      channels_major_to_batch_major(N, d->C, S, cols, NULL, dx);
+    else
+      col2im_batch(d, cols, dx);
   }
 }

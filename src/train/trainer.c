@@ -304,7 +304,15 @@ int trainer_run(trainer *t, char **summary) {
       rc = wcmi_loader_batch(t->ctx, &loader, b, t->x, t->y, &count);
       if (rc) break;
       double vals[TRAINER_MAX_SUMS] = {0};
-      if ((rc = t->ops->step(t, t->x, t->y, count, vals))) break;
+      if ((rc = t->ops->step(t, t->x, t->y, count, vals))) {
+        if (rc == WCMI_ENUMERIC) {
+          char msg[sizeof t->ctx->msg];
+          snprintf(msg, sizeof msg, "%s", t->ctx->msg);
+          wcmi_fail(t->ctx, rc, "epoch %d batch %lld: %s; stopped, last good checkpoint (if any) kept in %s", epoch + 1,
+                    (long long)(b + 1), msg, t->run_dir);
+        }
+        break;
+      }
       for (int i = 0; i < t->ops->n_sums; i++) sums[i] += vals[i];
       done++;
       double el = wcmi_now() - t0, ips = (double)(b + 1 - b0) * c->batch_size / (el > 0 ? el : 1e-9);
