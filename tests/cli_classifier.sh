@@ -105,6 +105,27 @@ EOF
 check "eval --eps 0: adv_acc == nat_acc" py -c '
 import json, sys; e = json.load(open(sys.argv[1])); assert e["adv_acc"] == e["nat_acc"], e' "$DIR/ev0.json"
 
+# ---- eval --attack strong: PGD + random-start PGD with restarts + APGD-CE, worst case per sample ----
+"$WCMI" eval --model "$DIR/lin/latest.safetensors" --test-subset 256 --eval-batches 1 --threads 1 --attack strong \
+  --restarts 2 >"$DIR/evs.json" 2>"$DIR/err"; rc=$?
+if [ "$rc" != 0 ] && grep -q "APGD-CE is not available" "$DIR/err"; then
+  echo "SKIPPED eval --attack strong: APGD-CE not merged into this build yet"
+else
+  check "eval --attack strong exits 0" test "$rc" = 0 || cat "$DIR/err"
+  check "strong: three attacks, worst case <= min <= each, its PGD equals the plain PGD eval" py - "$DIR/evs.json" "$DIR/ev.json" <<'EOF'
+import json, sys
+e = json.load(open(sys.argv[1])); p = json.load(open(sys.argv[2]))
+names = [a["name"] for a in e["attacks"]]
+assert e["attack"] == "strong" and names == ["pgd", "pgd-restarts", "apgd-ce"], names
+r = e["attacks"][1]
+assert r["random_start"] is True and r["restarts"] == 2 and e["attacks"][2]["algorithm"] == "apgd-ce", e["attacks"]
+accs = [a["adv_acc"] for a in e["attacks"]]
+assert e["min_adv_acc"] == min(accs) and e["worst_case_adv_acc"] <= e["min_adv_acc"] + 1e-12, e
+assert e["adv_acc"] == e["worst_case_adv_acc"] and e["nat_acc"] == p["nat_acc"], e
+assert e["attacks"][0]["adv_acc"] == p["adv_acc"], (e["attacks"][0], p["adv_acc"])
+EOF
+fi
+
 # ---- train-classifier, MLP head, robust (short PGD) with eps fade-in ----
 "$WCMI" train-classifier "${TINY[@]}" --model "$ENC" --head mlp --training robust --epochs 1 --max-batches 2 \
   --attack-steps 3 --eps-fade 2 --out "$DIR/mlp" >"$DIR/mlp.json" 2>"$DIR/err"

@@ -51,7 +51,8 @@ int wcmi_cmd_encode(int argc, char **argv) {
   if (!out) usage = "-o OUT.npy is required";
   if (usage) {
     fprintf(stderr, "wcmi encode: %s\n", usage);
-    return task_cli_finish(&tc, "encode", WCMI_OK, NULL), 2;
+    task_cli_finish(&tc, "encode", WCMI_OK, NULL);
+    return 2;
   }
   tc.cfg.model = model;
   char *labels = labels_path_for(out), *summary = NULL;

@@ -32,11 +32,13 @@ int wcmi_cmd_eval(int argc, char **argv) {
   else if (!strcmp(attack, "strong")) tc.cfg.eval_attack = WCMI_EVAL_STRONG;
   else {
     fprintf(stderr, "wcmi eval: --attack must be pgd, apgd or strong\n");
-    return task_cli_finish(&tc, "eval", WCMI_OK, NULL), 2;
+    task_cli_finish(&tc, "eval", WCMI_OK, NULL);
+    return 2;
   }
   if (!model) {
     fprintf(stderr, "wcmi eval: --model FILE is required\n");
-    return task_cli_finish(&tc, "eval", WCMI_OK, NULL), 2;
+    task_cli_finish(&tc, "eval", WCMI_OK, NULL);
+    return 2;
   }
   tc.cfg.model = model;
   char *summary = NULL;
