@@ -22,7 +22,7 @@ if [ ! -e "$DATA/train-images-idx3-ubyte.gz" ] && [ ! -e "$DATA/train-images-idx
   echo "SKIPPED: Fashion-MNIST not installed in $DATA (apt-get install dataset-fashion-mnist)"
   exit 0
 fi
-TINY=(--profile quick --train-subset 512 --test-subset 256 --eval-batches 1 --threads 1)
+TINY=(--profile quick --train-subset 512 --test-subset 256 --eval-batches 1 --batch-size 64 --threads 1)
 
 # ---- an encoder to build on ----
 "$WCMI" train-encoder "${TINY[@]}" --max-batches 3 --epochs 1 --hsize 32 --out "$DIR/enc" >"$DIR/enc.json" 2>"$DIR/err"
@@ -45,7 +45,7 @@ assert 0 <= s["adv_acc"] <= s["nat_acc"] <= 1, s
 a = s["attack"]
 assert a["algorithm"] == "pgd" and a["norm"] == "linf" and a["steps"] == 10 and a["restarts"] == 0, a
 assert abs(a["eps"] - 0.1) < 1e-6 and abs(a["step"] - 0.02) < 1e-6 and a["random_start"] is False, a
-assert s["test_samples"] == 128, s
+assert s["test_samples"] == 64, s
 EOF
 check "linear standard: the epoch loss decreases (epoch 3 < epoch 1) and every line has nat/adv accuracy" \
   py - "$DIR/lin/metrics.jsonl" <<'EOF'
@@ -85,14 +85,14 @@ assert meta["head"] == "linear" and meta["task"] == "train-classifier", meta
 EOF
 
 # ---- eval reproduces the trainer's final accuracies on the same test batches ----
-"$WCMI" eval --model "$DIR/lin/latest.safetensors" --test-subset 256 --eval-batches 1 --threads 1 --out "$DIR/ev" \
+"$WCMI" eval --model "$DIR/lin/latest.safetensors" --test-subset 256 --eval-batches 1 --batch-size 64 --threads 1 --out "$DIR/ev" \
   >"$DIR/ev.json" 2>"$DIR/err"
 check "eval exits 0" test $? = 0 || cat "$DIR/err"
 check "eval --out wrote eval.json" test -s "$DIR/ev/eval.json"
 check "eval: both accuracies, protocol, and the trainer's final numbers" py - "$DIR/ev.json" "$DIR/lin.json" <<'EOF'
 import json, sys
 e = json.load(open(sys.argv[1])); s = json.load(open(sys.argv[2]))
-assert e["task"] == "eval" and e["attack"] == "pgd" and e["samples"] == 128 and e["dataset"] == "fashion-mnist", e
+assert e["task"] == "eval" and e["attack"] == "pgd" and e["samples"] == 64 and e["dataset"] == "fashion-mnist", e
 assert len(e["attacks"]) == 1 and e["attacks"][0]["name"] == "pgd", e
 p = e["attacks"][0]
 for k in ("norm", "eps", "steps", "step", "restarts", "random_start", "adv_acc"):
@@ -101,12 +101,12 @@ assert 0 <= e["adv_acc"] <= e["nat_acc"] <= 1 and e["min_adv_acc"] == e["adv_acc
 assert e["nat_acc"] == s["nat_acc"] and e["adv_acc"] == s["adv_acc"], (e["nat_acc"], s["nat_acc"], e["adv_acc"], s["adv_acc"])
 EOF
 # eps 0: the attack cannot move the input, so adversarial accuracy equals natural accuracy.
-"$WCMI" eval --model "$DIR/lin/latest.safetensors" --test-subset 256 --eval-batches 1 --threads 1 --eps 0 >"$DIR/ev0.json" 2>"$DIR/err"
+"$WCMI" eval --model "$DIR/lin/latest.safetensors" --test-subset 256 --eval-batches 1 --batch-size 64 --threads 1 --eps 0 >"$DIR/ev0.json" 2>"$DIR/err"
 check "eval --eps 0: adv_acc == nat_acc" py -c '
 import json, sys; e = json.load(open(sys.argv[1])); assert e["adv_acc"] == e["nat_acc"], e' "$DIR/ev0.json"
 
 # ---- eval --attack strong: PGD + random-start PGD with restarts + APGD-CE, worst case per sample ----
-"$WCMI" eval --model "$DIR/lin/latest.safetensors" --test-subset 256 --eval-batches 1 --threads 1 --attack strong \
+"$WCMI" eval --model "$DIR/lin/latest.safetensors" --test-subset 256 --eval-batches 1 --batch-size 64 --threads 1 --attack strong \
   --restarts 2 >"$DIR/evs.json" 2>"$DIR/err"; rc=$?
 if [ "$rc" != 0 ] && grep -q "APGD-CE is not available" "$DIR/err"; then
   echo "SKIPPED eval --attack strong: APGD-CE not merged into this build yet"

@@ -23,7 +23,7 @@ if [ ! -e "$DATA/train-images-idx3-ubyte.gz" ] && [ ! -e "$DATA/train-images-idx
   echo "SKIPPED: Fashion-MNIST not installed in $DATA"
   exit 0
 fi
-TINY=(--profile quick --train-subset 512 --test-subset 256 --eval-batches 1 --threads 1)
+TINY=(--profile quick --train-subset 512 --test-subset 256 --eval-batches 1 --batch-size 64 --threads 1)
 
 "$WCMI" train-encoder "${TINY[@]}" --max-batches 2 --epochs 1 --hsize 16 --out "$DIR/enc" >/dev/null 2>"$DIR/err"
 check "train-encoder exits 0" test $? = 0 || cat "$DIR/err"
