@@ -241,6 +241,8 @@ static void test_conv2d_odd_shapes_and_dense_paths_match_reference(void) {
    * border outputs */
   check_conv(conv_dims(2, 2, 8, 8, 3, 2, 3, 0), 1, 4);
   check_conv(conv_dims(1, 2, 3, 3, 2, 1, 1, 2), 1, 5);
+  /* a stride past the padded input leaves one output per axis */
+  check_conv(conv_dims(2, 2, 5, 5, 3, 2, 1000, 1), 1, 7);
   /* a padded plane of 5 x 1102 floats is too large for the stack-staged im2col/col2im, so this one
    * takes the bounds-checked path */
   wcmi_conv2d_dims wide = {1, 1, 3, 1100, 1, 3, 3, 2, 1, 0, 0};
@@ -465,6 +467,7 @@ static void test_conv2d_dims_init_rejects_impossible_shapes(void) {
   expect_rejected(conv_dims(2, 3, 8, 8, 4, 3, 0, 1), "block_nonlinear.0", "stride");
   expect_rejected(conv_dims(2, 3, 8, 8, 4, 3, 1, -1), "block_nonlinear.3", "padding");
   expect_rejected(conv_dims(1 << 20, 1, 1 << 12, 1 << 12, 1, 1, 1, 0), "huge", "too large");
+  expect_rejected(conv_dims(1, 1, 1, 1, 1, 1, 1, 1 << 30), "huge_pad", "padding");
 
   /* the paper's shapes: 28 -> 14 -> 7 -> 3 with k4 s2 p1 */
   wcmi_ctx ctx;
