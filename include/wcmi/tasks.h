@@ -58,6 +58,20 @@ int wcmi_task_estimate_mi(wcmi_ctx *ctx, const wcmi_task_cfg *cfg, char **summar
 int wcmi_task_vulnerability(wcmi_ctx *ctx, const wcmi_task_cfg *cfg, char **summary);
 int wcmi_task_eval(wcmi_ctx *ctx, const wcmi_task_cfg *cfg, char **summary);
 
+/* ---- estimate-mi / vulnerability options (docs/estimate-mi.md) ---------------------------- */
+typedef enum { WCMI_REPR_AUTO = 0, WCMI_REPR_Z = 1, WCMI_REPR_LOGITS = 2 } wcmi_repr_kind;
+typedef struct wcmi_estimate_opts {
+  wcmi_repr_kind repr;  /* AUTO: the logits when the model has a classifier head, else z */
+  int refit_patience;   /* re-fitted worst-case estimate: epochs without held-out improvement (3) */
+  int refit_max_epochs; /* and at most this many epochs (50) */
+} wcmi_estimate_opts;
+void wcmi_estimate_opts_default(wcmi_estimate_opts *o);
+const char *wcmi_repr_name(wcmi_repr_kind r); /* "auto", "z", "logits" */
+/* wcmi_task_estimate_mi / wcmi_task_vulnerability use the defaults above. */
+int wcmi_task_estimate_mi_ex(wcmi_ctx *ctx, const wcmi_task_cfg *cfg, const wcmi_estimate_opts *opts, char **summary);
+int wcmi_task_vulnerability_ex(wcmi_ctx *ctx, const wcmi_task_cfg *cfg, const wcmi_estimate_opts *opts,
+                               char **summary);
+
 #ifdef __cplusplus
 }
 #endif
