@@ -72,6 +72,20 @@ int wcmi_task_estimate_mi_ex(wcmi_ctx *ctx, const wcmi_task_cfg *cfg, const wcmi
 int wcmi_task_vulnerability_ex(wcmi_ctx *ctx, const wcmi_task_cfg *cfg, const wcmi_estimate_opts *opts,
                                char **summary);
 
+/* Per-neuron vulnerability (the paper's Figure 3): normal and worst-case MI between each channel of
+ * a conv layer of the encoder and the input patch in its receptive field, every spatial location a
+ * sample (docs/estimate-mi.md). Uses cfg's model, data, epochs, batch size, lr, estimator, attack
+ * and grad path; writes per_neuron.json and summary.json into cfg->out_dir when set. */
+typedef struct wcmi_neuron_opts {
+  const char *layer;  /* encoder conv: "layer0.0", "layer1.0" (default) or "layer2.0" */
+  int max_neurons;    /* 0: every channel; else the first N channels */
+  int train_samples;  /* patches each critic trains on (4096) */
+  int test_samples;   /* held-out patches (1024) */
+  int hidden, hsize;  /* critic: MLP width and embedding size (128, 64) */
+} wcmi_neuron_opts;
+void wcmi_neuron_opts_default(wcmi_neuron_opts *o);
+int wcmi_task_neuron_vulnerability(wcmi_ctx *ctx, const wcmi_task_cfg *cfg, const wcmi_neuron_opts *o, char **summary);
+
 #ifdef __cplusplus
 }
 #endif
