@@ -76,6 +76,30 @@ assert abs(s["fano_bound"] - fano) < 1e-6, (s["fano_bound"], fano)
 assert s["attack"]["steps"] == 2 and s["estimator"]["name"] == "dv" and s["representation"] == "z"
 PYEOF
 
+# per-neuron: 2 channels of the second conv, 10x10 receptive-field patches, 49 locations per image
+"$WCMI" vulnerability --per-neuron --layer layer1.0 --neurons 2 --model "$MODEL" "${SMALL[@]}" --epochs 1 \
+  --neuron-train-samples 128 --neuron-test-samples 128 --out "$DIR/pn" >"$DIR/pn.json" 2>"$DIR/err"
+check "per-neuron exits 0" test $? = 0
+check "per-neuron writes per_neuron.json" test -f "$DIR/pn/per_neuron.json"
+check "per-neuron: fields, rv, histogram" "$PY" - "$DIR/pn.json" <<'PYEOF'
+import json, math, sys
+s = json.load(open(sys.argv[1]))
+assert s["layer"] == "layer1.0" and s["receptive_field"] == 10 and s["locations"] == 49, s
+assert s["channels"] == 128 and s["analysed"] == 2 and len(s["neurons"]) == 2
+for i, n in enumerate(s["neurons"]):
+    assert n["channel"] == i and math.isfinite(n["normal_mi"]) and math.isfinite(n["worst_mi"])
+    assert abs(n["rv"] - (n["normal_mi"] - n["worst_mi"])) < 1e-6
+for key in ("normal_mi", "worst_mi", "rv"):
+    h = s["histogram"][key]
+    assert sum(h["counts"]) == 2 and len(h["edges"]) == len(h["counts"]) + 1
+assert s["attack"]["steps"] == 2
+PYEOF
+"$WCMI" vulnerability --per-neuron --layer layer4.0 --model "$MODEL" "${SMALL[@]}" --out "$DIR/pn2" >/dev/null 2>"$DIR/err"
+check "per-neuron on a linear layer: exit 1" test $? = 1
+check "per-neuron error names the layer" grep -q "layer4.0" "$DIR/err"
+"$WCMI" vulnerability --layer layer1.0 --model "$MODEL" --out "$DIR/pn3" >/dev/null 2>"$DIR/err"
+check "--layer without --per-neuron: exit 2" test $? = 2
+
 # usage and runtime errors
 "$WCMI" estimate-mi --case worst --out "$DIR/x" "${SMALL[@]}" >/dev/null 2>"$DIR/err"
 check "no --model: exit 2" test $? = 2
