@@ -5,11 +5,15 @@ int wcmi_cmd_version(int argc, char **argv);
 int wcmi_cmd_info(int argc, char **argv);
 int wcmi_cmd_data(int argc, char **argv);
 int wcmi_cmd_train_encoder(int argc, char **argv);
+int wcmi_cmd_estimate_mi(int argc, char **argv);
+int wcmi_cmd_vulnerability(int argc, char **argv);
 
 const wcmi_cli_command wcmi_cli_commands[] = {
     {"version", "print version and the linked BLAS", wcmi_cmd_version},
     {"info", "describe a .safetensors file (architecture, tensors, metadata) as JSON", wcmi_cmd_info},
     {"data", "dataset info (JSON) and sample grids (PNG)", wcmi_cmd_data},
     {"train-encoder", "learn a representation: DIM (normal MI) or worst-case MI", wcmi_cmd_train_encoder},
+    {"estimate-mi", "MI of a frozen representation, normal or worst case (fresh critic, Algorithm 2)", wcmi_cmd_estimate_mi},
+    {"vulnerability", "normal and worst-case MI, representation vulnerability and the Fano bound", wcmi_cmd_vulnerability},
     {0, 0, 0},
 };
