@@ -26,7 +26,7 @@ int wcmi_cmd_encode(int argc, char **argv) {
       {"-o", WCMI_OPT_STR, &out, "OUT.npy", "output: float32 array (N, D); labels go to OUT.labels.npy (int32, N)", 0},
       {"--output", WCMI_OPT_STR, &out, "OUT.npy", "same as -o", 0},
       {"--split", WCMI_OPT_STR, &split, "S", "test (default) or train (--train-subset / --test-subset apply)", 0},
-      {"--repr", WCMI_OPT_STR, &repr, "R", "z (default: the encoder output, D = 64) or logits (needs a head, D = 10)", 0},
+      {"--repr", WCMI_OPT_STR, &repr, "R", "z (default: the encoder output, D = 64), logits (needs a head, D = 10) or auto (logits if the model has a head)", 0},
       {0}};
   model_data_argv md;
   int rc = model_data_argv_init(&md, "encode", argc, argv);
@@ -41,12 +41,13 @@ int wcmi_cmd_encode(int argc, char **argv) {
                       extra, md.argc, md.argv);
   if (rc) return rc < 0 ? 0 : rc;
   wcmi_split sp = WCMI_SPLIT_TEST;
-  wcmi_repr rp = WCMI_REPR_Z;
+  wcmi_repr_kind rp = WCMI_REPR_Z;
   const char *usage = NULL;
   if (!strcmp(split, "train")) sp = WCMI_SPLIT_TRAIN;
   else if (strcmp(split, "test")) usage = "--split must be train or test";
   if (!strcmp(repr, "logits")) rp = WCMI_REPR_LOGITS;
-  else if (strcmp(repr, "z")) usage = "--repr must be z or logits";
+  else if (!strcmp(repr, "auto")) rp = WCMI_REPR_AUTO;
+  else if (strcmp(repr, "z")) usage = "--repr must be z, logits or auto";
   if (!model) usage = "--model FILE is required";
   if (!out) usage = "-o OUT.npy is required";
   if (usage) {

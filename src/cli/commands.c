@@ -9,6 +9,8 @@ int wcmi_cmd_train_classifier(int argc, char **argv);
 int wcmi_cmd_train_model(int argc, char **argv);
 int wcmi_cmd_eval(int argc, char **argv);
 int wcmi_cmd_encode(int argc, char **argv);
+int wcmi_cmd_estimate_mi(int argc, char **argv);
+int wcmi_cmd_vulnerability(int argc, char **argv);
 
 const wcmi_cli_command wcmi_cli_commands[] = {
     {"version", "print version and the linked BLAS", wcmi_cmd_version},
@@ -19,5 +21,7 @@ const wcmi_cli_command wcmi_cli_commands[] = {
     {"train-model", "train Baseline-H (encoder + head) end to end (standard or robust)", wcmi_cmd_train_model},
     {"eval", "natural and adversarial accuracy (pgd, apgd or strong), protocol stated", wcmi_cmd_eval},
     {"encode", "representations of a dataset as a .npy file (plus labels)", wcmi_cmd_encode},
+    {"estimate-mi", "MI of a frozen representation, normal or worst case (fresh critic, Algorithm 2)", wcmi_cmd_estimate_mi},
+    {"vulnerability", "normal and worst-case MI, representation vulnerability and the Fano bound", wcmi_cmd_vulnerability},
     {0, 0, 0},
 };

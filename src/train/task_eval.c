@@ -135,12 +135,13 @@ int wcmi_task_eval(wcmi_ctx *ctx, const wcmi_task_cfg *cfg, char **summary) {
 
 /* ---- encode ------------------------------------------------------------------------------- */
 
-int wcmi_task_encode(wcmi_ctx *ctx, const wcmi_task_cfg *cfg, wcmi_split split, wcmi_repr repr, const char *out_path,
+int wcmi_task_encode(wcmi_ctx *ctx, const wcmi_task_cfg *cfg, wcmi_split split, wcmi_repr_kind repr, const char *out_path,
                      const char *labels_path, char **summary) {
   *summary = NULL;
   wcmi_model m;
   int rc = load_classifier_model(ctx, cfg, repr == WCMI_REPR_LOGITS, &m);
   if (rc) return rc;
+  if (repr == WCMI_REPR_AUTO) repr = m.classifier ? WCMI_REPR_LOGITS : WCMI_REPR_Z;
   wcmi_dataset d;
   memset(&d, 0, sizeof d);
   wcmi_data_options o = {cfg->data, cfg->data_dir, cfg->train_subset, cfg->test_subset, 0, cfg->seed};
