@@ -11,6 +11,7 @@ int wcmi_cmd_eval(int argc, char **argv);
 int wcmi_cmd_encode(int argc, char **argv);
 int wcmi_cmd_estimate_mi(int argc, char **argv);
 int wcmi_cmd_vulnerability(int argc, char **argv);
+int wcmi_cmd_demo(int argc, char **argv);
 
 const wcmi_cli_command wcmi_cli_commands[] = {
     {"version", "print version and the linked BLAS", wcmi_cmd_version},
@@ -23,5 +24,6 @@ const wcmi_cli_command wcmi_cli_commands[] = {
     {"encode", "representations of a dataset as a .npy file (plus labels)", wcmi_cmd_encode},
     {"estimate-mi", "MI of a frozen representation, normal or worst case (fresh critic, Algorithm 2)", wcmi_cmd_estimate_mi},
     {"vulnerability", "normal and worst-case MI, representation vulnerability and the Fano bound", wcmi_cmd_vulnerability},
+    {"demo", "the main job: DIM vs worst-case MI on Fashion-MNIST, one table", wcmi_cmd_demo},
     {0, 0, 0},
 };
