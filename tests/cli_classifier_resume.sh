@@ -15,13 +15,13 @@ check() { # check DESCRIPTION COMMAND...
 }
 PY=/usr/bin/python3
 if ! "$PY" -c 'import numpy' 2>/dev/null; then
-  echo "SKIPPED: needs /usr/bin/python3 with numpy to compare tensors"
-  exit 0
+  echo "FAIL: needs /usr/bin/python3 with numpy to compare tensors (run scripts/install-deps.sh)"
+  exit 1
 fi
 DATA=/usr/share/datasets/fashion-mnist
 if [ ! -e "$DATA/train-images-idx3-ubyte.gz" ] && [ ! -e "$DATA/train-images-idx3-ubyte" ]; then
-  echo "SKIPPED: Fashion-MNIST not installed in $DATA"
-  exit 0
+  echo "FAIL: Fashion-MNIST not installed in $DATA (run scripts/install-deps.sh)"
+  exit 1
 fi
 TINY=(--profile quick --train-subset 512 --test-subset 256 --eval-batches 1 --batch-size 64 --threads 1)
 

@@ -70,6 +70,7 @@ if [ -d /usr/share/datasets/fashion-mnist ]; then
   check "fashion-mnist test split" 0 $rc
   echo "$out" | grep -q '"count": 10000' || { echo "FAIL: fashion-mnist count"; fail=1; }
 else
-  echo "SKIP: /usr/share/datasets/fashion-mnist not installed"
+  echo "FAIL: /usr/share/datasets/fashion-mnist not installed (run scripts/install-deps.sh)"
+  fail=1
 fi
 exit $fail

@@ -6,7 +6,8 @@
 #include <unistd.h>
 
 int wt_failures_in_test;
-static int passed, failed;
+static int passed, failed, skipped;
+static int skip_current;
 
 void wt_fail(const char *file, int line, const char *fmt, ...) {
   va_list ap;
@@ -18,11 +19,20 @@ void wt_fail(const char *file, int line, const char *fmt, ...) {
   wt_failures_in_test++;
 }
 
+void wt_skip(const char *why) {
+  skip_current = 1;
+  printf("SKIPPED: %s\n", why);
+}
+
 void wt_run(const char *name, void (*fn)(void)) {
   wt_failures_in_test = 0;
+  skip_current = 0;
   fprintf(stderr, "[ RUN  ] %s\n", name);
   fn();
-  if (wt_failures_in_test) {
+  if (skip_current && !wt_failures_in_test) {
+    skipped++;
+    fprintf(stderr, "[ SKIP ] %s\n", name);
+  } else if (wt_failures_in_test) {
     failed++;
     fprintf(stderr, "[ FAIL ] %s (%d checks failed)\n", name, wt_failures_in_test);
   } else {
@@ -32,7 +42,8 @@ void wt_run(const char *name, void (*fn)(void)) {
 }
 
 int wt_finish(void) {
-  printf("%d passed, %d failed\n", passed, failed);
+  if (skipped) printf("%d passed, %d failed, %d skipped\n", passed, failed, skipped);
+  else printf("%d passed, %d failed\n", passed, failed);
   return failed ? 1 : 0;
 }
 

@@ -11,6 +11,8 @@
 extern int wt_failures_in_test;
 void wt_run(const char *name, void (*fn)(void));
 int wt_finish(void);
+/* Marks the running test as skipped (counted and printed as such, never as passed). */
+void wt_skip(const char *why);
 void wt_fail(const char *file, int line, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 3, 4)))

@@ -10,7 +10,7 @@ static const char *DIR_ = "/usr/share/datasets/fashion-mnist";
 static void test_fashion_mnist_real_files(void) {
   struct stat st;
   if (stat(DIR_, &st) != 0) {
-    printf("SKIP test_fashion_mnist_real_files: %s not found (apt-get install dataset-fashion-mnist)\n", DIR_);
+    wt_skip("/usr/share/datasets/fashion-mnist not found (apt-get install dataset-fashion-mnist)");
     return;
   }
   wcmi_ctx ctx;

@@ -426,8 +426,8 @@ static void test_kill9_during_atomic_writes_never_leaves_a_torn_file(void) {
 /* ---- independent parse with Python ------------------------------------------------------------- */
 
 static void test_python_parses_a_wcmi_file(void) {
-  if (system("python3 -c 'import struct, json' >/dev/null 2>&1") != 0) {
-    fprintf(stderr, "  SKIPPED: python3 not available for the independent safetensors parse\n");
+  if (system("/usr/bin/python3 -c 'import struct, json' >/dev/null 2>&1") != 0) {
+    wt_skip("/usr/bin/python3 not installed for the independent safetensors parse");
     return;
   }
   wcmi_ctx ctx;
@@ -469,7 +469,7 @@ static void test_python_parses_a_wcmi_file(void) {
   fputs(script, f);
   fclose(f);
   char cmd[1500];
-  snprintf(cmd, sizeof cmd, "python3 %s %s 1>&2", spath, path);
+  snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s %s 1>&2", spath, path);
   CHECK_MSG(system(cmd) == 0, "python3 could not parse %s", path);
 }
 
