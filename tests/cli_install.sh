@@ -17,11 +17,16 @@ check "static and shared libraries installed" "ls '$libdir'/libwcmi.a '$libdir'/
 check "pkg-config file installed" "[ -f '$libdir/pkgconfig/wcmi.pc' ]"
 check "the tool is installed and runs" "'$P/bin/wcmi' --version | grep -q wcmi"
 export PKG_CONFIG_PATH="$libdir/pkgconfig"
+# A sanitizer build's library needs the sanitizer runtime in whatever links it.
+SAN=""
+grep -q '^WCMI_SANITIZE:BOOL=ON' "$BUILD/CMakeCache.txt" 2>/dev/null && SAN="-fsanitize=address,undefined"
+CC=$(sed -n 's/^CMAKE_C_COMPILER:[A-Z]*=//p' "$BUILD/CMakeCache.txt")
+CC=${CC:-cc}
 flags=$(pkg-config --cflags --libs wcmi 2>&1)
 check "pkg-config resolves wcmi" "pkg-config --exists wcmi"
-cc -std=c11 -o "$P/quickstart" "$SRC/examples/quickstart.c" $flags -Wl,-rpath,"$libdir" > "$P/cc.log" 2>&1
+$CC $SAN -std=c11 -o "$P/quickstart" "$SRC/examples/quickstart.c" $flags -Wl,-rpath,"$libdir" > "$P/cc.log" 2>&1
 check "example builds against the installed library" "[ -x '$P/quickstart' ] || { cat '$P/cc.log'; false; }"
-cc -std=c11 -o "$P/quickstart_static" "$SRC/examples/quickstart.c" $(pkg-config --cflags --static --libs wcmi | sed 's/-lwcmi/-l:libwcmi.a/') > "$P/cc2.log" 2>&1
+$CC $SAN -std=c11 -o "$P/quickstart_static" "$SRC/examples/quickstart.c" $(pkg-config --cflags --static --libs wcmi | sed 's/-lwcmi/-l:libwcmi.a/') > "$P/cc2.log" 2>&1
 check "example links statically" "[ -x '$P/quickstart_static' ] || { cat '$P/cc2.log'; false; }"
 echo "$passes passed, $fails failed"
 [ $fails -eq 0 ]
