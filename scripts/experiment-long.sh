@@ -34,7 +34,7 @@ run sup-mlp-robust   $W train-model "${COMMON[@]}" --head mlp --training robust 
 run sup-linear-robust $W train-model "${COMMON[@]}" --head linear --training robust --epochs 3 --out "$OUT/sup-linear-robust"
 for m in dim-mlp-standard dim-linear-standard dim-mlp-robust dim-linear-robust worst-mlp-standard worst-linear-standard \
          worst-mlp-robust worst-linear-robust sup-mlp-standard sup-mlp-robust sup-linear-robust; do
-  run "eval-$m" $W eval --model "$OUT/$m/latest.safetensors" --test-subset 1000 --attack strong --restarts 5 --out "$OUT/eval-$m"
+  run "eval-$m" $W eval --model "$OUT/$m/latest.safetensors" --test-subset 1000 --attack strong --out "$OUT/eval-$m"
 done
 for enc in dim worst; do
   run "rv-$enc" $W vulnerability --model "$OUT/enc-$enc/latest.safetensors" "${COMMON[@]}" --epochs 2 --out "$OUT/rv-$enc"
