@@ -43,6 +43,8 @@ void wcmi_atomic_abort(wcmi_atomic_file *af);
 
 /* Reads a whole file into a wcmi_alloc'd buffer (NUL-terminated, *n excludes the NUL). Refuses
  * files larger than max_bytes (error names the file and both sizes). Free with wcmi_free. */
+/* Creates dir and its missing parents (like mkdir -p). */
+int wcmi_mkdir_p(wcmi_ctx *ctx, const char *dir);
 int wcmi_read_file(wcmi_ctx *ctx, const char *path, size_t max_bytes, char **out, size_t *n);
 
 /* ================================ JSON writer =============================================== */

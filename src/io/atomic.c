@@ -152,3 +152,16 @@ int wcmi_read_file(wcmi_ctx *ctx, const char *path, size_t max_bytes, char **out
   *n = size;
   return WCMI_OK;
 }
+
+int wcmi_mkdir_p(wcmi_ctx *ctx, const char *dir) {
+  char tmp[1024];
+  if (snprintf(tmp, sizeof tmp, "%s", dir) >= (int)sizeof tmp) return wcmi_fail(ctx, WCMI_EINVAL, "%s: path too long", dir);
+  for (char *p = tmp + 1; *p; p++)
+    if (*p == '/') {
+      *p = '\0';
+      if (mkdir(tmp, 0755) && errno != EEXIST) return wcmi_fail(ctx, WCMI_EIO, "%s: cannot create: %s", tmp, strerror(errno));
+      *p = '/';
+    }
+  if (mkdir(tmp, 0755) && errno != EEXIST) return wcmi_fail(ctx, WCMI_EIO, "%s: cannot create: %s", tmp, strerror(errno));
+  return WCMI_OK;
+}

@@ -3,11 +3,9 @@
 #include "wcmi/demo.h"
 #include "wcmi/io.h"
 
-#include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 void wcmi_demo_defaults(wcmi_demo_cfg *c) {
   memset(c, 0, sizeof *c);
@@ -208,15 +206,14 @@ static char *format_json(const wcmi_demo_cfg *d, const demo_row *rows, const dem
 int wcmi_task_demo(wcmi_ctx *ctx, const wcmi_demo_cfg *d, char **table, char **summary) {
   double t0 = wcmi_now();
   *table = *summary = NULL;
-  if (mkdir(d->out_dir, 0755) && errno != EEXIST)
-    return wcmi_fail(ctx, WCMI_EIO, "%s: cannot create: %s", d->out_dir, strerror(errno));
+  int rc = wcmi_mkdir_p(ctx, d->out_dir);
+  if (rc) return rc;
   char enc[2][1100];
   const char *names[2] = {"dim", "worst-mi"};
   demo_row rows[4];
   demo_mi mi[2];
   memset(rows, 0, sizeof rows);
   memset(mi, 0, sizeof mi);
-  int rc = WCMI_OK;
   for (int w = 0; w < 2 && !rc; w++) rc = train_encoder(ctx, d, w, enc[w], sizeof enc[w]);
   for (int w = 0; w < 2 && !rc; w++) {
     rc = head_and_eval(ctx, d, names[w], enc[w], WCMI_HEAD_LINEAR, &rows[2 * w]);

@@ -27,19 +27,6 @@ const char *wcmi_repr_name(wcmi_repr_kind r) {
 
 /* ---- small helpers ------------------------------------------------------------------------- */
 
-static int make_dir(wcmi_ctx *ctx, const char *dir) {
-  char tmp[1024];
-  if (snprintf(tmp, sizeof tmp, "%s", dir) >= (int)sizeof tmp) return wcmi_fail(ctx, WCMI_EINVAL, "%s: path too long", dir);
-  for (char *p = tmp + 1; *p; p++)
-    if (*p == '/') {
-      *p = '\0';
-      if (mkdir(tmp, 0755) && errno != EEXIST) return wcmi_fail(ctx, WCMI_EIO, "%s: cannot create: %s", tmp, strerror(errno));
-      *p = '/';
-    }
-  if (mkdir(tmp, 0755) && errno != EEXIST) return wcmi_fail(ctx, WCMI_EIO, "%s: cannot create: %s", tmp, strerror(errno));
-  return WCMI_OK;
-}
-
 /* The options that config.json does not hold are kept beside it, so --resume continues the same
  * estimate. */
 static int save_opts(wcmi_ctx *ctx, const char *dir, const wcmi_estimate_opts *o) {
@@ -475,7 +462,7 @@ int wcmi_task_vulnerability_ex(wcmi_ctx *ctx, const wcmi_task_cfg *cfg, const wc
   if (opts) o = *opts;
   else wcmi_estimate_opts_default(&o);
   char path[1100];
-  int rc = make_dir(ctx, dir);
+  int rc = wcmi_mkdir_p(ctx, dir);
   if (!rc && cfg->resume_dir) rc = load_opts(ctx, dir, &o);
   if (!rc && !cfg->resume_dir) {
     rc = save_opts(ctx, dir, &o);

@@ -59,7 +59,8 @@ static int load_classifier_model(wcmi_ctx *ctx, const wcmi_task_cfg *cfg, int ne
 }
 
 static int write_eval_json(wcmi_ctx *ctx, const char *dir, const char *text) {
-  if (mkdir(dir, 0755) && errno != EEXIST) return wcmi_fail(ctx, WCMI_EIO, "%s: cannot create: %s", dir, strerror(errno));
+  int rc = wcmi_mkdir_p(ctx, dir);
+  if (rc) return rc;
   char path[1100];
   if (snprintf(path, sizeof path, "%s/eval.json", dir) >= (int)sizeof path)
     return wcmi_fail(ctx, WCMI_EINVAL, "%s: path too long", dir);

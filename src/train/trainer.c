@@ -9,19 +9,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static int mkdir_p(wcmi_ctx *ctx, const char *dir) {
-  char tmp[1024];
-  if (snprintf(tmp, sizeof tmp, "%s", dir) >= (int)sizeof tmp) return wcmi_fail(ctx, WCMI_EINVAL, "%s: path too long", dir);
-  for (char *p = tmp + 1; *p; p++)
-    if (*p == '/') {
-      *p = '\0';
-      if (mkdir(tmp, 0755) && errno != EEXIST) return wcmi_fail(ctx, WCMI_EIO, "%s: cannot create: %s", tmp, strerror(errno));
-      *p = '/';
-    }
-  if (mkdir(tmp, 0755) && errno != EEXIST) return wcmi_fail(ctx, WCMI_EIO, "%s: cannot create: %s", tmp, strerror(errno));
-  return WCMI_OK;
-}
-
 static void run_path(const trainer *t, const char *leaf, char *out, size_t n) {
   snprintf(out, n, "%s/%s", t->run_dir, leaf);
 }
@@ -72,7 +59,7 @@ int trainer_init(trainer *t, wcmi_ctx *ctx, const wcmi_task_cfg *cfg, const trai
   if (!dir) return wcmi_fail(ctx, WCMI_EINVAL, "%s: no run directory (--out DIR or --resume DIR)", ops->task);
   if (snprintf(t->run_dir, sizeof t->run_dir, "%s", dir) >= (int)sizeof t->run_dir)
     return wcmi_fail(ctx, WCMI_EINVAL, "%s: run directory path too long", dir);
-  int rc = mkdir_p(ctx, dir);
+  int rc = wcmi_mkdir_p(ctx, dir);
   if (rc) return rc;
   if (!cfg->resume_dir) {
     char *json = wcmi_task_config_json(cfg, ops->task), path[1100];
