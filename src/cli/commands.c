@@ -5,11 +5,15 @@ int wcmi_cmd_version(int argc, char **argv);
 int wcmi_cmd_info(int argc, char **argv);
 int wcmi_cmd_data(int argc, char **argv);
 int wcmi_cmd_train_encoder(int argc, char **argv);
+int wcmi_cmd_saliency(int argc, char **argv);
+int wcmi_cmd_report(int argc, char **argv);
 
 const wcmi_cli_command wcmi_cli_commands[] = {
     {"version", "print version and the linked BLAS", wcmi_cmd_version},
     {"info", "describe a .safetensors file (architecture, tensors, metadata) as JSON", wcmi_cmd_info},
     {"data", "dataset info (JSON) and sample grids (PNG)", wcmi_cmd_data},
     {"train-encoder", "learn a representation: DIM (normal MI) or worst-case MI", wcmi_cmd_train_encoder},
+    {"saliency", "saliency maps: input gradients of the MI loss, cross-entropy or a feature (PNG grid)", wcmi_cmd_saliency},
+    {"report", "one self-contained HTML report over run directories (curves, accuracies, RV, Fano, saliency)", wcmi_cmd_report},
     {0, 0, 0},
 };
