@@ -76,7 +76,9 @@ typedef struct wcmi_svg_chart {
   const char *title, *xlabel, *ylabel;
   int width, height;         /* pixels; 0 -> 480 x 280 */
   int y_from_zero;           /* include 0 in the y range */
+  int x_integer;             /* x ticks at whole numbers only (epochs) */
   double y_min, y_max;       /* fixed y range when y_min < y_max (e.g. 0..100 for %) */
+  double x_min, x_max;       /* fixed x range when x_min < x_max */
   int diagonal;              /* scatter: draw y = x */
   const char *const *labels; /* scatter: one label per point of series 0 (may be NULL) */
 } wcmi_svg_chart;
