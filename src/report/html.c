@@ -430,7 +430,7 @@ static int mi_bars(FILE *f, const run *r, const run *const *all, int n_all) {
     if (!isfinite(adv) && run_model(r, model))
       for (int k = 0; k < n_all && !isfinite(adv); k++)
         if (all[k] != r && run_is_about(all[k], model, &best)) adv = run_adv_acc(all[k], best);
-    if (isfinite(adv)) fn[m] = "measured adv. accuracy", fv[m] = adv, fg[m++] = 1;
+    if (isfinite(adv)) fn[m] = "measured adv. acc.", fv[m] = adv, fg[m++] = 1;
     if (!n) fputs("<h3>Mutual information and representation vulnerability</h3>\n<div class=\"charts\">\n", f);
     static const char *const GROUPS[2] = {"upper bound (Theorem 3.4)", "measured"};
     wcmi_svg_chart c = {"Fano bound on adversarial accuracy (%)", NULL, "adversarial accuracy (%)", 480, 280, 1, 0, 0, 100,
@@ -597,6 +597,7 @@ static int write_run(wcmi_ctx *ctx, FILE *f, const run *r, int index, int depth,
     for (int i = 0; i < r->n_images && !rc; i++) rc = embed_png(ctx, f, r->images[i]);
     if (rc) return rc;
   }
+  if (r->summary || r->eval || r->config) fputs("<div class=\"tables\">\n", f);
   if (r->summary || r->eval) {
     fputs("<details open><summary>Summary</summary>\n", f);
     if (r->summary) kv_table(f, &r->sum, "kv");
@@ -608,6 +609,7 @@ static int write_run(wcmi_ctx *ctx, FILE *f, const run *r, int index, int depth,
     kv_table(f, &r->cfg, "kv");
     fputs("</details>\n", f);
   }
+  if (r->summary || r->eval || r->config) fputs("</div>\n", f);
   (void)shown;
   for (int i = 0; i < r->n_children && !rc; i++) rc = write_run(ctx, f, r->children[i], index, depth + 1, all, n_all);
   fputs("</section>\n", f);
@@ -703,7 +705,9 @@ static const char *STYLE =
     ".note{background:#fff8e1;border-left:4px solid #f0b400;padding:6px 10px;font-size:13px}"
     ".caption{font-size:12px;color:#666;margin:2px 0 8px}details{margin:8px 0}summary{cursor:pointer;font-weight:bold;"
     "font-size:14px}figure{margin:8px 0}figcaption{font-size:12px;color:#666}img{image-rendering:pixelated;"
-    "max-width:100%;height:auto;border:1px solid #e4e4e4}section.subrun{margin-left:16px}";
+    "max-width:100%;height:auto;border:1px solid #e4e4e4}section.subrun{margin-left:16px}"
+    ".tables{display:flex;flex-wrap:wrap;gap:24px;align-items:flex-start}.tables details{max-width:100%}"
+    "table.kv td{max-width:520px;overflow-wrap:anywhere}";
 
 static int write_page(wcmi_ctx *ctx, FILE *f, const wcmi_report_cfg *cfg, const run *const *runs) {
   const char *title = cfg->title ? cfg->title : "wcmi report";

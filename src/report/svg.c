@@ -281,8 +281,11 @@ int wcmi_svg_bar_chart(FILE *f, const wcmi_svg_chart *c, const char *const *name
   const int legend_row = n_groups > 1 && group_names;
   fr.x0 = 64, fr.x1 = fr.W - 16, fr.y0 = legend_row ? 46 : 30;
   const double slot = n ? (fr.x1 - fr.x0) / n : 1;
-  const int tilt = (double)longest * 6.2 > slot - 4;
-  fr.y1 = fr.H - (tilt ? 18 + 4.5 * (double)(longest > 24 ? 24 : longest) : 40);
+  /* Names that do not fit under their bar alternate between two lines; names too long even for
+   * that are drawn at an angle. */
+  const double need = (double)longest * 6.0;
+  const int stagger = need > slot - 4 && need <= 2 * slot - 8, tilt = need > 2 * slot - 8;
+  fr.y1 = fr.H - (tilt ? 18 + 4.5 * (double)(longest > 24 ? 24 : longest) : stagger ? 52 : 40);
   fr.ax = (axis){0, 1, 1};
   axis_fit(&fr.ay, lo, hi, (int)((fr.y1 - fr.y0) / 40), 0, c->y_min < c->y_max);
   open_svg(f, c, fr.W, fr.H);
@@ -307,7 +310,8 @@ int wcmi_svg_bar_chart(FILE *f, const wcmi_svg_chart *c, const char *const *name
       fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\" transform=\"rotate(-35 %.1f %.1f)\" fill=\"#444\">",
               cx + 3, fr.y1 + 12, cx + 3, fr.y1 + 12);
     else
-      fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" fill=\"#444\">", cx, fr.y1 + 16);
+      fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" fill=\"#444\">", cx,
+              fr.y1 + 16 + (stagger && i % 2 ? 13 : 0));
     wcmi_xml_escape(f, names[i]);
     fputs("</text>\n", f);
   }
