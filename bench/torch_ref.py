@@ -34,6 +34,22 @@ import time
 SKIP_EXIT = 77  # "PyTorch not installed": ctest's SKIP_RETURN_CODE convention
 
 
+def pin_threads_from_argv():
+    """Set the thread-count environment before torch (and its BLAS) load. Debian's torch calls
+    OpenBLAS (openblas-pthread) for matmul/linear, and torch.set_num_threads does not reach
+    OpenBLAS's own pool: without OPENBLAS_NUM_THREADS a "1-thread" run still uses every core
+    inside GEMMs (seen here: cpu/wall 1.97 for torch.mm after set_num_threads(1))."""
+    threads = "1"
+    for i, arg in enumerate(sys.argv):
+        if arg == "--threads" and i + 1 < len(sys.argv):
+            threads = sys.argv[i + 1]
+        elif arg.startswith("--threads="):
+            threads = arg.split("=", 1)[1]
+    if threads.isdigit() and int(threads) > 0:
+        for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ[var] = threads
+
+
 def import_torch_or_reexec():
     """Return the torch module, re-executing under Debian's python3 when this one lacks it."""
     try:
@@ -51,6 +67,7 @@ def import_torch_or_reexec():
         sys.exit(SKIP_EXIT)
 
 
+pin_threads_from_argv()
 torch = import_torch_or_reexec()
 import numpy as np  # noqa: E402  (after the torch check: Debian's numpy comes with it)
 import torch.nn as nn  # noqa: E402
@@ -484,14 +501,15 @@ def run_bench(args):
     torch.set_num_threads(args.threads)
     torch.set_num_interop_threads(1)
     bench = Bench(args.row, args.dataset, args.hsize, args.batch, args.seed, args.grad_path)
-    times, phases = [], []
+    times, cpu_times, phases = [], [], []
     with torch.autograd.set_grad_enabled(True):
         for i in range(args.warmup + args.iters):
-            t0 = time.perf_counter()
+            c0, t0 = time.process_time(), time.perf_counter()
             bench.iteration()
-            dt = time.perf_counter() - t0
+            dt, dc = time.perf_counter() - t0, time.process_time() - c0
             if i >= args.warmup:
                 times.append(dt)
+                cpu_times.append(dc)
                 phases.append(dict(bench.phase))
             if args.verbose:
                 sys.stderr.write("iter %d%s: %.4f s\n" % (i, " (warm-up)" if i < args.warmup else "", dt))
@@ -503,6 +521,10 @@ def run_bench(args):
         "warmup": args.warmup, "iters": args.iters,
         "median_s": statistics.median(times), "mean_s": statistics.fmean(times),
         "min_s": min(times), "max_s": max(times), "times_s": times,
+        # process CPU seconds per iteration: cpu/wall near `threads` means the threads really ran
+        "median_cpu_s": statistics.median(cpu_times),
+        "env": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OMP_WAIT_POLICY")},
+        "loadavg_1min": os.getloadavg()[0],
         "peak_rss_kib": peak_rss_kib(), "peak_rss_mib": peak_rss_kib() / 1024.0,
     }
     for key in sorted(phases[0]) if phases and phases[0] else []:
@@ -516,10 +538,10 @@ def run_bench(args):
         print(json.dumps(result))
     else:
         print("pytorch %s row=%s H=%s threads=%d: median %.4f s/iter (min %.4f, max %.4f, %d iters), "
-              "%.1f GFLOP/s, peak RSS %.1f MiB" % (
+              "%.1f GFLOP/s, cpu/wall %.2f, peak RSS %.1f MiB, load %.1f" % (
                   torch.__version__, args.row, result["hsize"], result["threads"], result["median_s"],
                   result["min_s"], result["max_s"], args.iters, result["achieved_gflops"],
-                  result["peak_rss_mib"]))
+                  result["median_cpu_s"] / result["median_s"], result["peak_rss_mib"], result["loadavg_1min"]))
 
 
 def main(argv=None):

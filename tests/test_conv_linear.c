@@ -72,6 +72,32 @@ static void conv_ref(const wcmi_conv2d_dims *d, const double *x, const double *w
         }
 }
 
+/* Gradients of L = sum(y * dy) for y = conv(x, w) + b, by direct summation: dx overwritten,
+ * dw and db overwritten. */
+static void conv_ref_backward(const wcmi_conv2d_dims *d, const double *x, const double *w, const double *dy,
+                              double *dx, double *dw, double *db) {
+  memset(dx, 0, (size_t)d->N * d->C * d->H * d->W * sizeof *dx);
+  memset(dw, 0, (size_t)d->O * d->C * d->KH * d->KW * sizeof *dw);
+  memset(db, 0, (size_t)d->O * sizeof *db);
+  for (int n = 0; n < d->N; n++)
+    for (int o = 0; o < d->O; o++)
+      for (int oh = 0; oh < d->Ho; oh++)
+        for (int ow = 0; ow < d->Wo; ow++) {
+          double g = dy[((n * d->O + o) * d->Ho + oh) * d->Wo + ow];
+          db[o] += g;
+          for (int c = 0; c < d->C; c++)
+            for (int kh = 0; kh < d->KH; kh++)
+              for (int kw = 0; kw < d->KW; kw++) {
+                int ih = oh * d->stride - d->pad + kh, iw = ow * d->stride - d->pad + kw;
+                if (ih < 0 || ih >= d->H || iw < 0 || iw >= d->W) continue;
+                size_t xi = (size_t)((n * d->C + c) * d->H + ih) * d->W + iw;
+                size_t wi = (size_t)((o * d->C + c) * d->KH + kh) * d->KW + kw;
+                dx[xi] += g * w[wi];
+                dw[wi] += g * x[xi];
+              }
+        }
+}
+
 /* y (N, O) = x (N, I) w^T (I, O) + b */
 static void linear_ref(int N, int I, int O, const double *x, const double *w, const double *b, double *y) {
   for (int n = 0; n < N; n++)
@@ -215,6 +241,8 @@ static void test_conv2d_odd_shapes_and_dense_paths_match_reference(void) {
    * border outputs */
   check_conv(conv_dims(2, 2, 8, 8, 3, 2, 3, 0), 1, 4);
   check_conv(conv_dims(1, 2, 3, 3, 2, 1, 1, 2), 1, 5);
+  /* a stride past the padded input leaves one output per axis */
+  check_conv(conv_dims(2, 2, 5, 5, 3, 2, 1000, 1), 1, 7);
   /* a padded plane of 5 x 1102 floats is too large for the stack-staged im2col/col2im, so this one
    * takes the bounds-checked path */
   wcmi_conv2d_dims wide = {1, 1, 3, 1100, 1, 3, 3, 2, 1, 0, 0};
@@ -247,6 +275,57 @@ static void test_conv2d_forward_matches_reference_with_many_channels(void) {
     /* up to 528 products of |x| <= 1, |w| <= 0.1 */
     check_all_close("y", y, yd, ny, 1e-4, 1e-4);
     free(x), free(w), free(b), free(y), free(ws), free(xd), free(wd), free(bd), free(yd);
+  }
+}
+
+/* Runs backward with the given NULL pattern into fresh buffers (dw, db zeroed; dx poisoned). */
+static void conv_backward_into(const wcmi_conv2d_dims *d, const float *x, const float *w, const float *dy,
+                               float *dx, float *dw, float *db, float *ws) {
+  size_t nx = (size_t)d->N * d->C * d->H * d->W, nw = (size_t)d->O * d->C * d->KH * d->KW;
+  if (dx)
+    for (size_t i = 0; i < nx; i++) dx[i] = NAN;
+  if (dw) memset(dw, 0, nw * sizeof *dw);
+  if (db) memset(db, 0, (size_t)d->O * sizeof *db);
+  wcmi_conv2d_backward(d, x, w, dy, dx, dw, db, ws);
+}
+
+/* Shapes big enough that im2col, col2im and the layout transposes take their OpenMP branches (over
+ * 2^18 floats), checked against the double reference forward and backward. */
+static void test_conv2d_parallel_sizes_match_double_reference(void) {
+  wcmi_ctx ctx;
+  wcmi_ctx_init(&ctx);
+  wcmi_conv2d_dims cases[] = {{16, 32, 14, 14, 48, 4, 4, 2, 1, 0, 0}, {16, 64, 16, 16, 64, 1, 1, 1, 0, 0, 0}};
+  for (int t = 0; t < 2; t++) {
+    wcmi_conv2d_dims d = cases[t];
+    CHECK_OK(&ctx, wcmi_conv2d_dims_init(&ctx, "parallel", &d));
+    size_t nx = (size_t)d.N * d.C * d.H * d.W, nw = (size_t)d.O * d.C * d.KH * d.KW, nb = (size_t)d.O;
+    size_t ny = (size_t)d.N * d.O * d.Ho * d.Wo, nws = wcmi_conv2d_workspace_floats(&d);
+    wcmi_rng r;
+    wcmi_rng_seed(&r, 21 + (uint64_t)t);
+    float *x = new_floats(nx), *w = new_floats(nw), *b = new_floats(nb), *y = new_floats(ny), *dy = new_floats(ny);
+    float *dx = new_floats(nx), *dw = new_floats(nw), *db = new_floats(nb), *ws = new_floats(nws);
+    fill_uniform(&r, x, nx, -1, 1);
+    fill_uniform(&r, w, nw, -0.1f, 0.1f);
+    fill_uniform(&r, b, nb, -1, 1);
+    fill_uniform(&r, dy, ny, -1, 1);
+    wcmi_conv2d_forward(&d, x, w, b, y, ws);
+    conv_backward_into(&d, x, w, dy, dx, dw, db, ws);
+    double *xd = new_doubles(nx), *wd = new_doubles(nw), *bd = new_doubles(nb), *yd = new_doubles(ny);
+    double *dyd = new_doubles(ny), *dxd = new_doubles(nx), *dwd = new_doubles(nw), *dbd = new_doubles(nb);
+    to_double(x, xd, nx);
+    to_double(w, wd, nw);
+    to_double(b, bd, nb);
+    to_double(dy, dyd, ny);
+    conv_ref(&d, xd, wd, bd, yd);
+    conv_ref_backward(&d, xd, wd, dyd, dxd, dwd, dbd);
+    /* y, dx: up to 512 products of magnitude <= 0.1; dw, db: sums of up to 16*196 = 3136 products of
+     * magnitude <= 1, so float rounding reaches ~1e-4 there */
+    check_all_close("y", y, yd, ny, 1e-4, 1e-4);
+    check_all_close("dx", dx, dxd, nx, 1e-4, 1e-4);
+    check_all_close("dw", dw, dwd, nw, 1e-3, 1e-4);
+    check_all_close("db", db, dbd, nb, 1e-3, 1e-4);
+    free(x), free(w), free(b), free(y), free(dy), free(dx), free(dw), free(db), free(ws);
+    free(xd), free(wd), free(bd), free(yd), free(dyd), free(dxd), free(dwd), free(dbd);
   }
 }
 
@@ -296,17 +375,6 @@ static void test_conv2d_hand_computed_2x2_kernel(void) {
     for (int i = 0; i < 4; i++) CHECK_CLOSE(dw[i], edw[i], 1e-6, 0);
     free(ws);
   }
-}
-
-/* Runs backward with the given NULL pattern into fresh buffers (dw, db zeroed; dx poisoned). */
-static void conv_backward_into(const wcmi_conv2d_dims *d, const float *x, const float *w, const float *dy,
-                               float *dx, float *dw, float *db, float *ws) {
-  size_t nx = (size_t)d->N * d->C * d->H * d->W, nw = (size_t)d->O * d->C * d->KH * d->KW;
-  if (dx)
-    for (size_t i = 0; i < nx; i++) dx[i] = NAN;
-  if (dw) memset(dw, 0, nw * sizeof *dw);
-  if (db) memset(db, 0, (size_t)d->O * sizeof *db);
-  wcmi_conv2d_backward(d, x, w, dy, dx, dw, db, ws);
 }
 
 static void test_conv2d_null_gradients_are_skipped_and_params_accumulate(void) {
@@ -399,6 +467,7 @@ static void test_conv2d_dims_init_rejects_impossible_shapes(void) {
   expect_rejected(conv_dims(2, 3, 8, 8, 4, 3, 0, 1), "block_nonlinear.0", "stride");
   expect_rejected(conv_dims(2, 3, 8, 8, 4, 3, 1, -1), "block_nonlinear.3", "padding");
   expect_rejected(conv_dims(1 << 20, 1, 1 << 12, 1 << 12, 1, 1, 1, 0), "huge", "too large");
+  expect_rejected(conv_dims(1, 1, 1, 1, 1, 1, 1, 1 << 30), "huge_pad", "padding");
 
   /* the paper's shapes: 28 -> 14 -> 7 -> 3 with k4 s2 p1 */
   wcmi_ctx ctx;
@@ -490,6 +559,7 @@ int main(void) {
   RUN(test_conv2d_gradients_match_double_finite_differences);
   RUN(test_conv2d_odd_shapes_and_dense_paths_match_reference);
   RUN(test_conv2d_forward_matches_reference_with_many_channels);
+  RUN(test_conv2d_parallel_sizes_match_double_reference);
   RUN(test_conv2d_hand_computed_2x2_kernel);
   RUN(test_conv2d_null_gradients_are_skipped_and_params_accumulate);
   RUN(test_conv2d_is_bit_reproducible);

@@ -9,7 +9,7 @@ extern "C" {
  * lda/ldb/ldc are the row strides of the matrices as stored. */
 void wcmi_sgemm(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
                 const float *B, int ldb, float beta, float *C, int ldc);
-/* Sets the BLAS's own thread count (no-op for a CBLAS without such an API). */
+/* Keeps the BLAS single-threaded: wcmi_sgemm splits large GEMMs over OpenMP threads itself. */
 void wcmi_blas_set_threads(int n);
 /* Name of the linked BLAS and its configuration, for reports. */
 const char *wcmi_blas_info(void);

@@ -4,11 +4,19 @@
 #ifndef WCMI_TASKS_H
 #define WCMI_TASKS_H
 
+#include "wcmi/data.h"
 #include "wcmi/train.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/* Which attacks `eval` runs (PAPER.md section 4 and issue 6's stronger evaluation). */
+typedef enum {
+  WCMI_EVAL_PGD = 0,    /* the configured PGD (the paper's protocol by default) */
+  WCMI_EVAL_APGD = 1,   /* APGD-CE at the same eps, norm and iteration budget */
+  WCMI_EVAL_STRONG = 2, /* configured PGD + PGD with random start and restarts + APGD-CE, worst case per sample */
+} wcmi_eval_attack;
 
 typedef struct wcmi_task_cfg {
   /* data */
@@ -37,6 +45,7 @@ typedef struct wcmi_task_cfg {
   int max_batches;   /* > 0: cap batches per epoch (smoke tests) */
   int eval_batches;  /* > 0: cap evaluation batches */
   const char *profile;
+  wcmi_eval_attack eval_attack; /* eval: which attacks to run */
 } wcmi_task_cfg;
 
 /* Defaults of a profile ("paper" or "quick") for a dataset: PAPER.md sections 4 and 5 for "paper";
@@ -56,7 +65,43 @@ int wcmi_task_train_classifier(wcmi_ctx *ctx, const wcmi_task_cfg *cfg, char **s
 int wcmi_task_train_model(wcmi_ctx *ctx, const wcmi_task_cfg *cfg, char **summary);
 int wcmi_task_estimate_mi(wcmi_ctx *ctx, const wcmi_task_cfg *cfg, char **summary);
 int wcmi_task_vulnerability(wcmi_ctx *ctx, const wcmi_task_cfg *cfg, char **summary);
+/* Natural and adversarial accuracy of cfg->model on the test split (attacks per cfg->eval_attack);
+ * writes eval.json into cfg->out_dir when it is set. */
 int wcmi_task_eval(wcmi_ctx *ctx, const wcmi_task_cfg *cfg, char **summary);
+
+/* ---- estimate-mi / vulnerability options (docs/estimate-mi.md) ---------------------------- */
+typedef enum { WCMI_REPR_AUTO = 0, WCMI_REPR_Z = 1, WCMI_REPR_LOGITS = 2 } wcmi_repr_kind;
+typedef struct wcmi_estimate_opts {
+  wcmi_repr_kind repr;  /* AUTO: the logits when the model has a classifier head, else z */
+  int refit_patience;   /* re-fitted worst-case estimate: epochs without held-out improvement (3) */
+  int refit_max_epochs; /* and at most this many epochs (50) */
+} wcmi_estimate_opts;
+void wcmi_estimate_opts_default(wcmi_estimate_opts *o);
+const char *wcmi_repr_name(wcmi_repr_kind r); /* "auto", "z", "logits" */
+/* wcmi_task_estimate_mi / wcmi_task_vulnerability use the defaults above. */
+int wcmi_task_estimate_mi_ex(wcmi_ctx *ctx, const wcmi_task_cfg *cfg, const wcmi_estimate_opts *opts, char **summary);
+int wcmi_task_vulnerability_ex(wcmi_ctx *ctx, const wcmi_task_cfg *cfg, const wcmi_estimate_opts *opts,
+                               char **summary);
+
+/* Per-neuron vulnerability (the paper's Figure 3): normal and worst-case MI between each channel of
+ * a conv layer of the encoder and the input patch in its receptive field, every spatial location a
+ * sample (docs/estimate-mi.md). Uses cfg's model, data, epochs, batch size, lr, estimator, attack
+ * and grad path; writes per_neuron.json and summary.json into cfg->out_dir when set. */
+typedef struct wcmi_neuron_opts {
+  const char *layer;  /* encoder conv: "layer0.0", "layer1.0" (default) or "layer2.0" */
+  int max_neurons;    /* 0: every channel; else the first N channels */
+  int train_samples;  /* patches each critic trains on (4096) */
+  int test_samples;   /* held-out patches (1024) */
+  int hidden, hsize;  /* critic: MLP width and embedding size (128, 64) */
+} wcmi_neuron_opts;
+void wcmi_neuron_opts_default(wcmi_neuron_opts *o);
+int wcmi_task_neuron_vulnerability(wcmi_ctx *ctx, const wcmi_task_cfg *cfg, const wcmi_neuron_opts *o, char **summary);
+
+/* Representations of a dataset split under cfg->model (eval mode): a float32 (N, D) .npy at
+ * out_path (D = 64 for z, 10 for logits; AUTO: logits when the model has a head, else z) and the
+ * int32 labels (N) at labels_path. */
+int wcmi_task_encode(wcmi_ctx *ctx, const wcmi_task_cfg *cfg, wcmi_split split, wcmi_repr_kind repr,
+                     const char *out_path, const char *labels_path, char **summary);
 
 #ifdef __cplusplus
 }

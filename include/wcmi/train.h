@@ -32,10 +32,17 @@ typedef struct wcmi_dim {
   size_t ws_bytes;
   float *dLx, *dGz, *dx_local; /* backward scratch */
   int attack_enc_train, attack_est_train; /* modes the attack objective uses (0: eval, the paper) */
+  /* Optional second representation net: when set, the representation is repr_head(encoder(x))
+   * (e.g. the logit layer of a Baseline-H model) and forward/backward run through both; it runs in
+   * the encoder's mode and its parameters count as encoder parameters. NULL: encoder(x). */
+  wcmi_net *repr_head;
 } wcmi_dim;
 
 int wcmi_dim_init(wcmi_ctx *ctx, wcmi_dim *d, wcmi_model *m, wcmi_mi_cfg mi, wcmi_grad_path path, int max_batch);
 void wcmi_dim_free(wcmi_dim *d);
+/* Makes the representation head(encoder(x)) (head NULL: back to encoder(x)). The head's input must
+ * be the encoder's output and its output the global estimator's input: WCMI_EINVAL otherwise. */
+int wcmi_dim_set_repr_head(wcmi_dim *d, wcmi_net *head);
 /* Forward (encoder in enc_train mode, estimators in est_train mode), the MI loss into *loss, and
  * the backward parts selected by `grads`; dx (N, C, H, W) receives the input gradient when
  * WCMI_DIM_INPUT is set. */

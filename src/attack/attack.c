@@ -32,10 +32,10 @@ wcmi_attack *wcmi_attack_new(wcmi_ctx *ctx, const wcmi_pgd_cfg *cfg, int max_bat
   a->max_batch = max_batch;
   a->D = sample_numel;
   size_t nd = (size_t)max_batch * (size_t)sample_numel, n = (size_t)max_batch;
-  float **big[] = {&a->cur, &a->grad, &a->run_best, &a->prev, &a->mom};
+  float **big[] = {&a->cur, &a->grad, &a->run_best, &a->prev, &a->mom, &a->grad_best};
   for (size_t i = 0; i < sizeof big / sizeof *big; i++)
     if (!(*big[i] = wcmi_alloc(ctx, nd, sizeof(float)))) goto oom;
-  float **small[] = {&a->loss, &a->run_best_loss, &a->best_loss, &a->step_size, &a->prev_best_loss};
+  float **small[] = {&a->loss, &a->run_best_loss, &a->best_loss, &a->step_size, &a->prev_best_loss, &a->last_loss};
   for (size_t i = 0; i < sizeof small / sizeof *small; i++)
     if (!(*small[i] = wcmi_alloc(ctx, n, sizeof(float)))) goto oom;
   unsigned char **flags[] = {&a->succ, &a->run_best_succ, &a->best_succ, &a->reduced};
@@ -51,7 +51,8 @@ oom:
 void wcmi_attack_free(wcmi_attack *a) {
   if (!a) return;
   void *bufs[] = {a->cur, a->grad, a->run_best, a->prev, a->mom, a->loss, a->run_best_loss, a->best_loss,
-                  a->step_size, a->prev_best_loss, a->succ, a->run_best_succ, a->best_succ, a->reduced, a->improved};
+                  a->step_size, a->prev_best_loss, a->succ, a->run_best_succ, a->best_succ, a->reduced, a->improved,
+                  a->grad_best, a->last_loss};
   for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) wcmi_free(bufs[i]);
   free(a);
 }

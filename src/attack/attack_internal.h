@@ -13,6 +13,7 @@ struct wcmi_attack {
   float *loss, *run_best_loss, *best_loss, *step_size, *prev_best_loss; /* (N) */
   unsigned char *succ, *run_best_succ, *best_succ, *reduced;      /* (N) */
   int *improved;                                                  /* (N) */
+  float *grad_best, *last_loss; /* APGD: gradient at the restart point (N, D); loss of x_k (N) */
 };
 
 void attack_random_start(wcmi_norm norm, float eps, const float *x, float *z, int N, int64_t D, wcmi_rng *rng);

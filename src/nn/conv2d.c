@@ -48,6 +48,9 @@ int wcmi_conv2d_dims_init(wcmi_ctx *ctx, const char *name, wcmi_conv2d_dims *d) 
     if (values[i] <= 0) return conv_fail_nonpositive(ctx, name, labels[i], values[i]);
   if (d->pad < 0) return wcmi_fail(ctx, WCMI_EINVAL, "conv2d %s: padding %d is negative", name, d->pad);
   const int64_t Hp = (int64_t)d->H + 2 * (int64_t)d->pad, Wp = (int64_t)d->W + 2 * (int64_t)d->pad;
+  /* the kernels index the padded input with ints */
+  if (Hp > INT_MAX || Wp > INT_MAX)
+    return wcmi_fail(ctx, WCMI_EINVAL, "conv2d %s: padding %d makes the padded input too large", name, d->pad);
   if (d->KH > Hp)
     return wcmi_fail(ctx, WCMI_EINVAL, "conv2d %s: kernel height %d is larger than the padded input height %lld",
                      name, d->KH, (long long)Hp);
@@ -85,14 +88,14 @@ static int conv_is_pointwise(const wcmi_conv2d_dims *d) {
 /* Output columns [lo, hi) read input columns inside [0, W) for kernel offset k (first/last valid
  * ow for iw = ow*stride - pad + k). */
 static void valid_range(int out_len, int in_len, int stride, int pad, int k, int *lo, int *hi) {
-  int a = pad - k; /* ow*stride >= a */
-  int l = a <= 0 ? 0 : (a + stride - 1) / stride;
-  int b = in_len + pad - k; /* ow*stride < b */
-  int h = b <= 0 ? 0 : (b + stride - 1) / stride;
+  const int64_t a = (int64_t)pad - k;          /* ow*stride >= a */
+  const int64_t b = (int64_t)in_len + pad - k; /* ow*stride < b */
+  int64_t l = a <= 0 ? 0 : (a + stride - 1) / stride;
+  int64_t h = b <= 0 ? 0 : (b + stride - 1) / stride;
   if (h > out_len) h = out_len;
   if (l > h) l = h;
-  *lo = l;
-  *hi = h;
+  *lo = (int)l;
+  *hi = (int)h;
 }
 
 /* x (N, C, H, W) -> cols (K, P). One iteration fills the S = Ho*Wo columns of sample n in row r. */
@@ -133,7 +136,7 @@ static void col2im_batch_bounded(const wcmi_conv2d_dims *d, const float *dcols, 
   const int N = d->N, C = d->C, H = d->H, W = d->W, KH = d->KH, KW = d->KW, s = d->stride, p = d->pad;
   const int Ho = d->Ho, Wo = d->Wo, S = Ho * Wo;
   const int64_t P = (int64_t)N * S, planes = (int64_t)N * C;
-#pragma omp parallel for schedule(static) if (planes * H * W * KH * KW >= PARALLEL_MIN_FLOATS)
+#pragma omp parallel for schedule(static) if (planes * KH * KW * S >= PARALLEL_MIN_FLOATS)
   for (int64_t it = 0; it < planes; it++) {
     const int n = (int)(it / C), c = (int)(it % C);
     float *plane = dx + it * H * W;
@@ -299,7 +302,7 @@ void wcmi_conv2d_backward(const wcmi_conv2d_dims *d, const float *x, const float
   batch_major_to_channels_major(N, O, S, dy, dyb);
   if (dw) {
     /* The columns are rebuilt rather than kept from forward: the workspace may be shared by all
-     * layers of a net, and im2col is cheap next to the GEMM. */
+     * layers of a net, and im2col costs little next to the GEMMs unless K is tiny (layer0, K = 16). */
     lower_input(d, x, cols);
     wcmi_sgemm(0, 1, O, K, P, 1.0f, dyb, P, cols, P, 1.0f, dw, K);
   }

@@ -40,11 +40,28 @@ void wcmi_dim_free(wcmi_dim *d) {
   memset(d, 0, sizeof *d);
 }
 
+int wcmi_dim_set_repr_head(wcmi_dim *d, wcmi_net *head) {
+  if (head) {
+    wcmi_shape eo = wcmi_net_out_shape(d->m->encoder), hi = wcmi_net_in_shape(head), ho = wcmi_net_out_shape(head),
+               gi = wcmi_net_in_shape(d->m->global);
+    char a[64], b[64];
+    if (!wcmi_shape_equal(&eo, &hi))
+      return wcmi_fail(d->ctx, WCMI_EINVAL, "MI objective: representation head takes %s but the encoder gives %s",
+                       wcmi_shape_str(&hi, a, sizeof a), wcmi_shape_str(&eo, b, sizeof b));
+    if (!wcmi_shape_equal(&ho, &gi))
+      return wcmi_fail(d->ctx, WCMI_EINVAL, "MI objective: global estimator takes %s but the representation head gives %s",
+                       wcmi_shape_str(&gi, a, sizeof a), wcmi_shape_str(&ho, b, sizeof b));
+  }
+  d->repr_head = head;
+  return WCMI_OK;
+}
+
 static int net_fail(wcmi_dim *d) { return d->ctx->status ? d->ctx->status : WCMI_EINVAL; }
 
 int wcmi_dim_step(wcmi_dim *d, const float *x, int N, int enc_train, int est_train, int grads, float *loss, float *dx) {
   wcmi_model *m = d->m;
   const float *z = wcmi_net_forward(m->encoder, x, N, enc_train);
+  if (z && d->repr_head) z = wcmi_net_forward(d->repr_head, z, N, enc_train);
   if (!z) return net_fail(d);
   const float *gz = wcmi_net_forward(m->global, z, N, est_train);
   const float *lx = gz ? wcmi_net_forward(m->local, x, N, est_train) : NULL;
@@ -62,7 +79,13 @@ int wcmi_dim_step(wcmi_dim *d, const float *x, int N, int enc_train, int est_tra
   int gwhat = (est ? WCMI_GRAD_PARAMS : 0) | (need_dz ? WCMI_GRAD_INPUT : 0);
   if (gwhat && (rc = wcmi_net_backward(m->global, d->dGz, gwhat))) return rc;
   int ewhat = (enc ? WCMI_GRAD_PARAMS : 0) | (input ? WCMI_GRAD_INPUT : 0);
-  if (ewhat && (rc = wcmi_net_backward(m->encoder, wcmi_net_input_grad(m->global), ewhat))) return rc;
+  const float *dz = wcmi_net_input_grad(m->global);
+  if (ewhat && d->repr_head) {
+    /* The encoder needs dL/d(encoder output), so the head always passes its input gradient on. */
+    if ((rc = wcmi_net_backward(d->repr_head, dz, (enc ? WCMI_GRAD_PARAMS : 0) | WCMI_GRAD_INPUT))) return rc;
+    dz = wcmi_net_input_grad(d->repr_head);
+  }
+  if (ewhat && (rc = wcmi_net_backward(m->encoder, dz, ewhat))) return rc;
   int lwhat = (est ? WCMI_GRAD_PARAMS : 0) | (local_input ? WCMI_GRAD_INPUT : 0);
   if (lwhat && (rc = wcmi_net_backward(m->local, d->dLx, lwhat))) return rc;
   if (input) {

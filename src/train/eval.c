@@ -1,0 +1,126 @@
+/* Natural and adversarial accuracy of encoder + head: every attack maximizes the per-sample
+ * cross-entropy of classifier(encoder(x)) with BatchNorm in eval mode. A sample counts as robust
+ * to an attack only if it is classified correctly both clean and attacked (the usual robust
+ * accuracy: adversarial accuracy never exceeds natural accuracy), and as robust to a set of
+ * attacks only if it survives every one of them (worst case per sample). */
+#include "train/eval.h"
+#include "train/trainer.h"
+
+#include <stdio.h>
+#include <string.h>
+
+/* The single place that chooses between PGD and APGD-CE. */
+static int run_attack(wcmi_attack *atk, const eval_attack *a, const wcmi_objective *obj, const float *x, int n,
+                      wcmi_rng *rng, float *x_adv) {
+  int rc = wcmi_attack_set_cfg(atk, &a->cfg);
+  if (rc) return rc;
+  return a->use_apgd ? wcmi_apgd_run(atk, obj, x, n, rng, x_adv, NULL) : wcmi_pgd_run(atk, obj, x, n, rng, x_adv, NULL);
+}
+
+int64_t eval_num_samples(const wcmi_task_cfg *cfg, int64_t n) {
+  if (cfg->eval_batches > 0 && (int64_t)cfg->eval_batches * cfg->batch_size < n) return (int64_t)cfg->eval_batches * cfg->batch_size;
+  return n;
+}
+
+int eval_attacks(wcmi_ctx *ctx, wcmi_model *m, const wcmi_dataset *d, const wcmi_task_cfg *cfg,
+                 const eval_attack *attacks, int n_attacks, wcmi_rng *rng, eval_result *out) {
+  memset(out, 0, sizeof *out);
+  if (n_attacks < 0 || n_attacks > EVAL_MAX_ATTACKS)
+    return wcmi_fail(ctx, WCMI_EINVAL, "evaluation: %d attacks (at most %d)", n_attacks, EVAL_MAX_ATTACKS);
+  if (!m->classifier) return wcmi_fail(ctx, WCMI_EINVAL, "evaluation: the model has no classifier head");
+  const int B = cfg->batch_size;
+  if (B <= 0 || B > wcmi_net_max_batch(m->encoder))
+    return wcmi_fail(ctx, WCMI_EINVAL, "evaluation: batch size %d outside [1, %d]", B, wcmi_net_max_batch(m->encoder));
+  if (d->n <= 0) return wcmi_fail(ctx, WCMI_EINVAL, "evaluation: %s has no samples", d->name);
+  const int64_t D = wcmi_dataset_sample_size(d);
+  wcmi_shape in = wcmi_net_in_shape(m->encoder);
+  if (wcmi_shape_numel(&in) != D)
+    return wcmi_fail(ctx, WCMI_EINVAL, "evaluation: %s samples have %lld values, the model expects %lld", d->name,
+                     (long long)D, (long long)wcmi_shape_numel(&in));
+  int64_t nb = (d->n + B - 1) / B; /* the last partial batch too */
+  if (cfg->eval_batches > 0 && nb > cfg->eval_batches) nb = cfg->eval_batches;
+
+  wcmi_clf clf;
+  int rc = wcmi_clf_init(ctx, &clf, m, B);
+  if (rc) return rc;
+  wcmi_objective obj = wcmi_clf_objective(&clf);
+  wcmi_attack *atk = NULL;
+  float *x_adv = wcmi_alloc(ctx, (size_t)B * (size_t)D, sizeof(float)); /* (B, C, H, W) */
+  /* Per sample of a batch: wrong prediction, correct clean, correct clean and under every attack so far. */
+  unsigned char *wrong = wcmi_alloc(ctx, (size_t)B, 1), *clean_ok = wcmi_alloc(ctx, (size_t)B, 1),
+                *robust = wcmi_alloc(ctx, (size_t)B, 1);
+  if (!x_adv || !wrong || !clean_ok || !robust) rc = ctx->status;
+  if (!rc && n_attacks > 0 && !(atk = wcmi_attack_new(ctx, &attacks[0].cfg, B, D))) rc = ctx->status;
+
+  int64_t nat = 0, worst = 0, adv[EVAL_MAX_ATTACKS] = {0}, seen = 0;
+  for (int64_t b = 0; b < nb && !rc; b++) {
+    const int64_t off = b * B;
+    const int n = (int)(d->n - off < B ? d->n - off : B);
+    const float *x = d->images + off * D; /* x: (n, C, H, W) */
+    const int32_t *y = d->labels + off;
+    if ((rc = wcmi_clf_step(&clf, x, y, n, 0, 0, 0, NULL, NULL, wrong, NULL, NULL))) break;
+    for (int i = 0; i < n; i++) {
+      clean_ok[i] = robust[i] = !wrong[i];
+      nat += clean_ok[i];
+    }
+    clf.labels = y;
+    for (int k = 0; k < n_attacks && !rc; k++) {
+      if ((rc = run_attack(atk, &attacks[k], &obj, x, n, rng, x_adv))) break;
+      if ((rc = wcmi_clf_step(&clf, x_adv, y, n, 0, 0, 0, NULL, NULL, wrong, NULL, NULL))) break;
+      for (int i = 0; i < n; i++) {
+        const unsigned char ok = clean_ok[i] && !wrong[i];
+        adv[k] += ok;
+        robust[i] = robust[i] && ok;
+      }
+    }
+    if (rc) break;
+    if (ctx->interrupt) {
+      rc = wcmi_fail(ctx, WCMI_EINTR, "evaluation interrupted at batch %lld/%lld", (long long)(b + 1), (long long)nb);
+      break;
+    }
+    for (int i = 0; i < n; i++) worst += robust[i];
+    seen += n;
+    if (cfg->progress)
+      fprintf(stderr, "[eval] batch %lld/%lld: natural %.4f, worst case %.4f so far\n", (long long)(b + 1),
+              (long long)nb, (double)nat / (double)seen, (double)worst / (double)seen);
+  }
+  if (!rc) {
+    out->samples = seen;
+    out->natural = (double)nat / (double)seen;
+    for (int k = 0; k < n_attacks; k++) out->adversarial[k] = (double)adv[k] / (double)seen;
+    out->worst_case = n_attacks > 0 ? (double)worst / (double)seen : out->natural;
+  }
+  wcmi_attack_free(atk);
+  wcmi_free(x_adv);
+  wcmi_free(wrong);
+  wcmi_free(clean_ok);
+  wcmi_free(robust);
+  wcmi_clf_free(&clf);
+  return rc;
+}
+
+int task_accuracy(wcmi_ctx *ctx, wcmi_model *m, const wcmi_dataset *d, const wcmi_task_cfg *cfg,
+                  const wcmi_pgd_cfg *attack, int use_apgd, wcmi_rng *rng, double *nat, double *adv) {
+  eval_attack a = {use_apgd ? "apgd-ce" : "pgd", *attack, use_apgd};
+  eval_result r;
+  int rc = eval_attacks(ctx, m, d, cfg, &a, 1, rng, &r);
+  if (rc) return rc;
+  *nat = r.natural;
+  *adv = r.adversarial[0];
+  return WCMI_OK;
+}
+
+void eval_protocol_json(wcmi_jsonw *w, const eval_attack *a) {
+  wcmi_jsonw_kv_string(w, "algorithm", a->use_apgd ? "apgd-ce" : "pgd");
+  wcmi_jsonw_kv_string(w, "norm", a->cfg.norm == WCMI_NORM_L2 ? "l2" : "linf");
+  wcmi_jsonw_kv_double(w, "eps", a->cfg.eps);
+  wcmi_jsonw_kv_int(w, "steps", a->cfg.steps);
+  /* APGD-CE sets its own step size (2 eps, halved when progress stalls). */
+  if (a->use_apgd) wcmi_jsonw_kv_string(w, "step", "adaptive (2 eps, halved at checkpoints)");
+  else wcmi_jsonw_kv_double(w, "step", a->cfg.step);
+  wcmi_jsonw_kv_int(w, "restarts", a->cfg.restarts);
+  wcmi_jsonw_kv_bool(w, "random_start", a->cfg.random_start);
+  wcmi_jsonw_kv_bool(w, "use_best", a->use_apgd ? 1 : a->cfg.use_best);
+  wcmi_jsonw_kv_string(w, "loss", "cross-entropy");
+  wcmi_jsonw_kv_string(w, "batchnorm", "eval");
+}

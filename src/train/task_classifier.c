@@ -1,0 +1,195 @@
+/* train-classifier and train-model (PAPER.md section 5).
+ *
+ * train-classifier: a head (linear or MLP) on a frozen encoder taken from any wcmi model file. The
+ * encoder stays in eval mode (running BN statistics, no updates); the head is trained with Adam on
+ * cross-entropy, on clean batches (standard) or on PGD examples against head(encoder(x)) (robust).
+ * train-model: Baseline-H, encoder + head trained end to end from scratch, standard or with Madry
+ * adversarial training.
+ * Both evaluate natural and PGD adversarial accuracy on the test set after every epoch, keep
+ * best.safetensors by adversarial accuracy when robust (natural otherwise), and state the attack
+ * protocol in the summary. */
+#include "train/eval.h"
+#include "train/trainer.h"
+
+#include <math.h>
+#include <string.h>
+
+typedef struct clf_task {
+  int end_to_end; /* 1: train-model (encoder trained too); 0: train-classifier (encoder frozen) */
+  wcmi_clf clf;
+  wcmi_attack *attack;
+  int evaluated; /* an evaluation ran in this process: last_* are valid */
+  int new_best;  /* a new best epoch was found in this process: best_* are valid */
+  double last_nat, last_adv, best_nat, best_adv;
+} clf_task;
+
+/* PGD against head(encoder(x)) with BN in eval mode (the paper's protocol) into t->xadv. */
+static int clf_attack(trainer *t, clf_task *ct, const float *x, const int32_t *y, int n, float eps) {
+  wcmi_pgd_cfg a = t->cfg.attack;
+  a.eps = eps;
+  int rc = wcmi_attack_set_cfg(ct->attack, &a);
+  if (rc) return rc;
+  ct->clf.labels = y;
+  wcmi_objective obj = wcmi_clf_objective(&ct->clf);
+  return wcmi_pgd_run(ct->attack, &obj, x, n, &t->attack_rng, t->xadv, NULL);
+}
+
+static int clf_train_step(trainer *t, const float *x, const int32_t *y, int n, double *vals) {
+  clf_task *ct = t->user;
+  const float *xt = x;
+  double t0 = wcmi_now();
+  if (t->cfg.robust) {
+    int rc = clf_attack(t, ct, x, y, n, wcmi_eps_schedule(t->cfg.attack.eps, t->epoch, t->cfg.eps_fade_epochs));
+    if (rc) return rc;
+    xt = t->xadv;
+  }
+  double t1 = wcmi_now();
+  float loss;
+  int correct = 0;
+  wcmi_optim_zero_grad(t->opt);
+  /* Frozen encoder: eval mode and no parameter gradients, so only the head learns. */
+  int grads = WCMI_CLF_HEAD_PARAMS | (ct->end_to_end ? WCMI_CLF_ENCODER_PARAMS : 0);
+  int rc = wcmi_clf_step(&ct->clf, xt, y, n, ct->end_to_end, 1, grads, &loss, NULL, NULL, &correct, NULL);
+  if (rc) return rc;
+  if (!isfinite(loss))
+    return wcmi_fail(t->ctx, WCMI_ENUMERIC, "%s: cross-entropy is %g at epoch %d: stopping (last good checkpoint kept)",
+                     t->ops->task, (double)loss, t->epoch + 1);
+  double t2 = wcmi_now();
+  wcmi_optim_step(t->opt);
+  double t3 = wcmi_now();
+  t->phase_time[0] += t1 - t0;
+  t->phase_time[1] += t2 - t1;
+  t->phase_time[2] += t3 - t2;
+  vals[0] = loss;
+  vals[1] = (double)correct / (double)n;
+  return WCMI_OK;
+}
+
+/* Natural and PGD adversarial accuracy on the test set at the full eps. The evaluation's random
+ * starts come from their own stream per epoch, so evaluating never shifts the training stream. */
+static int clf_evaluate(trainer *t, clf_task *ct, int epoch) {
+  wcmi_rng r;
+  wcmi_rng_derive(&r, t->cfg.seed, (uint64_t)WCMI_STREAM_ATTACK * 1000003u + (uint64_t)epoch);
+  int rc = task_accuracy(t->ctx, &t->model, &t->test, &t->cfg, &t->cfg.attack, 0, &r, &ct->last_nat, &ct->last_adv);
+  if (!rc) ct->evaluated = 1;
+  return rc;
+}
+
+static int clf_end_epoch(trainer *t, int epoch, wcmi_jsonw *w, double *score) {
+  clf_task *ct = t->user;
+  int rc = clf_evaluate(t, ct, epoch);
+  if (rc) return rc;
+  wcmi_jsonw_kv_double(w, "nat_acc", ct->last_nat);
+  wcmi_jsonw_kv_double(w, "adv_acc", ct->last_adv);
+  wcmi_jsonw_kv_double(w, "train_eps", wcmi_eps_schedule(t->cfg.attack.eps, epoch, t->cfg.eps_fade_epochs));
+  *score = t->cfg.robust ? ct->last_adv : ct->last_nat;
+  if (*score > t->best_score) { /* the trainer saves best.safetensors on the same test */
+    ct->new_best = 1;
+    ct->best_nat = ct->last_nat;
+    ct->best_adv = ct->last_adv;
+  }
+  return WCMI_OK;
+}
+
+static int clf_summarize(trainer *t, wcmi_jsonw *w) {
+  clf_task *ct = t->user;
+  /* A resumed run that had nothing left to train still reports the final model's accuracy. */
+  int rc = ct->evaluated ? WCMI_OK : clf_evaluate(t, ct, t->cfg.epochs);
+  if (rc) return rc;
+  wcmi_jsonw_kv_string(w, "head", wcmi_head_name(t->cfg.head));
+  wcmi_jsonw_kv_string(w, "training", t->cfg.robust ? "robust" : "standard");
+  if (!ct->end_to_end) wcmi_jsonw_kv_string(w, "encoder_model", t->cfg.model ? t->cfg.model : "");
+  wcmi_jsonw_kv_double(w, "nat_acc", ct->last_nat);
+  wcmi_jsonw_kv_double(w, "adv_acc", ct->last_adv);
+  if (ct->new_best) {
+    wcmi_jsonw_kv_double(w, "best_nat_acc", ct->best_nat);
+    wcmi_jsonw_kv_double(w, "best_adv_acc", ct->best_adv);
+  }
+  wcmi_jsonw_kv_int(w, "test_samples", eval_num_samples(&t->cfg, t->test.n));
+  wcmi_jsonw_key(w, "attack");
+  wcmi_jsonw_begin_object(w);
+  eval_attack a = {"pgd", t->cfg.attack, 0};
+  eval_protocol_json(w, &a);
+  wcmi_jsonw_end_object(w);
+  wcmi_jsonw_kv_string(w, "selection", t->cfg.robust ? "best.safetensors: highest adv_acc" : "best.safetensors: highest nat_acc");
+  return WCMI_OK;
+}
+
+static const trainer_ops CLASSIFIER_OPS = {
+    "train-classifier", {"loss", "train_acc"}, 2, clf_train_step, clf_end_epoch, clf_summarize,
+};
+static const trainer_ops MODEL_OPS = {
+    "train-model", {"loss", "train_acc"}, 2, clf_train_step, clf_end_epoch, clf_summarize,
+};
+
+/* The frozen encoder: the encoder of any wcmi model file (train-encoder, train-classifier or
+ * train-model result), copied into t->model. */
+static int load_frozen_encoder(wcmi_ctx *ctx, const wcmi_task_cfg *cfg, wcmi_model *dst) {
+  wcmi_model src;
+  int rc = wcmi_model_load(ctx, cfg->model, cfg->batch_size, &src, NULL);
+  if (rc) return rc;
+  if (strcmp(src.dataset, cfg->data))
+    rc = wcmi_fail(ctx, WCMI_EINVAL, "%s: encoder was trained on %s, but the data is %s (pass --data %s)", cfg->model,
+                   src.dataset, cfg->data, src.dataset);
+  if (!rc) rc = wcmi_net_copy_params(ctx, dst->encoder, src.encoder);
+  wcmi_model_free(&src);
+  return rc;
+}
+
+static int run_classifier_task(wcmi_ctx *ctx, const wcmi_task_cfg *cfg, int end_to_end, char **summary) {
+  const char *task = end_to_end ? "train-model" : "train-classifier";
+  if (cfg->head != WCMI_HEAD_LINEAR && cfg->head != WCMI_HEAD_MLP)
+    return wcmi_fail(ctx, WCMI_EINVAL, "%s: --head must be linear or mlp", task);
+  if (!end_to_end && !cfg->model) return wcmi_fail(ctx, WCMI_EINVAL, "%s: no encoder model file (--model FILE)", task);
+  /* Check the encoder file before anything is written into the run directory. A resumed run takes
+   * its encoder from its own checkpoint instead. */
+  wcmi_model probe;
+  memset(&probe, 0, sizeof probe);
+  int rc = WCMI_OK;
+  if (!end_to_end && !cfg->resume_dir) {
+    rc = wcmi_model_init(ctx, &probe, cfg->data, 0, cfg->head, cfg->batch_size, cfg->seed);
+    if (!rc) rc = load_frozen_encoder(ctx, cfg, &probe);
+  }
+  trainer t;
+  clf_task ct;
+  memset(&ct, 0, sizeof ct);
+  memset(&t, 0, sizeof t);
+  ct.end_to_end = end_to_end;
+  if (!rc) rc = trainer_init(&t, ctx, cfg, end_to_end ? &MODEL_OPS : &CLASSIFIER_OPS, &ct);
+  if (!rc) {
+    /* The probe already is the model to train (new head from the seed, copied encoder). */
+    if (!end_to_end && !cfg->resume_dir) {
+      t.model = probe;
+      memset(&probe, 0, sizeof probe);
+    } else {
+      rc = wcmi_model_init(ctx, &t.model, cfg->data, 0, cfg->head, cfg->batch_size, cfg->seed);
+    }
+  }
+  if (!rc) rc = wcmi_clf_init(ctx, &ct.clf, &t.model, cfg->batch_size);
+  if (!rc) {
+    wcmi_net *both[2] = {t.model.encoder, t.model.classifier}, *head[1] = {t.model.classifier};
+    wcmi_adam_cfg a = wcmi_adam_defaults();
+    a.lr = (float)cfg->lr;
+    t.opt = end_to_end ? wcmi_adam_new(ctx, both, 2, a) : wcmi_adam_new(ctx, head, 1, a);
+    if (!t.opt) rc = ctx->status;
+  }
+  if (!rc) {
+    wcmi_shape in = wcmi_net_in_shape(t.model.encoder);
+    ct.attack = wcmi_attack_new(ctx, &cfg->attack, cfg->batch_size, wcmi_shape_numel(&in));
+    if (!ct.attack) rc = ctx->status;
+  }
+  if (!rc) rc = trainer_run(&t, summary);
+  wcmi_model_free(&probe);
+  wcmi_attack_free(ct.attack);
+  wcmi_clf_free(&ct.clf);
+  trainer_free(&t);
+  return rc;
+}
+
+int wcmi_task_train_classifier(wcmi_ctx *ctx, const wcmi_task_cfg *cfg, char **summary) {
+  return run_classifier_task(ctx, cfg, 0, summary);
+}
+
+int wcmi_task_train_model(wcmi_ctx *ctx, const wcmi_task_cfg *cfg, char **summary) {
+  return run_classifier_task(ctx, cfg, 1, summary);
+}
