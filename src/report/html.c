@@ -285,7 +285,18 @@ static int run_model(const run *r, char *out) {
   if (!f || f->v->type != WCMI_JSON_STRING || !*f->v->str) f = find_field(&r->ev, "model");
   if (!f || f->v->type != WCMI_JSON_STRING || !*f->v->str) f = find_field(&r->cfg, "model");
   if (!f || f->v->type != WCMI_JSON_STRING || !*f->v->str) return 0;
-  if (!realpath(f->v->str, out)) snprintf(out, PATH_MAX, "%s", f->v->str);
+  const char *m = f->v->str;
+  if (realpath(m, out)) return 1;
+  /* A relative path was relative to where the task ran, which the run does not record: try the
+   * run's parent directory (runs side by side) and the run directory itself. */
+  char cand[2 * PATH_MAX + 8];
+  if (m[0] != '/') {
+    snprintf(cand, sizeof cand, "%s/../%s", r->real, m);
+    if (realpath(cand, out)) return 1;
+    snprintf(cand, sizeof cand, "%s/%s", r->real, m);
+    if (realpath(cand, out)) return 1;
+  }
+  copy_str(out, PATH_MAX, m);
   return 1;
 }
 
