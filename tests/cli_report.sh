@@ -27,6 +27,7 @@ M="$T/enc/latest.safetensors"
 check "saliency --loss mi exits 0" "[ $? -eq 0 ]"
 # width = 5*28*2 + 6*1 = 286; height = (1+2)*28*2 + (2+2)*1 = 172
 check "mi grid is 286 x 172 (1 + 2 rows of 5)" "[ \"\$(png_size '$T/enc/saliency_mi.png')\" = '286 172' ]"
+check "summary also written beside the PNG (saliency_mi.json) with both models" "grep -q 'best.safetensors' '$T/enc/saliency_mi.json' && grep -q 'latest.safetensors' '$T/enc/saliency_mi.json'"
 check "saliency JSON names width and height" "grep -q '\"width\": 286' '$T/s.json' && grep -q '\"height\": 172' '$T/s.json'"
 "$WCMI" saliency --model "$M" --loss feature --layer layer1 --channel 3 -n 3 --threads 1 -o "$T/f.png" > /dev/null 2>&1
 # width = 3*28*3 + 4*2 = 260; height = 2*28*3 + 3*2 = 174 (defaults: scale 3, pad 2)
@@ -58,6 +59,7 @@ done
 check "no URL at all (self-contained, no xmlns needed inline)" "! grep -qi 'http' '$H'"
 check "no <script> element and no external src/href" "! grep -qi '<script' '$H' && ! grep -Eqi '(src|href)=\"[^d#]' '$H'"
 check "two inline PNGs (run's saliency*.png + --saliency)" "[ \$(count 'src=\"data:image/png;base64,' '$H') -eq 2 ]"
+check "saliency caption names the rows from the sidecar" "grep -q 'loss mi; row 1: inputs; row 2: [^;]*latest.safetensors; row 3: [^ ]*best.safetensors' '$H'"
 check "config string escaped" "grep -q '&lt;script&gt;alert(1)&lt;/script&gt; &amp; more' '$H'"
 check "run dir name escaped" "grep -q 'x&lt;i&gt;y' '$H' && ! grep -q 'x<i>y' '$H'"
 check "empty run gets a note" "grep -q 'Empty run' '$H'"

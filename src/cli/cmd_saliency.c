@@ -46,7 +46,9 @@ static int load_images(wcmi_ctx *ctx, const saliency_opts *o, wcmi_dataset *d) {
   return WCMI_OK;
 }
 
-static void print_summary(const saliency_opts *o, int gw, int gh, const wcmi_dataset *d) {
+/* Prints the summary and writes it beside the PNG (X.png -> X.json), where wcmi report reads the
+ * row captions. */
+static int print_summary(wcmi_ctx *ctx, const saliency_opts *o, int gw, int gh, const wcmi_dataset *d) {
   wcmi_jsonw w;
   wcmi_jsonw_init_buffer(&w, 2);
   wcmi_jsonw_begin_object(&w);
@@ -67,8 +69,21 @@ static void print_summary(const saliency_opts *o, int gw, int gh, const wcmi_dat
   wcmi_jsonw_kv_int(&w, "height", gh);
   wcmi_jsonw_kv_string(&w, "normalization", "sum_c |grad| / per-image 99th percentile, clipped to [0,1]");
   wcmi_jsonw_end_object(&w);
-  if (!wcmi_jsonw_finish(NULL, &w)) printf("%s\n", wcmi_jsonw_text(&w));
+  int rc = wcmi_jsonw_finish(ctx, &w);
+  size_t n = strlen(o->out);
+  if (!rc && n > 4 && !strcmp(o->out + n - 4, ".png")) {
+    char *side = malloc(n + 2);
+    if (!side) rc = wcmi_fail(ctx, WCMI_ENOMEM, "out of memory");
+    else {
+      memcpy(side, o->out, n - 4);
+      memcpy(side + n - 4, ".json", 6);
+      rc = wcmi_atomic_write(ctx, side, wcmi_jsonw_text(&w), strlen(wcmi_jsonw_text(&w)));
+      free(side);
+    }
+  }
+  if (!rc) printf("%s\n", wcmi_jsonw_text(&w));
   wcmi_jsonw_free(&w);
+  return rc;
 }
 
 /* One model's maps (N, H, W) into map. */
@@ -120,7 +135,7 @@ static int run(wcmi_ctx *ctx, saliency_opts *o, const wcmi_saliency_cfg *cfg) {
     rc = wcmi_saliency_grid(ctx, d.images + (int64_t)o->offset * wcmi_dataset_sample_size(&d), o->n, C, H, W, rows, M,
                             o->scale, o->pad, pix);
   if (!rc) rc = wcmi_png_write(ctx, o->out, pix, gw, gh, 3);
-  if (!rc) print_summary(o, gw, gh, &d);
+  if (!rc) rc = print_summary(ctx, o, gw, gh, &d);
   wcmi_free(grad);
   wcmi_free(maps);
   wcmi_free(scratch);

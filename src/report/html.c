@@ -556,6 +556,24 @@ static int training_curves(wcmi_ctx *ctx, FILE *f, const run *r) {
 }
 
 /* ---- images ----------------------------------------------------------------------------------- */
+/* wcmi saliency writes X.json beside X.png (models, loss): the rows' caption. Absent: no caption. */
+static int load_sidecar(wcmi_ctx *ctx, const char *png, wcmi_json **out) {
+  char path[PATH_MAX + 8];
+  size_t n = strlen(png);
+  *out = NULL;
+  if (n < 4 || n + 1 > sizeof path) return WCMI_OK;
+  memcpy(path, png, n - 4);
+  memcpy(path + n - 4, ".json", 6);
+  if (!file_exists(path)) return WCMI_OK;
+  int rc = wcmi_json_parse_file(ctx, path, MAX_JSON_BYTES, out);
+  if (!rc && (*out)->type != WCMI_JSON_OBJECT) {
+    wcmi_json_free(*out);
+    *out = NULL;
+    return wcmi_fail(ctx, WCMI_EFORMAT, "%s: expected a JSON object", path);
+  }
+  return rc;
+}
+
 static int embed_png(wcmi_ctx *ctx, FILE *f, const char *path) {
   char *bytes = NULL;
   size_t n = 0;
@@ -573,11 +591,29 @@ static int embed_png(wcmi_ctx *ctx, FILE *f, const char *path) {
   wcmi_free(bytes);
   if (!b64) return wcmi_fail(ctx, WCMI_ENOMEM, "%s: out of memory", path);
   const char *slash = strrchr(path, '/');
+  wcmi_json *side = NULL;
+  rc = load_sidecar(ctx, path, &side);
+  if (rc) {
+    free(b64);
+    return rc;
+  }
   fputs("<figure><img alt=\"", f);
   esc(f, slash ? slash + 1 : path);
   fprintf(f, "\" width=\"%u\" height=\"%u\" src=\"data:image/png;base64,%s\"><figcaption>", w, h, b64);
   esc(f, slash ? slash + 1 : path);
-  fputs(" &mdash; row 1: inputs; then one row of maps per model (bright = large |gradient|)</figcaption></figure>\n", f);
+  const wcmi_json *models = wcmi_json_get(side, "models"), *loss = wcmi_json_get(side, "loss");
+  if (models && models->type == WCMI_JSON_ARRAY) {
+    fputs(" &mdash; ", f);
+    if (loss && loss->type == WCMI_JSON_STRING) fputs("loss ", f), esc(f, loss->str), fputs("; ", f);
+    fputs("row 1: inputs", f);
+    for (size_t i = 0; i < models->n; i++)
+      if (models->items[i].type == WCMI_JSON_STRING) fprintf(f, "; row %zu: ", i + 2), esc(f, models->items[i].str);
+    fputs(" (bright = large |gradient|, each map scaled to its own 99th percentile)", f);
+  } else {
+    fputs(" &mdash; row 1: inputs; then one row of maps per model (bright = large |gradient|)", f);
+  }
+  fputs("</figcaption></figure>\n", f);
+  wcmi_json_free(side);
   free(b64);
   return WCMI_OK;
 }
@@ -691,6 +727,12 @@ static int fano_scatter(wcmi_ctx *ctx, FILE *f, const run *const *runs, int n) {
                         "measured adversarial accuracy (%)", 560, 420, 0, 0, 0, 100, 0, 100, 1, labels};
     fputs("<div class=\"charts\">\n", f);
     wcmi_svg_scatter(f, &c, s, refit ? 2 : 1);
+    int above = 0;
+    for (int i = 0; i < m; i++) above |= by[i] > bx[i] + 1e-9;
+    if (above)
+      note(f, "A point above the diagonal means the worst-case MI was underestimated (an undertrained or fooled "
+              "critic, e.g. a negative estimate; see docs/estimate-mi.md), or the accuracy was measured on a "
+              "different protocol: the bound itself cannot be violated.");
     fputs("</div>\n<p class=\"caption\">Theorem 3.4: no classifier on the representation can lie above the diagonal "
           "(up to estimation error). A point pairs a vulnerability run with the adversarial accuracy of the same model "
           "(eval.json or summary.json of a run whose checkpoint or evaluated model is that file).</p>\n",

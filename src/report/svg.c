@@ -251,8 +251,13 @@ int wcmi_svg_scatter(FILE *f, const wcmi_svg_chart *c, const wcmi_svg_series *s,
       double x = s[k].x[i], y = s[k].y[i];
       if (!isfinite(x) || !isfinite(y)) continue;
       const char *label = k == 0 && c->labels ? c->labels[i] : NULL;
-      fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"5\" fill=\"%s\" fill-opacity=\"0.85\" stroke=\"#fff\">",
-              px(&fr, x), py(&fr, y), PALETTE[k % WCMI_SVG_MAX_SERIES]);
+      /* Series after the first are rings, so points at the same place stay visible. */
+      if (k == 0)
+        fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"5\" fill=\"%s\" fill-opacity=\"0.85\" stroke=\"#fff\">",
+                px(&fr, x), py(&fr, y), PALETTE[0]);
+      else
+        fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"8\" fill=\"none\" stroke=\"%s\" stroke-width=\"2\">",
+                px(&fr, x), py(&fr, y), PALETTE[k % WCMI_SVG_MAX_SERIES]);
       point_title(f, c, label ? label : s[k].name, x, y);
       fputs("</circle>\n", f);
       if (label && s[0].n <= 12) {
