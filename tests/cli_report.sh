@@ -67,6 +67,7 @@ check "run without summary gets a note" "grep -q 'No summary.json' '$H'"
 check "Figure 2 scatter pairs vul with clf's best checkpoint" "grep -q 'vul + ' '$H' && grep -q 'Fano bound vs adversarial accuracy' '$H'"
 check "accuracy per attack listed, in %" "grep -q 'attacks\[apgd\].adv_acc' '$H' && grep -q '35.00 %' '$H'"
 check "axes labelled with units" "grep -q 'accuracy (%)' '$H' && grep -q 'MI estimate (nats)' '$H' && grep -q '>epoch<' '$H'"
+check "per-neuron histograms present" "grep -q 'Per-neuron vulnerability of layer layer1.0' '$H' && grep -q 'channels by rv (nats)' '$H'"
 check "MI bars and Fano bars present" "grep -q 'MI and RV (nats)' '$H' && grep -q 'Fano bound on adversarial accuracy' '$H'"
 
 # 3. errors: malformed JSON, a non-PNG saliency file, a missing run, usage.

@@ -2,9 +2,9 @@
 # the formats the tasks write (docs/report.md), so the report tests do not need to train anything.
 #   make_report_fixtures DIR   creates DIR/{enc,clf,vul/{normal,worst},ev,empty,'x<i>y'}
 # Expected charts (REPORT_FIXTURE_SVGS): enc 3 curves + MI bars = 4; clf 7 curves; vul MI bars +
-# Fano bars + (2 curves + a test_mi bar chart) in each of normal/ and worst/ = 8; Figure 2 scatter 1;
-# total 20.
-REPORT_FIXTURE_SVGS=20
+# Fano bars + 2 per-neuron histograms (per_neuron.json) + (2 curves + a test_mi bar chart) in each of
+# normal/ and worst/ = 10; Figure 2 scatter 1; total 22.
+REPORT_FIXTURE_SVGS=22
 REPORT_FIXTURE_RUNS=6
 
 make_report_fixtures() {
@@ -38,6 +38,10 @@ JSON
   cat > "$d/vul/summary.json" <<JSON
 {"task": "vulnerability", "model": "$d/clf/best.safetensors", "normal_mi": 1.9, "worst_mi": 0.6, "worst_mi_refit": 0.8,
  "rv": 1.3, "rv_refit": 1.1, "num_classes": 10, "fano_bound": 0.5616, "fano_bound_refit": 0.648, "units": "nats"}
+JSON
+  cat > "$d/vul/per_neuron.json" <<'JSON'
+{"task": "vulnerability-per-neuron", "layer": "layer1.0", "channels": 4,
+ "histogram": {"normal_mi": {"edges": [0, 0.5, 1.0], "counts": [1, 3]}, "rv": {"edges": [0, 0.2, 0.4, 0.6], "counts": [2, 1, 1]}}}
 JSON
   local c
   for c in normal worst; do

@@ -278,6 +278,8 @@ int wcmi_svg_bar_chart(FILE *f, const wcmi_svg_chart *c, const char *const *name
   double lo = 0, hi = 0;
   for (int i = 0; i < n; i++)
     if (isfinite(values[i])) lo = fmin(lo, values[i]), hi = fmax(hi, values[i]);
+  /* headroom for the value printed above the tallest bar */
+  hi += 0.08 * (hi - lo);
   if (c->y_min < c->y_max) lo = c->y_min, hi = c->y_max;
   if (hi - lo <= 0) hi = lo + 1;
   /* Long category names are drawn at an angle, which needs a deeper bottom margin. */
