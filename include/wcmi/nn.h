@@ -151,6 +151,10 @@ const float *wcmi_net_forward(wcmi_net *net, const float *x, int N, int train);
  * WCMI_GRAD_INPUT (dx only: attacks), WCMI_GRAD_PARAMS (parameter grads only: frozen input) or both.
  * Parameter gradients accumulate; input gradient is overwritten and readable via wcmi_net_input_grad. */
 int wcmi_net_backward(wcmi_net *net, const float *dy, int what);
+/* The same, starting at intermediate layer `last` (0-based, build order) with dy of that layer's
+ * output shape (see wcmi_net_layer_output): layers after `last` are skipped. For gradients of a
+ * hidden unit with respect to the input (feature saliency, per-neuron analysis). */
+int wcmi_net_backward_from(wcmi_net *net, int last, const float *dy, int what);
 const float *wcmi_net_input_grad(const wcmi_net *net);
 void wcmi_net_zero_grad(wcmi_net *net);
 

@@ -11,6 +11,8 @@ int wcmi_cmd_eval(int argc, char **argv);
 int wcmi_cmd_encode(int argc, char **argv);
 int wcmi_cmd_estimate_mi(int argc, char **argv);
 int wcmi_cmd_vulnerability(int argc, char **argv);
+int wcmi_cmd_saliency(int argc, char **argv);
+int wcmi_cmd_report(int argc, char **argv);
 int wcmi_cmd_demo(int argc, char **argv);
 
 const wcmi_cli_command wcmi_cli_commands[] = {
@@ -24,6 +26,8 @@ const wcmi_cli_command wcmi_cli_commands[] = {
     {"encode", "representations of a dataset as a .npy file (plus labels)", wcmi_cmd_encode},
     {"estimate-mi", "MI of a frozen representation, normal or worst case (fresh critic, Algorithm 2)", wcmi_cmd_estimate_mi},
     {"vulnerability", "normal and worst-case MI, representation vulnerability and the Fano bound", wcmi_cmd_vulnerability},
+    {"saliency", "saliency maps: input gradients of the MI loss, cross-entropy or a feature (PNG grid)", wcmi_cmd_saliency},
+    {"report", "one self-contained HTML report over run directories (curves, accuracies, RV, Fano, saliency)", wcmi_cmd_report},
     {"demo", "the main job: DIM vs worst-case MI on Fashion-MNIST, one table", wcmi_cmd_demo},
     {0, 0, 0},
 };

@@ -504,22 +504,29 @@ static int has_params(const net_layer *L) {
 }
 
 int wcmi_net_backward(wcmi_net *net, const float *dy, int what) {
+  return wcmi_net_backward_from(net, net->n_layers - 1, dy, what);
+}
+
+int wcmi_net_backward_from(wcmi_net *net, int last, const float *dy, int what) {
   if (!net->last_N) return wcmi_fail(net->ctx, WCMI_EINVAL, "net %s: backward without a forward", net->prefix);
+  if (last < 0 || last >= net->n_layers)
+    return wcmi_fail(net->ctx, WCMI_EINVAL, "net %s: backward from layer %d outside [0, %d)", net->prefix, last,
+                     net->n_layers);
   if (!(what & WCMI_GRAD_BOTH)) return WCMI_OK;
   int want_input = (what & WCMI_GRAD_INPUT) != 0, want_params = (what & WCMI_GRAD_PARAMS) != 0;
   /* Without the input gradient, backward stops at the first layer that has parameters. */
   int stop = 0;
   if (!want_input) {
-    stop = net->n_layers;
-    for (int i = 0; i < net->n_layers; i++)
+    stop = last + 1;
+    for (int i = 0; i <= last; i++)
       if (has_params(&net->layers[i])) {
         stop = i;
         break;
       }
-    if (stop == net->n_layers) return WCMI_OK;
+    if (stop == last + 1) return WCMI_OK;
   }
   const float *g = dy;
-  for (int i = net->n_layers - 1; i >= stop; i--) {
+  for (int i = last; i >= stop; i--) {
     net_layer *L = &net->layers[i];
     float *dx;
     if (i == 0) dx = want_input ? net->dx : NULL;

@@ -1,0 +1,803 @@
+/* The HTML report: one self-contained page over run directories (docs/report.md). Everything comes
+ * from the files a run wrote; every string read from them is HTML-escaped; charts are inline SVG
+ * (svg.c) and images inline PNG data: URIs, so the page needs no network and no scripts. */
+/* realpath() is an XSI function in glibc's headers. */
+#ifndef _XOPEN_SOURCE
+#define _XOPEN_SOURCE 700
+#endif
+#include "wcmi/image.h"
+#include "wcmi/io.h"
+#include "wcmi/report.h"
+#include "wcmi/train.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define MAX_JSON_BYTES ((size_t)64 << 20)
+#define MAX_PNG_BYTES ((size_t)32 << 20)
+#define MAX_CHILDREN 4
+#define MAX_IMAGES 16
+#define MAX_CURVES 40
+
+/* Copies src into dst[n], cut at n - 1 bytes (names shown in the page, labels). */
+static void copy_str(char *dst, size_t n, const char *src) {
+  size_t k = strlen(src);
+  if (k >= n) k = n - 1;
+  memcpy(dst, src, k);
+  dst[k] = '\0';
+}
+
+/* dst = a + sep + b; returns 0 if it does not fit (the caller reports the path as too long). */
+static int join(char *dst, size_t n, const char *a, const char *sep, const char *b) {
+  size_t la = strlen(a), ls = strlen(sep), lb = strlen(b);
+  if (la + ls + lb >= n) return 0;
+  memcpy(dst, a, la);
+  memcpy(dst + la, sep, ls);
+  memcpy(dst + la + ls, b, lb + 1);
+  return 1;
+}
+
+/* ---- flattened numeric fields ---------------------------------------------------------------- */
+/* A JSON object flattened to "a.b.c" keys; arrays of objects with a "name" become "attacks[pgd]". */
+typedef struct field {
+  char key[160];
+  const wcmi_json *v;
+} field;
+
+typedef struct fields {
+  field *f;
+  int n, cap;
+} fields;
+
+static int fields_push(fields *fs, const char *key, const wcmi_json *v) {
+  if (fs->n == fs->cap) {
+    int cap = fs->cap ? 2 * fs->cap : 32;
+    field *nf = realloc(fs->f, (size_t)cap * sizeof *nf);
+    if (!nf) return WCMI_ENOMEM;
+    fs->f = nf, fs->cap = cap;
+  }
+  snprintf(fs->f[fs->n].key, sizeof fs->f[fs->n].key, "%s", key);
+  fs->f[fs->n++].v = v;
+  return WCMI_OK;
+}
+
+/* Leaves: numbers, strings, booleans, null; arrays of scalars are kept whole (shown compactly). */
+static int flatten(fields *fs, const char *prefix, const wcmi_json *v, int depth) {
+  char key[160];
+  if (v->type == WCMI_JSON_OBJECT && depth < 6) {
+    for (size_t i = 0; i < v->n; i++) {
+      snprintf(key, sizeof key, "%s%s%s", prefix, *prefix ? "." : "", v->keys[i]);
+      int rc = flatten(fs, key, &v->items[i], depth + 1);
+      if (rc) return rc;
+    }
+    return WCMI_OK;
+  }
+  if (v->type == WCMI_JSON_ARRAY && v->n && v->items[0].type == WCMI_JSON_OBJECT && depth < 6) {
+    for (size_t i = 0; i < v->n && i < 32; i++) {
+      const wcmi_json *name = wcmi_json_get(&v->items[i], "name");
+      if (name && name->type == WCMI_JSON_STRING) snprintf(key, sizeof key, "%s[%s]", prefix, name->str);
+      else snprintf(key, sizeof key, "%s[%zu]", prefix, i);
+      int rc = flatten(fs, key, &v->items[i], depth + 1);
+      if (rc) return rc;
+    }
+    return WCMI_OK;
+  }
+  return fields_push(fs, prefix, v);
+}
+
+static const char *leaf(const char *key) {
+  const char *d = strrchr(key, '.');
+  return d ? d + 1 : key;
+}
+
+static const field *find_field(const fields *fs, const char *key) {
+  for (int i = 0; i < fs->n; i++)
+    if (!strcmp(fs->f[i].key, key)) return &fs->f[i];
+  return NULL;
+}
+
+static double number_of(const fields *fs, const char *key) {
+  const field *f = find_field(fs, key);
+  return f && f->v->type == WCMI_JSON_NUMBER ? f->v->number : NAN;
+}
+
+/* ---- runs ------------------------------------------------------------------------------------- */
+typedef struct run {
+  char dir[PATH_MAX];  /* as given (sub-runs: parent/child) */
+  char name[PATH_MAX]; /* shown */
+  char real[PATH_MAX]; /* resolved, to match model paths */
+  wcmi_json *config, *summary, *eval, *per_neuron, *metrics;
+  fields cfg, sum, ev; /* flattened config / summary / eval */
+  char images[MAX_IMAGES][PATH_MAX];
+  int n_images;
+  struct run *children[MAX_CHILDREN];
+  int n_children;
+} run;
+
+static void run_free(run *r) {
+  if (!r) return;
+  wcmi_json_free(r->config);
+  wcmi_json_free(r->summary);
+  wcmi_json_free(r->eval);
+  wcmi_json_free(r->per_neuron);
+  wcmi_json_free(r->metrics);
+  free(r->cfg.f);
+  free(r->sum.f);
+  free(r->ev.f);
+  for (int i = 0; i < r->n_children; i++) run_free(r->children[i]);
+  free(r);
+}
+
+static int file_exists(const char *path) {
+  struct stat st;
+  return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+/* Loads dir/leaf when it exists: a JSON object (or, for .jsonl, an array of objects). */
+static int load_json(wcmi_ctx *ctx, const char *dir, const char *leafname, int lines, wcmi_json **out) {
+  char path[PATH_MAX + 64];
+  snprintf(path, sizeof path, "%s/%s", dir, leafname);
+  *out = NULL;
+  if (!file_exists(path)) return WCMI_OK;
+  int rc = lines ? wcmi_json_parse_lines_file(ctx, path, MAX_JSON_BYTES, out)
+                 : wcmi_json_parse_file(ctx, path, MAX_JSON_BYTES, out);
+  if (rc) return rc;
+  if (!lines && (*out)->type != WCMI_JSON_OBJECT)
+    return wcmi_fail(ctx, WCMI_EFORMAT, "%s: expected a JSON object, got %s", path, wcmi_json_type_name((*out)->type));
+  if (lines)
+    for (size_t i = 0; i < (*out)->n; i++)
+      if ((*out)->items[i].type != WCMI_JSON_OBJECT)
+        return wcmi_fail(ctx, WCMI_EFORMAT, "%s: entry %zu is %s, not a JSON object", path, i + 1,
+                         wcmi_json_type_name((*out)->items[i].type));
+  return WCMI_OK;
+}
+
+static int is_saliency_png(const char *name) {
+  size_t n = strlen(name);
+  return !strncmp(name, "saliency", 8) && n > 4 && !strcmp(name + n - 4, ".png");
+}
+
+static int cmp_str(const void *a, const void *b) { return strcmp((const char *)a, (const char *)b); }
+
+/* Saliency PNGs and sub-runs (directories holding metrics.jsonl or summary.json, e.g. the normal/
+ * and worst/ cases of a vulnerability run), both in name order so the page is reproducible. */
+static int scan_dir(wcmi_ctx *ctx, run *r, int depth, char subdirs[][NAME_MAX + 1], int *n_sub) {
+  DIR *d = opendir(r->dir);
+  if (!d) return wcmi_fail(ctx, WCMI_EIO, "%s: cannot read the run directory: %s", r->dir, strerror(errno));
+  struct dirent *e;
+  *n_sub = 0;
+  while ((e = readdir(d))) {
+    if (e->d_name[0] == '.') continue;
+    char path[2 * PATH_MAX];
+    snprintf(path, sizeof path, "%s/%s", r->dir, e->d_name);
+    struct stat st;
+    if (stat(path, &st)) continue;
+    if (S_ISREG(st.st_mode) && is_saliency_png(e->d_name) && r->n_images < MAX_IMAGES)
+      snprintf(r->images[r->n_images++], PATH_MAX, "%s", e->d_name);
+    if (S_ISDIR(st.st_mode) && depth == 0 && *n_sub < MAX_CHILDREN) {
+      char m[2 * PATH_MAX + 32], s[2 * PATH_MAX + 32];
+      snprintf(m, sizeof m, "%s/metrics.jsonl", path);
+      snprintf(s, sizeof s, "%s/summary.json", path);
+      if (file_exists(m) || file_exists(s)) snprintf(subdirs[(*n_sub)++], NAME_MAX + 1, "%s", e->d_name);
+    }
+  }
+  closedir(d);
+  qsort(r->images, (size_t)r->n_images, sizeof r->images[0], cmp_str);
+  qsort(subdirs, (size_t)*n_sub, NAME_MAX + 1, cmp_str);
+  for (int i = 0; i < r->n_images; i++) {
+    char leafname[PATH_MAX];
+    snprintf(leafname, sizeof leafname, "%s", r->images[i]);
+    if (!join(r->images[i], PATH_MAX, r->dir, "/", leafname)) return wcmi_fail(ctx, WCMI_EINVAL, "%s: path too long", leafname);
+  }
+  return WCMI_OK;
+}
+
+static int run_load(wcmi_ctx *ctx, const char *dir, const char *name, int depth, run **out) {
+  *out = NULL;
+  struct stat st;
+  if (stat(dir, &st) || !S_ISDIR(st.st_mode)) return wcmi_fail(ctx, WCMI_EIO, "%s: no such run directory", dir);
+  run *r = calloc(1, sizeof *r);
+  if (!r) return wcmi_fail(ctx, WCMI_ENOMEM, "out of memory");
+  if (strlen(dir) >= sizeof r->dir) {
+    free(r);
+    return wcmi_fail(ctx, WCMI_EINVAL, "%s: path too long", dir);
+  }
+  copy_str(r->dir, sizeof r->dir, dir);
+  copy_str(r->name, sizeof r->name, name);
+  if (!realpath(dir, r->real)) copy_str(r->real, sizeof r->real, dir);
+  char subdirs[MAX_CHILDREN][NAME_MAX + 1];
+  int n_sub = 0;
+  int rc = load_json(ctx, dir, "config.json", 0, &r->config);
+  if (!rc) rc = load_json(ctx, dir, "summary.json", 0, &r->summary);
+  if (!rc) rc = load_json(ctx, dir, "eval.json", 0, &r->eval);
+  if (!rc) rc = load_json(ctx, dir, "per_neuron.json", 0, &r->per_neuron);
+  if (!rc) rc = load_json(ctx, dir, "metrics.jsonl", 1, &r->metrics);
+  if (!rc && r->config) rc = flatten(&r->cfg, "", r->config, 0);
+  if (!rc && r->summary) rc = flatten(&r->sum, "", r->summary, 0);
+  if (!rc && r->eval) rc = flatten(&r->ev, "", r->eval, 0);
+  if (rc == WCMI_ENOMEM) wcmi_fail(ctx, rc, "out of memory");
+  if (!rc) rc = scan_dir(ctx, r, depth, subdirs, &n_sub);
+  for (int i = 0; !rc && i < n_sub; i++) {
+    char sub[PATH_MAX], subname[PATH_MAX];
+    if (!join(sub, sizeof sub, dir, "/", subdirs[i]) || !join(subname, sizeof subname, name, "/", subdirs[i])) {
+      rc = wcmi_fail(ctx, WCMI_EINVAL, "%s/%s: path too long", dir, subdirs[i]);
+      break;
+    }
+    rc = run_load(ctx, sub, subname, depth + 1, &r->children[r->n_children]);
+    if (!rc) r->n_children++;
+  }
+  if (rc) {
+    run_free(r);
+    return rc;
+  }
+  *out = r;
+  return WCMI_OK;
+}
+
+/* ---- what a run says about robustness -------------------------------------------------------- */
+static const char *run_task(const run *r) {
+  const field *f = find_field(&r->sum, "task");
+  if (!f) f = find_field(&r->cfg, "task");
+  if (!f) f = find_field(&r->ev, "task");
+  return f && f->v->type == WCMI_JSON_STRING ? f->v->str : NULL;
+}
+
+/* Accuracies are stored as fractions in [0,1]; a value above 1 is taken to be in percent already. */
+static double as_percent(double v) { return isfinite(v) && fabs(v) <= 1.0 ? 100.0 * v : v; }
+
+/* The headline adversarial accuracy: eval.json's adv_acc, else summary.json's. */
+static double run_adv_acc(const run *r, int best) {
+  double v = number_of(&r->ev, "adv_acc");
+  if (!isfinite(v) && best) v = number_of(&r->sum, "best_adv_acc");
+  if (!isfinite(v)) v = number_of(&r->sum, "adv_acc");
+  return as_percent(v);
+}
+
+static double run_nat_acc(const run *r) {
+  double v = number_of(&r->ev, "nat_acc");
+  if (!isfinite(v)) v = number_of(&r->sum, "nat_acc");
+  return as_percent(v);
+}
+
+static double first_number(const fields *fs, const char *const *keys) {
+  for (; *keys; keys++) {
+    double v = number_of(fs, *keys);
+    if (isfinite(v)) return v;
+  }
+  return NAN;
+}
+
+static const char *const NORMAL_MI_KEYS[] = {"normal_mi", "mi_normal", "test_mi_normal", NULL};
+static const char *const WORST_MI_KEYS[] = {"worst_mi", "mi_worst", "test_mi_worst", NULL};
+
+static double run_fano(const run *r, int refit) {
+  return 100.0 * number_of(&r->sum, refit ? "fano_bound_refit" : "fano_bound");
+}
+
+/* The model file a run is about (summary, config or eval "model"), resolved. */
+static int run_model(const run *r, char *out) {
+  const field *f = find_field(&r->sum, "model");
+  if (!f || f->v->type != WCMI_JSON_STRING || !*f->v->str) f = find_field(&r->ev, "model");
+  if (!f || f->v->type != WCMI_JSON_STRING || !*f->v->str) f = find_field(&r->cfg, "model");
+  if (!f || f->v->type != WCMI_JSON_STRING || !*f->v->str) return 0;
+  const char *m = f->v->str;
+  if (realpath(m, out)) return 1;
+  /* A relative path was relative to where the task ran, which the run does not record: try the
+   * run's parent directory (runs side by side) and the run directory itself. */
+  char cand[2 * PATH_MAX + 8];
+  if (m[0] != '/') {
+    snprintf(cand, sizeof cand, "%s/../%s", r->real, m);
+    if (realpath(cand, out)) return 1;
+    snprintf(cand, sizeof cand, "%s/%s", r->real, m);
+    if (realpath(cand, out)) return 1;
+  }
+  copy_str(out, PATH_MAX, m);
+  return 1;
+}
+
+/* Whether run b trained or evaluated the model file `model`: b's own best/latest checkpoint, or the
+ * model its eval.json / summary names. *best tells which checkpoint matched. */
+static int run_is_about(const run *b, const char *model, int *best) {
+  char p[PATH_MAX + 32], real[PATH_MAX];
+  static const char *const CK[2] = {"best.safetensors", "latest.safetensors"};
+  for (int k = 0; k < 2; k++) {
+    snprintf(p, sizeof p, "%s/%s", b->real, CK[k]);
+    if (file_exists(p) && realpath(p, real) && !strcmp(real, model)) {
+      *best = k == 0;
+      return 1;
+    }
+  }
+  *best = 0;
+  return run_model(b, real) && !strcmp(real, model);
+}
+
+/* ---- HTML pieces ----------------------------------------------------------------------------- */
+static void esc(FILE *f, const char *s) { wcmi_xml_escape(f, s); }
+
+static void note(FILE *f, const char *text) {
+  fputs("<p class=\"note\">", f);
+  esc(f, text);
+  fputs("</p>\n", f);
+}
+
+static void json_value_text(FILE *f, const wcmi_json *v) {
+  switch (v->type) {
+  case WCMI_JSON_NULL: fputs("null", f); return;
+  case WCMI_JSON_BOOL: fputs(v->boolean ? "true" : "false", f); return;
+  case WCMI_JSON_NUMBER:
+    if (v->is_integer) fprintf(f, "%lld", (long long)v->integer);
+    else fprintf(f, "%.6g", v->number);
+    return;
+  case WCMI_JSON_STRING: esc(f, v->str); return;
+  default: {
+    wcmi_jsonw w;
+    wcmi_jsonw_init_buffer(&w, 0);
+    wcmi_jsonw_value(&w, v);
+    const char *t = wcmi_jsonw_text(&w);
+    size_t n = strlen(t);
+    if (n > 300) {
+      char cut[301];
+      memcpy(cut, t, 300);
+      cut[300] = '\0';
+      esc(f, cut);
+      fprintf(f, " &hellip; (%zu values)", wcmi_json_len(v));
+    } else {
+      esc(f, t);
+    }
+    wcmi_jsonw_free(&w);
+  }
+  }
+}
+
+static void kv_table(FILE *f, const fields *fs, const char *cls) {
+  fprintf(f, "<table class=\"%s\"><tbody>\n", cls);
+  for (int i = 0; i < fs->n; i++) {
+    fputs("<tr><th>", f);
+    esc(f, fs->f[i].key);
+    fputs("</th><td>", f);
+    json_value_text(f, fs->f[i].v);
+    fputs("</td></tr>\n", f);
+  }
+  fputs("</tbody></table>\n", f);
+}
+
+static void fmt_cell(FILE *f, double v, const char *unit) {
+  if (isfinite(v)) fprintf(f, "<td class=\"num\">%.2f%s</td>", v, unit);
+  else fputs("<td class=\"num na\">&mdash;</td>", f);
+}
+
+/* ---- accuracy table --------------------------------------------------------------------------- */
+static int is_acc_key(const char *key) {
+  const char *l = leaf(key);
+  return strstr(l, "acc") || strstr(l, "natural") || strstr(l, "adversarial");
+}
+
+static int accuracy_table(FILE *f, const run *r) {
+  int rows = 0;
+  const fields *src[2] = {&r->ev, &r->sum};
+  const char *names[2] = {"eval.json", "summary.json"};
+  for (int s = 0; s < 2; s++)
+    for (int i = 0; i < src[s]->n; i++) {
+      const field *fd = &src[s]->f[i];
+      if (fd->v->type != WCMI_JSON_NUMBER || !is_acc_key(fd->key)) continue;
+      if (!rows++) fputs("<h3>Accuracy</h3>\n<table class=\"acc\"><thead><tr><th>measure</th><th>accuracy</th>"
+                         "<th>file</th></tr></thead><tbody>\n", f);
+      fputs("<tr><th>", f);
+      esc(f, fd->key);
+      fputs("</th>", f);
+      fmt_cell(f, as_percent(fd->v->number), " %");
+      fprintf(f, "<td>%s</td></tr>\n", names[s]);
+    }
+  if (rows)
+    fputs("</tbody></table>\n<p class=\"caption\">nat = natural (clean) accuracy, adv = adversarial accuracy (correct on the "
+          "clean and on the attacked input); attacks[NAME] is one attack of wcmi eval.</p>\n",
+          f);
+  return rows;
+}
+
+/* ---- MI / RV / Fano bars ---------------------------------------------------------------------- */
+static int is_mi_key(const char *l) {
+  return !strcmp(l, "mi") || !strncmp(l, "mi_", 3) || strstr(l, "_mi") || !strcmp(l, "rv") || !strncmp(l, "rv_", 3);
+}
+
+static int mi_bars(FILE *f, const run *r, const run *const *all, int n_all) {
+  const char *names[24];
+  double vals[24];
+  int group[24], n = 0;
+  for (int i = 0; i < r->sum.n && n < 24; i++) {
+    const field *fd = &r->sum.f[i];
+    if (fd->v->type != WCMI_JSON_NUMBER || strchr(fd->key, '.') || strchr(fd->key, '[')) continue;
+    if (!is_mi_key(fd->key) || strstr(fd->key, "selected")) continue;
+    names[n] = fd->key;
+    vals[n] = fd->v->number;
+    group[n++] = !strncmp(fd->key, "rv", 2);
+  }
+  int charts = 0;
+  if (n) {
+    fputs("<h3>Mutual information and representation vulnerability</h3>\n<div class=\"charts\">\n", f);
+    static const char *const GROUPS[2] = {"MI estimate", "RV = normal - worst"};
+    wcmi_svg_chart c = {"MI and RV (nats)", NULL, "nats", 480, 280, 1, 0, 0, 0, 0, 0, 0, NULL};
+    int has_rv = 0;
+    for (int i = 0; i < n; i++) has_rv |= group[i];
+    wcmi_svg_bar_chart(f, &c, names, vals, n, group, GROUPS, has_rv ? 2 : 1);
+    charts++;
+  }
+  /* Fano bounds beside the measured adversarial accuracy of the same model (if a run gives it). */
+  const char *fn[6];
+  double fv[6];
+  int fg[6], m = 0;
+  double b = run_fano(r, 0), br = run_fano(r, 1);
+  if (isfinite(b)) fn[m] = "Fano bound", fv[m] = b, fg[m++] = 0;
+  if (isfinite(br)) fn[m] = "Fano bound (re-fit)", fv[m] = br, fg[m++] = 0;
+  if (m) {
+    double adv = run_adv_acc(r, 0);
+    char model[PATH_MAX];
+    int best = 0;
+    if (!isfinite(adv) && run_model(r, model))
+      for (int k = 0; k < n_all && !isfinite(adv); k++)
+        if (all[k] != r && run_is_about(all[k], model, &best)) adv = run_adv_acc(all[k], best);
+    if (isfinite(adv)) fn[m] = "measured adv. acc.", fv[m] = adv, fg[m++] = 1;
+    if (!n) fputs("<h3>Mutual information and representation vulnerability</h3>\n<div class=\"charts\">\n", f);
+    static const char *const GROUPS[2] = {"upper bound (Theorem 3.4)", "measured"};
+    wcmi_svg_chart c = {"Fano bound on adversarial accuracy (%)", NULL, "adversarial accuracy (%)", 480, 280, 1, 0, 0, 100,
+                        0, 0, 0, NULL};
+    wcmi_svg_bar_chart(f, &c, fn, fv, m, fg, GROUPS, isfinite(adv) ? 2 : 1);
+    charts++;
+  }
+  if (charts) fputs("</div>\n", f);
+  return charts;
+}
+
+/* per_neuron.json: {"histogram": {"rv": {"edges": [...], "counts": [...]}, ...}} */
+static int histograms(FILE *f, const run *r) {
+  const wcmi_json *h = wcmi_json_get(r->per_neuron, "histogram");
+  if (!h || h->type != WCMI_JSON_OBJECT || !h->n) return 0;
+  const wcmi_json *layer = wcmi_json_get(r->per_neuron, "layer");
+  fputs("<h3>Per-neuron vulnerability", f);
+  if (layer && layer->type == WCMI_JSON_STRING) fputs(" of layer ", f), esc(f, layer->str);
+  fputs("</h3>\n<div class=\"charts\">\n", f);
+  int charts = 0;
+  for (size_t k = 0; k < h->n; k++) {
+    const wcmi_json *edges = wcmi_json_get(&h->items[k], "edges"), *counts = wcmi_json_get(&h->items[k], "counts");
+    size_t nb = wcmi_json_len(counts);
+    if (!edges || !counts || edges->type != WCMI_JSON_ARRAY || counts->type != WCMI_JSON_ARRAY || !nb || nb > 64 ||
+        wcmi_json_len(edges) != nb + 1)
+      continue;
+    char labels[64][32];
+    const char *names[64];
+    double vals[64];
+    for (size_t i = 0; i < nb; i++) {
+      const wcmi_json *e0 = &edges->items[i], *e1 = &edges->items[i + 1];
+      snprintf(labels[i], sizeof labels[i], "%.2g..%.2g", e0->type == WCMI_JSON_NUMBER ? e0->number : NAN,
+               e1->type == WCMI_JSON_NUMBER ? e1->number : NAN);
+      names[i] = labels[i];
+      vals[i] = counts->items[i].type == WCMI_JSON_NUMBER ? counts->items[i].number : NAN;
+    }
+    char title[200];
+    snprintf(title, sizeof title, "channels by %s (nats)", h->keys[k]);
+    wcmi_svg_chart c = {title, NULL, "channels", 480, 280, 1, 0, 0, 0, 0, 0, 0, NULL};
+    wcmi_svg_bar_chart(f, &c, names, vals, (int)nb, NULL, NULL, 0);
+    charts++;
+  }
+  fputs("</div>\n", f);
+  return charts;
+}
+
+/* ---- training curves -------------------------------------------------------------------------- */
+typedef struct curve_unit {
+  const char *ylabel;
+  double scale;
+  int percent;
+} curve_unit;
+
+static curve_unit unit_for(const char *key, double max_abs) {
+  const char *l = leaf(key);
+  if (strstr(l, "acc")) return max_abs <= 1.0 ? (curve_unit){"accuracy (%)", 100, 1} : (curve_unit){"accuracy (%)", 1, 1};
+  if (strstr(l, "fano")) return (curve_unit){"bound (%)", 100, 1};
+  if (strstr(l, "loss")) return (curve_unit){"loss (nats)", 1, 0};
+  if (is_mi_key(l)) return (curve_unit){"MI estimate (nats)", 1, 0};
+  if (!strcmp(l, "lr")) return (curve_unit){"learning rate", 1, 0};
+  if (strstr(l, "seconds")) return (curve_unit){"time (s)", 1, 0};
+  if (strstr(l, "eps")) return (curve_unit){"eps (pixels in [0,1])", 1, 0};
+  return (curve_unit){l, 1, 0};
+}
+
+static int training_curves(wcmi_ctx *ctx, FILE *f, const run *r) {
+  if (!r->metrics || !r->metrics->n) return 0;
+  const size_t E = r->metrics->n;
+  fields *per = calloc(E, sizeof *per);
+  double *x = malloc(E * sizeof *x), *y = malloc(E * sizeof *y);
+  char(*keys)[160] = malloc((size_t)MAX_CURVES * sizeof *keys);
+  int nk = 0, rc = (per && x && y && keys) ? WCMI_OK : wcmi_fail(ctx, WCMI_ENOMEM, "out of memory");
+  /* Curves in the order their keys first appear; x = the line's "epoch" (else its line number). */
+  for (size_t e = 0; !rc && e < E; e++) {
+    if ((rc = flatten(&per[e], "", &r->metrics->items[e], 0))) break;
+    double ep = number_of(&per[e], "epoch");
+    x[e] = isfinite(ep) ? ep : (double)e;
+    for (int i = 0; i < per[e].n && nk < MAX_CURVES; i++) {
+      const field *fd = &per[e].f[i];
+      if (fd->v->type != WCMI_JSON_NUMBER || !strcmp(fd->key, "epoch")) continue;
+      int seen = 0;
+      for (int k = 0; k < nk && !seen; k++) seen = !strcmp(keys[k], fd->key);
+      if (!seen) snprintf(keys[nk++], sizeof keys[0], "%s", fd->key);
+    }
+  }
+  if (!rc && nk) {
+    fprintf(f, "<h3>Training curves</h3>\n<p class=\"caption\">metrics.jsonl: %zu epoch%s, one chart per numeric field "
+               "(accuracies in %%, MI and losses in nats).</p>\n<div class=\"charts\">\n",
+            E, E == 1 ? "" : "s");
+    for (int k = 0; k < nk; k++) {
+      double mx = 0;
+      for (size_t e = 0; e < E; e++) {
+        y[e] = number_of(&per[e], keys[k]);
+        if (isfinite(y[e])) mx = fmax(mx, fabs(y[e]));
+      }
+      curve_unit u = unit_for(keys[k], mx);
+      for (size_t e = 0; e < E; e++) y[e] *= u.scale;
+      wcmi_svg_series s = {keys[k], x, y, (int)E};
+      wcmi_svg_chart c = {keys[k], "epoch", u.ylabel, 480, 260, 0, 1, 0, 0, 0, 0, 0, NULL};
+      if (u.percent && mx <= 1.0) c.y_min = 0, c.y_max = 100;
+      wcmi_svg_line_chart(f, &c, &s, 1);
+    }
+    fputs("</div>\n", f);
+  }
+  for (size_t e = 0; per && e < E; e++) free(per[e].f);
+  free(per);
+  free(x);
+  free(y);
+  free(keys);
+  if (rc == WCMI_ENOMEM) wcmi_fail(ctx, rc, "out of memory");
+  return rc;
+}
+
+/* ---- images ----------------------------------------------------------------------------------- */
+/* wcmi saliency writes X.json beside X.png (models, loss): the rows' caption. Absent: no caption. */
+static int load_sidecar(wcmi_ctx *ctx, const char *png, wcmi_json **out) {
+  char path[PATH_MAX + 8];
+  size_t n = strlen(png);
+  *out = NULL;
+  if (n < 4 || n + 1 > sizeof path) return WCMI_OK;
+  memcpy(path, png, n - 4);
+  memcpy(path + n - 4, ".json", 6);
+  if (!file_exists(path)) return WCMI_OK;
+  int rc = wcmi_json_parse_file(ctx, path, MAX_JSON_BYTES, out);
+  if (!rc && (*out)->type != WCMI_JSON_OBJECT) {
+    wcmi_json_free(*out);
+    *out = NULL;
+    return wcmi_fail(ctx, WCMI_EFORMAT, "%s: expected a JSON object", path);
+  }
+  return rc;
+}
+
+static int embed_png(wcmi_ctx *ctx, FILE *f, const char *path) {
+  char *bytes = NULL;
+  size_t n = 0;
+  int rc = wcmi_read_file(ctx, path, MAX_PNG_BYTES, &bytes, &n);
+  if (rc) return rc;
+  static const unsigned char SIG[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+  if (n < 24 || memcmp(bytes, SIG, 8) || memcmp(bytes + 12, "IHDR", 4)) {
+    wcmi_free(bytes);
+    return wcmi_fail(ctx, WCMI_EFORMAT, "%s: not a PNG file", path);
+  }
+  const unsigned char *u = (const unsigned char *)bytes;
+  unsigned w = (unsigned)u[16] << 24 | (unsigned)u[17] << 16 | (unsigned)u[18] << 8 | u[19];
+  unsigned h = (unsigned)u[20] << 24 | (unsigned)u[21] << 16 | (unsigned)u[22] << 8 | u[23];
+  char *b64 = wcmi_base64_encode((const uint8_t *)bytes, n);
+  wcmi_free(bytes);
+  if (!b64) return wcmi_fail(ctx, WCMI_ENOMEM, "%s: out of memory", path);
+  const char *slash = strrchr(path, '/');
+  wcmi_json *side = NULL;
+  rc = load_sidecar(ctx, path, &side);
+  if (rc) {
+    free(b64);
+    return rc;
+  }
+  fputs("<figure><img alt=\"", f);
+  esc(f, slash ? slash + 1 : path);
+  fprintf(f, "\" width=\"%u\" height=\"%u\" src=\"data:image/png;base64,%s\"><figcaption>", w, h, b64);
+  esc(f, slash ? slash + 1 : path);
+  const wcmi_json *models = wcmi_json_get(side, "models"), *loss = wcmi_json_get(side, "loss");
+  if (models && models->type == WCMI_JSON_ARRAY) {
+    fputs(" &mdash; ", f);
+    if (loss && loss->type == WCMI_JSON_STRING) fputs("loss ", f), esc(f, loss->str), fputs("; ", f);
+    fputs("row 1: inputs", f);
+    for (size_t i = 0; i < models->n; i++)
+      if (models->items[i].type == WCMI_JSON_STRING) fprintf(f, "; row %zu: ", i + 2), esc(f, models->items[i].str);
+    fputs(" (bright = large |gradient|, each map scaled to its own 99th percentile)", f);
+  } else {
+    fputs(" &mdash; row 1: inputs; then one row of maps per model (bright = large |gradient|)", f);
+  }
+  fputs("</figcaption></figure>\n", f);
+  wcmi_json_free(side);
+  free(b64);
+  return WCMI_OK;
+}
+
+/* ---- one run ---------------------------------------------------------------------------------- */
+static int write_run(wcmi_ctx *ctx, FILE *f, const run *r, int index, int depth, const run *const *all, int n_all) {
+  const char *task = run_task(r);
+  if (depth == 0) fprintf(f, "<section class=\"run\" id=\"run-%d\">\n<h2>", index);
+  else fputs("<section class=\"subrun\">\n<h3 class=\"sub\">", f);
+  esc(f, r->name);
+  if (task) fputs(" <span class=\"task\">", f), esc(f, task), fputs("</span>", f);
+  fputs(depth == 0 ? "</h2>\n" : "</h3>\n", f);
+  int shown = 0;
+  if (!r->config && !r->summary && !r->metrics && !r->eval && !r->per_neuron && !r->n_images && !r->n_children)
+    note(f, "Empty run: no config.json, metrics.jsonl, summary.json, eval.json or saliency*.png here.");
+  else {
+    if (!r->summary && !r->eval && (r->config || r->metrics))
+      note(f, "No summary.json: the run is unfinished, interrupted or failed; showing what it wrote so far.");
+    if (r->metrics && !r->metrics->n) note(f, "metrics.jsonl is empty: no epoch finished yet.");
+  }
+  shown += accuracy_table(f, r);
+  shown += mi_bars(f, r, all, n_all);
+  shown += histograms(f, r);
+  int rc = training_curves(ctx, f, r);
+  if (rc) return rc;
+  if (r->n_images) {
+    fputs("<h3>Saliency maps</h3>\n", f);
+    for (int i = 0; i < r->n_images && !rc; i++) rc = embed_png(ctx, f, r->images[i]);
+    if (rc) return rc;
+  }
+  if (r->summary || r->eval || r->config) fputs("<div class=\"tables\">\n", f);
+  if (r->summary || r->eval) {
+    fputs("<details open><summary>Summary</summary>\n", f);
+    if (r->summary) kv_table(f, &r->sum, "kv");
+    if (r->eval) fputs("<p class=\"caption\">eval.json</p>\n", f), kv_table(f, &r->ev, "kv");
+    fputs("</details>\n", f);
+  }
+  if (r->config) {
+    fputs("<details open><summary>Configuration (config.json)</summary>\n", f);
+    kv_table(f, &r->cfg, "kv");
+    fputs("</details>\n", f);
+  }
+  if (r->summary || r->eval || r->config) fputs("</div>\n", f);
+  (void)shown;
+  for (int i = 0; i < r->n_children && !rc; i++) rc = write_run(ctx, f, r->children[i], index, depth + 1, all, n_all);
+  fputs("</section>\n", f);
+  return rc;
+}
+
+/* ---- across runs ------------------------------------------------------------------------------ */
+static void overview(FILE *f, const run *const *runs, int n) {
+  fputs("<h2 id=\"overview\">Across runs</h2>\n<table class=\"overview\"><thead><tr><th>run</th><th>task</th>"
+        "<th>natural acc.</th><th>adversarial acc.</th><th>normal MI (nats)</th><th>worst-case MI (nats)</th>"
+        "<th>RV (nats)</th><th>Fano bound</th></tr></thead><tbody>\n",
+        f);
+  for (int i = 0; i < n; i++) {
+    const run *r = runs[i];
+    const char *task = run_task(r);
+    fprintf(f, "<tr><td><a href=\"#run-%d\">", i);
+    esc(f, r->name);
+    fputs("</a></td><td>", f);
+    esc(f, task ? task : "");
+    fputs("</td>", f);
+    fmt_cell(f, run_nat_acc(r), " %");
+    fmt_cell(f, run_adv_acc(r, 0), " %");
+    fmt_cell(f, first_number(&r->sum, NORMAL_MI_KEYS), "");
+    fmt_cell(f, first_number(&r->sum, WORST_MI_KEYS), "");
+    fmt_cell(f, number_of(&r->sum, "rv"), "");
+    fmt_cell(f, run_fano(r, 0), " %");
+    fputs("</tr>\n", f);
+  }
+  fputs("</tbody></table>\n", f);
+}
+
+/* Figure 2 of the paper: one point per model that has both a Fano bound (a vulnerability run) and a
+ * measured adversarial accuracy (the same run, or another run given whose checkpoint or evaluated
+ * model is the file the vulnerability run analysed). */
+static int fano_scatter(wcmi_ctx *ctx, FILE *f, const run *const *runs, int n) {
+  double *bx = malloc((size_t)(n * n + 1) * sizeof *bx), *by = malloc((size_t)(n * n + 1) * sizeof *by),
+         *rx = malloc((size_t)(n * n + 1) * sizeof *rx), *ry = malloc((size_t)(n * n + 1) * sizeof *ry);
+  char(*lab)[200] = malloc((size_t)(n * n + 1) * sizeof *lab);
+  const char **labels = malloc((size_t)(n * n + 1) * sizeof *labels);
+  if (!bx || !by || !rx || !ry || !lab || !labels) {
+    free(bx), free(by), free(rx), free(ry), free(lab), free(labels);
+    return wcmi_fail(ctx, WCMI_ENOMEM, "out of memory");
+  }
+  int m = 0;
+  for (int a = 0; a < n; a++) {
+    double fb = run_fano(runs[a], 0);
+    if (!isfinite(fb)) continue;
+    char model[PATH_MAX];
+    int have_model = run_model(runs[a], model);
+    for (int b = 0; b < n; b++) {
+      int best = 0;
+      if (b == a ? !isfinite(run_adv_acc(runs[a], 0)) : !(have_model && run_is_about(runs[b], model, &best))) continue;
+      double adv = run_adv_acc(runs[b], best);
+      if (!isfinite(adv)) continue;
+      bx[m] = fb, by[m] = adv, rx[m] = run_fano(runs[a], 1), ry[m] = adv;
+      if (a == b || !join(lab[m], sizeof lab[m], runs[a]->name, " + ", runs[b]->name))
+        copy_str(lab[m], sizeof lab[m], runs[a]->name);
+      labels[m] = lab[m];
+      m++;
+    }
+  }
+  fputs("<h3>Fano bound vs. measured adversarial accuracy (paper, Figure 2)</h3>\n", f);
+  if (m) {
+    int refit = 0;
+    for (int i = 0; i < m; i++) refit |= isfinite(rx[i]);
+    wcmi_svg_series s[2] = {{"Fano bound (Algorithm 2 worst-case MI)", bx, by, m}, {"Fano bound (re-fitted)", rx, ry, m}};
+    wcmi_svg_chart c = {"Fano bound vs adversarial accuracy", "Fano bound on adversarial accuracy (%)",
+                        "measured adversarial accuracy (%)", 560, 420, 0, 0, 0, 100, 0, 100, 1, labels};
+    fputs("<div class=\"charts\">\n", f);
+    wcmi_svg_scatter(f, &c, s, refit ? 2 : 1);
+    int above = 0;
+    for (int i = 0; i < m; i++) above |= by[i] > bx[i] + 1e-9;
+    if (above)
+      note(f, "A point above the diagonal means the worst-case MI was underestimated (an undertrained or fooled "
+              "critic, e.g. a negative estimate; see docs/estimate-mi.md), or the accuracy was measured on a "
+              "different protocol: the bound itself cannot be violated.");
+    fputs("</div>\n<p class=\"caption\">Theorem 3.4: no classifier on the representation can lie above the diagonal "
+          "(up to estimation error). A point pairs a vulnerability run with the adversarial accuracy of the same model "
+          "(eval.json or summary.json of a run whose checkpoint or evaluated model is that file).</p>\n",
+          f);
+  } else {
+    note(f, "No run gives both a Fano bound and an adversarial accuracy for the same model. Pass a vulnerability run "
+            "together with the train-classifier / train-model run (or the eval --out directory) of the model it analysed.");
+  }
+  free(bx), free(by), free(rx), free(ry), free(lab), free(labels);
+  return WCMI_OK;
+}
+
+static const char *STYLE =
+    "body{font-family:sans-serif;margin:24px auto;max-width:1120px;color:#222;line-height:1.4;padding:0 12px}"
+    "h1{font-size:24px;margin-bottom:4px}h2{font-size:19px;border-bottom:2px solid #ddd;padding-bottom:4px;margin-top:36px}"
+    "h3{font-size:15px;margin:18px 0 6px}h3.sub{font-size:16px;color:#444;border-bottom:1px solid #eee}"
+    ".task{font-size:12px;font-weight:normal;background:#eef3fa;color:#1f4e8c;border-radius:3px;padding:2px 6px;"
+    "margin-left:8px;vertical-align:middle}"
+    "table{border-collapse:collapse;font-size:13px;margin:6px 0}th,td{border:1px solid #ddd;padding:3px 8px;"
+    "text-align:left;vertical-align:top}thead th{background:#f4f4f4}td.num{text-align:right;font-variant-numeric:"
+    "tabular-nums}td.na{color:#999}table.kv th{font-weight:normal;color:#555;background:#fafafa}"
+    ".charts{display:flex;flex-wrap:wrap;gap:12px}.chart{border:1px solid #e4e4e4}"
+    ".note{background:#fff8e1;border-left:4px solid #f0b400;padding:6px 10px;font-size:13px}"
+    ".caption{font-size:12px;color:#666;margin:2px 0 8px}details{margin:8px 0}summary{cursor:pointer;font-weight:bold;"
+    "font-size:14px}figure{margin:8px 0}figcaption{font-size:12px;color:#666}img{image-rendering:pixelated;"
+    "max-width:100%;height:auto;border:1px solid #e4e4e4}section.subrun{margin-left:16px}"
+    ".tables{display:flex;flex-wrap:wrap;gap:24px;align-items:flex-start}.tables details{max-width:100%}"
+    "table.kv td{max-width:520px;overflow-wrap:anywhere}";
+
+static int write_page(wcmi_ctx *ctx, FILE *f, const wcmi_report_cfg *cfg, const run *const *runs) {
+  const char *title = cfg->title ? cfg->title : "wcmi report";
+  fputs("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>", f);
+  esc(f, title);
+  fprintf(f, "</title>\n<style>%s</style>\n</head>\n<body>\n<h1>", STYLE);
+  esc(f, title);
+  fprintf(f, "</h1>\n<p class=\"caption\">wcmi %s &middot; %d run%s. MI in nats; accuracies and bounds in %%.</p>\n",
+          wcmi_version(), cfg->n_runs, cfg->n_runs == 1 ? "" : "s");
+  overview(f, runs, cfg->n_runs);
+  int rc = fano_scatter(ctx, f, runs, cfg->n_runs);
+  for (int i = 0; !rc && i < cfg->n_runs; i++) rc = write_run(ctx, f, runs[i], i, 0, runs, cfg->n_runs);
+  if (!rc && cfg->n_saliency) {
+    fputs("<h2 id=\"saliency\">Saliency maps</h2>\n", f);
+    for (int i = 0; i < cfg->n_saliency && !rc; i++) rc = embed_png(ctx, f, cfg->saliency[i]);
+  }
+  fputs("</body>\n</html>\n", f);
+  return rc;
+}
+
+int wcmi_report_write(wcmi_ctx *ctx, const wcmi_report_cfg *cfg, const char *path) {
+  if (!cfg || !path || cfg->n_runs < 0 || cfg->n_saliency < 0 || (cfg->n_runs && !cfg->runs))
+    return wcmi_fail(ctx, WCMI_EINVAL, "report: bad arguments");
+  if (!cfg->n_runs && !cfg->n_saliency) return wcmi_fail(ctx, WCMI_EINVAL, "report: no run directories given");
+  run **runs = calloc((size_t)cfg->n_runs + 1, sizeof *runs);
+  if (!runs) return wcmi_fail(ctx, WCMI_ENOMEM, "out of memory");
+  int rc = WCMI_OK;
+  for (int i = 0; i < cfg->n_runs && !rc; i++) rc = run_load(ctx, cfg->runs[i], cfg->runs[i], 0, &runs[i]);
+  char *page = NULL;
+  size_t len = 0;
+  FILE *f = rc ? NULL : open_memstream(&page, &len);
+  if (!rc && !f) rc = wcmi_fail(ctx, WCMI_ENOMEM, "report: cannot open a memory stream");
+  if (!rc) rc = write_page(ctx, f, cfg, (const run *const *)runs);
+  if (f && fclose(f) && !rc) rc = wcmi_fail(ctx, WCMI_ENOMEM, "report: writing the page failed");
+  if (!rc) rc = wcmi_atomic_write(ctx, path, page, len);
+  free(page);
+  for (int i = 0; i < cfg->n_runs; i++) run_free(runs[i]);
+  free(runs);
+  return rc;
+}
