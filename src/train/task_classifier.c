@@ -168,15 +168,7 @@ static int run_classifier_task(wcmi_ctx *ctx, const wcmi_task_cfg *cfg, int end_
   if (!rc) rc = wcmi_clf_init(ctx, &ct.clf, &t.model, cfg->batch_size);
   if (!rc) {
     wcmi_net *both[2] = {t.model.encoder, t.model.classifier}, *head[1] = {t.model.classifier};
-    wcmi_adam_cfg a = wcmi_adam_defaults();
-    a.lr = (float)cfg->lr;
-    t.opt = end_to_end ? wcmi_adam_new(ctx, both, 2, a) : wcmi_adam_new(ctx, head, 1, a);
-    if (!t.opt) rc = ctx->status;
-  }
-  if (!rc) {
-    wcmi_shape in = wcmi_net_in_shape(t.model.encoder);
-    ct.attack = wcmi_attack_new(ctx, &cfg->attack, cfg->batch_size, wcmi_shape_numel(&in));
-    if (!ct.attack) rc = ctx->status;
+    rc = end_to_end ? trainer_setup(&t, both, 2, &ct.attack) : trainer_setup(&t, head, 1, &ct.attack);
   }
   if (!rc) rc = trainer_run(&t, summary);
   wcmi_model_free(&probe);

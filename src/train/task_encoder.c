@@ -112,15 +112,7 @@ int wcmi_task_train_encoder(wcmi_ctx *ctx, const wcmi_task_cfg *cfg, char **summ
   if (!rc) rc = wcmi_dim_init(ctx, &et.dim, &t.model, cfg->mi, cfg->grad_path, cfg->batch_size);
   if (!rc) {
     wcmi_net *nets[3] = {t.model.encoder, t.model.local, t.model.global};
-    wcmi_adam_cfg a = wcmi_adam_defaults();
-    a.lr = (float)cfg->lr;
-    t.opt = wcmi_adam_new(ctx, nets, 3, a);
-    if (!t.opt) rc = ctx->status;
-  }
-  if (!rc) {
-    wcmi_shape in = wcmi_net_in_shape(t.model.encoder);
-    et.attack = wcmi_attack_new(ctx, &cfg->attack, cfg->batch_size, wcmi_shape_numel(&in));
-    if (!et.attack) rc = ctx->status;
+    rc = trainer_setup(&t, nets, 3, &et.attack);
   }
   if (!rc) rc = trainer_run(&t, summary);
   wcmi_attack_free(et.attack);

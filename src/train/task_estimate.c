@@ -413,15 +413,7 @@ int wcmi_task_estimate_mi_ex(wcmi_ctx *ctx, const wcmi_task_cfg *cfg, const wcmi
   if (!rc && et.logits) rc = wcmi_dim_set_repr_head(&et.dim, t.model.classifier);
   if (!rc) {
     wcmi_net *nets[2] = {t.model.local, t.model.global};
-    wcmi_adam_cfg a = wcmi_adam_defaults();
-    a.lr = (float)cfg->lr;
-    t.opt = wcmi_adam_new(ctx, nets, 2, a);
-    if (!t.opt) rc = ctx->status;
-  }
-  if (!rc) {
-    wcmi_shape in = wcmi_net_in_shape(t.model.encoder);
-    et.attack = wcmi_attack_new(ctx, &cfg->attack, cfg->batch_size, wcmi_shape_numel(&in));
-    if (!et.attack) rc = ctx->status;
+    rc = trainer_setup(&t, nets, 2, &et.attack);
   }
   if (!rc) rc = trainer_run(&t, summary);
   wcmi_attack_free(et.attack);

@@ -83,6 +83,16 @@ int trainer_init(trainer *t, wcmi_ctx *ctx, const wcmi_task_cfg *cfg, const trai
   return WCMI_OK;
 }
 
+int trainer_setup(trainer *t, wcmi_net **nets, int n_nets, wcmi_attack **attack) {
+  wcmi_adam_cfg a = wcmi_adam_defaults();
+  a.lr = (float)t->cfg.lr;
+  t->opt = wcmi_adam_new(t->ctx, nets, n_nets, a);
+  if (!t->opt) return t->ctx->status;
+  wcmi_shape in = wcmi_net_in_shape(t->model.encoder);
+  *attack = wcmi_attack_new(t->ctx, &t->cfg.attack, t->cfg.batch_size, wcmi_shape_numel(&in));
+  return *attack ? WCMI_OK : t->ctx->status;
+}
+
 void trainer_free(trainer *t) {
   wcmi_dataset_free(&t->train);
   wcmi_dataset_free(&t->test);

@@ -51,6 +51,10 @@ int trainer_init(trainer *t, wcmi_ctx *ctx, const wcmi_task_cfg *cfg, const trai
 int trainer_run(trainer *t, char **summary);
 void trainer_free(trainer *t);
 
+/* After the task built t->model: Adam (lr from the config) over `nets`, into t->opt, and a PGD
+ * attack sized for a batch of the model's inputs, into *attack. */
+int trainer_setup(trainer *t, wcmi_net **nets, int n_nets, wcmi_attack **attack);
+
 /* Helpers shared by tasks. */
 int task_open_data(wcmi_ctx *ctx, const wcmi_task_cfg *cfg, wcmi_dataset *train, wcmi_dataset *test);
 /* Batches per epoch after the cap. */
