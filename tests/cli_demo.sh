@@ -33,6 +33,7 @@ for v in s['vulnerability']:
     check('%s rv = normal - worst' % v['encoder'], abs(v['rv'] - (v['normal_mi'] - v['worst_mi'])) < 1e-6)
     check('%s fano bound in [0.301, 1]' % v['encoder'], 0.3010 <= v['fano_bound'] <= 1.0)
 check('table printed with both sections', 'PGD-10' in table and 'Fano bound' in table and 'worst-mi' in table)
+check('report.html written with charts', '<svg' in open(os.path.join(T, 'demo', 'report.html')).read())
 for d in ('encoder-dim', 'encoder-worst', 'dim-linear', 'worst-mi-mlp', 'dim-vulnerability'):
     check('run directory %s exists' % d, os.path.isdir(os.path.join(T, 'demo', d)))
 print('%d passed, %d failed' % (len(passes), len(fails)))

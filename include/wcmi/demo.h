@@ -22,7 +22,8 @@ typedef struct wcmi_demo_cfg {
 void wcmi_demo_defaults(wcmi_demo_cfg *c);
 /* Trains a normal-MI (DIM) and a worst-case-MI encoder, a standard linear and MLP head on each,
  * evaluates natural and PGD accuracy (eps 0.1, 10 steps of 0.02; then with random start and 5
- * restarts), estimates each encoder's normal / worst-case MI, RV and Fano bound. *table receives
+ * restarts), estimates each encoder's normal / worst-case MI, RV and Fano bound, and writes
+ * out_dir/report.html. *table receives
  * the printable table, *summary the JSON (also written to out_dir/summary.json). */
 int wcmi_task_demo(wcmi_ctx *ctx, const wcmi_demo_cfg *c, char **table, char **summary);
 

@@ -2,6 +2,7 @@
  * the same task functions the CLI runs, then one table. */
 #include "wcmi/demo.h"
 #include "wcmi/io.h"
+#include "wcmi/report.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -157,7 +158,8 @@ static char *format_table(const wcmi_demo_cfg *d, const demo_row *rows, const de
                   mi[i].worst, mi[i].worst_refit, mi[i].rv, 100 * mi[i].fano);
   snprintf(t + n, cap - (size_t)n,
            "\nPGD-10: step 0.02, no random start (the paper's protocol); rs+5: random start and 5 restarts, worst "
-           "per sample.\nFano bound: (max(0, I_worst) + ln 2) / ln 10 caps any classifier's adversarial accuracy.\n");
+           "per sample.\nFano bound: (max(0, I_worst) + ln 2) / ln 10 caps any classifier's adversarial accuracy.\nRuns, "
+           "curves and charts: %s/report.html\n", d->out_dir);
   return t;
 }
 
@@ -203,6 +205,23 @@ static char *format_json(const wcmi_demo_cfg *d, const demo_row *rows, const dem
   return out;
 }
 
+/* Every run of the demo in one HTML page: curves, accuracies, RV / Fano bars, Figure 2. */
+static int write_report(wcmi_ctx *ctx, const wcmi_demo_cfg *d) {
+  static const char *leaves[] = {"encoder-dim", "encoder-worst", "dim-linear", "dim-mlp", "worst-mi-linear",
+                                 "worst-mi-mlp", "dim-vulnerability", "worst-mi-vulnerability"};
+  enum { NRUNS = sizeof leaves / sizeof *leaves };
+  char dirs[NRUNS][1100], path[1100];
+  const char *runs[NRUNS];
+  for (int i = 0; i < NRUNS; i++) {
+    path_join(dirs[i], sizeof dirs[i], d->out_dir, leaves[i]);
+    runs[i] = dirs[i];
+  }
+  wcmi_report_cfg rc = {runs, NRUNS, NULL, 0, "wcmi demo: DIM vs worst-case MI on Fashion-MNIST"};
+  path_join(path, sizeof path, d->out_dir, "report.html");
+  stage(d, "writing report.html");
+  return wcmi_report_write(ctx, &rc, path);
+}
+
 int wcmi_task_demo(wcmi_ctx *ctx, const wcmi_demo_cfg *d, char **table, char **summary) {
   double t0 = wcmi_now();
   *table = *summary = NULL;
@@ -230,5 +249,6 @@ int wcmi_task_demo(wcmi_ctx *ctx, const wcmi_demo_cfg *d, char **table, char **s
   rc = wcmi_atomic_write(ctx, path, *summary, strlen(*summary));
   path_join(path, sizeof path, d->out_dir, "table.txt");
   if (!rc) rc = wcmi_atomic_write(ctx, path, *table, strlen(*table));
+  if (!rc) rc = write_report(ctx, d);
   return rc;
 }
