@@ -14,6 +14,7 @@ typedef struct wcmi_demo_cfg {
   long long train_subset, test_subset;
   int encoder_epochs, head_epochs, mi_epochs;
   int hsize;
+  double head_lr; /* Adam lr of the classifier heads (frozen encoder: a larger step than the encoders' lr) */
   uint64_t seed;
   int progress;
   int max_batches, eval_batches; /* > 0: caps, for smoke tests */

@@ -17,7 +17,8 @@ int wcmi_cmd_demo(int argc, char **argv) {
       {"--train-subset", WCMI_OPT_I64, &d.train_subset, "N", "class-balanced training images (default 10000)", 0},
       {"--test-subset", WCMI_OPT_I64, &d.test_subset, "N", "class-balanced test images (default 1000)", 0},
       {"--encoder-epochs", WCMI_OPT_INT, &d.encoder_epochs, "E", "epochs for each encoder (default 4)", 0},
-      {"--head-epochs", WCMI_OPT_INT, &d.head_epochs, "E", "epochs for each classifier head (default 4)", 0},
+      {"--head-epochs", WCMI_OPT_INT, &d.head_epochs, "E", "epochs for each classifier head (default 6)", 0},
+      {"--head-lr", WCMI_OPT_FLOAT, &d.head_lr, "LR", "Adam learning rate of the heads (default 2e-3)", 0},
       {"--mi-epochs", WCMI_OPT_INT, &d.mi_epochs, "E", "epochs for each fresh MI critic (default 2)", 0},
       {"--hsize", WCMI_OPT_INT, &d.hsize, "H", "MI critic width (default 256)", 0},
       {"--seed", WCMI_OPT_I64, &seed, "S", "random seed (default 0)", 0},
@@ -34,7 +35,7 @@ int wcmi_cmd_demo(int argc, char **argv) {
                  "Fano bound, printed as one table (JSON in OUT/summary.json).",
                  opts, argc, argv, NULL);
   if (d.train_subset < 256 || d.test_subset < 128 || d.encoder_epochs < 1 || d.head_epochs < 1 || d.mi_epochs < 1 ||
-      d.hsize < 1 || threads < 0) {
+      d.hsize < 1 || !(d.head_lr > 0) || threads < 0) {
     fprintf(stderr, "wcmi demo: need subsets >= 256 / 128, epochs >= 1, --hsize >= 1, --threads >= 0\n");
     return 2;
   }

@@ -14,7 +14,8 @@ void wcmi_demo_defaults(wcmi_demo_cfg *c) {
   c->train_subset = 10000;
   c->test_subset = 1000;
   c->encoder_epochs = 4;
-  c->head_epochs = 4;
+  c->head_epochs = 6;
+  c->head_lr = 2e-3;
   c->mi_epochs = 2;
   c->hsize = 256;
 }
@@ -85,6 +86,9 @@ static int head_and_eval(wcmi_ctx *ctx, const wcmi_demo_cfg *d, const char *enc_
   c.model = enc_model;
   c.head = head;
   c.epochs = d->head_epochs;
+  c.lr = d->head_lr;
+  /* Per-epoch monitoring on two test batches; the evaluation below uses the whole test subset. */
+  if (!c.eval_batches) c.eval_batches = 2;
   snprintf(msg, sizeof msg, "training a standard %s head on the %s encoder", wcmi_head_name(head), enc_name);
   stage(d, msg);
   char *summary = NULL;
