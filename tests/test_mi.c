@@ -3,7 +3,10 @@
  * large scores; small batches; known limits; determinism; argument errors. */
 #include "harness.h"
 #include "wcmi/mi.h"
+#include "mi/mi_internal.h"
 
+#include <float.h>
+#include <stdlib.h>
 #include <string.h>
 
 enum { N_MEASURES = 7 };
@@ -474,7 +477,41 @@ static void test_bad_arguments_are_rejected_with_a_message(void) {
   wcmi_free(ws);
 }
 
+/* Large critic scores (std ~60, as a 2048-wide critic gives at initialization) make most softmax
+ * weights of the negatives underflow. The gradient must store them as 0, never as float denormals,
+ * which would send every GEMM reading du down the CPU's ~100x slower path. */
+static void test_score_gradients_hold_no_denormals(void) {
+  enum { N = 16, H = 64, L = 9 };
+  wcmi_ctx ctx;
+  wcmi_ctx_init(&ctx);
+  wcmi_rng r;
+  wcmi_rng_seed(&r, 11);
+  static float Lx[N * H * L], Gz[N * H], dLx[N * H * L], dGz[N * H];
+  for (int i = 0; i < N * H * L; i++) Lx[i] = 2.8f * wcmi_rng_normal(&r);
+  for (int i = 0; i < N * H; i++) Gz[i] = 2.8f * wcmi_rng_normal(&r);
+  size_t bytes = wcmi_mi_workspace_bytes(N, H, L);
+  void *ws = malloc(bytes);
+  const wcmi_mi_cfg cfgs[3] = {{WCMI_MI_DV, WCMI_MEASURE_JSD}, {WCMI_MI_FD, WCMI_MEASURE_JSD}, {WCMI_MI_NCE, WCMI_MEASURE_JSD}};
+  for (int k = 0; k < 3; k++) {
+    float loss;
+    CHECK_OK(&ctx, wcmi_mi_forward(&ctx, cfgs[k], N, H, L, Lx, Gz, ws, bytes, &loss));
+    CHECK_OK(&ctx, wcmi_mi_backward(&ctx, cfgs[k], N, H, L, Lx, Gz, 1.0f, ws, bytes, dLx, dGz));
+    mi_ws w;
+    CHECK(wcmi_mi_ws_layout(N, H, L, ws, bytes, &w));
+    int denormal = 0, zero = 0;
+    for (int i = 0; i < N * N * L; i++) {
+      float v = fabsf(w.du[i]);
+      denormal += v > 0.0f && v < FLT_MIN;
+      zero += v == 0.0f;
+    }
+    CHECK_MSG(denormal == 0, "%s: %d denormal entries in du", wcmi_mi_estimator_name(cfgs[k].estimator), denormal);
+    if (k == 0) CHECK_MSG(zero > 0, "dv: scores were not large enough to underflow any weight (test is vacuous)");
+  }
+  free(ws);
+}
+
 int main(void) {
+  RUN(test_score_gradients_hold_no_denormals);
   RUN(test_names_parse_and_unknown_names_are_rejected);
   RUN(test_scores_are_gz_dot_lx_per_location);
   RUN(test_dv_loss_and_gradients_match_double_reference);

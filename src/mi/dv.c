@@ -80,7 +80,7 @@ void wcmi_mi_dv_grad(const mi_ws *ws, int N, int L, float dloss, int nt) {
       if (j == i) {
         for (int loc = 0; loc < L; loc++) duij[loc] = pos_grad;
       } else {
-        for (int loc = 0; loc < L; loc++) duij[loc] = (float)(scale * exp((double)uij[loc] - lse[loc]));
+        for (int loc = 0; loc < L; loc++) duij[loc] = mi_du(scale * exp((double)uij[loc] - lse[loc]));
       }
     }
   }

@@ -111,9 +111,9 @@ void wcmi_mi_fd_grad(const mi_ws *ws, int N, int L, wcmi_mi_measure m, float dlo
       const float *uij = u + ((size_t)i * N + j) * L;
       float *duij = du + ((size_t)i * N + j) * L;
       if (j == i) {
-        for (int loc = 0; loc < L; loc++) duij[loc] = (float)(pos_scale * df_pos(m, uij[loc]));
+        for (int loc = 0; loc < L; loc++) duij[loc] = mi_du(pos_scale * df_pos(m, uij[loc]));
       } else {
-        for (int loc = 0; loc < L; loc++) duij[loc] = (float)(neg_scale * df_neg(m, uij[loc]));
+        for (int loc = 0; loc < L; loc++) duij[loc] = mi_du(neg_scale * df_neg(m, uij[loc]));
       }
     }
   }

@@ -69,14 +69,14 @@ void wcmi_mi_nce_grad(const mi_ws *ws, int N, int L, float dloss, int nt) {
     double w = 0.0;
     for (int loc = 0; loc < L; loc++) {
       double lse = log_add_scaled(uii[loc], m, row_s[i]);
-      duii[loc] = (float)(-scale * (1.0 - exp((double)uii[loc] - lse)));
+      duii[loc] = mi_du(-scale * (1.0 - exp((double)uii[loc] - lse)));
       if (row_s[i] > 0.0) w += exp(m - lse);
     }
     for (int j = 0; j < N; j++) {
       if (j == i) continue;
       const float *uij = u + ((size_t)i * N + j) * L;
       float *duij = du + ((size_t)i * N + j) * L;
-      for (int l = 0; l < L; l++) duij[l] = (float)(scale * w * exp((double)uij[l] - m));
+      for (int l = 0; l < L; l++) duij[l] = mi_du(scale * w * exp((double)uij[l] - m));
     }
   }
 }
