@@ -22,7 +22,7 @@ set -u
 WCMI="$1"
 BUILD="${2:-.}"
 SRC="${WCMI_SOURCE_DIR:-$(cd "$(dirname "$0")/.." && pwd)}"
-PY=/usr/bin/python3
+PY="${WCMI_PARITY_PYTHON:-/usr/bin/python3}" # override only to exercise the skip path
 DUMP="$BUILD/bench_parity_dump"
 PARITY="$SRC/bench/torch_parity.py"
 
