@@ -142,5 +142,14 @@ for bn in eval train; do
   check "PyTorch model: all parameter gradients agree (BN $bn)" compare "$R" "$R/w" "$OUTS" params "$R/f32"
 done
 
+# A PyTorch-written model with an MLP head and no "head" metadata: wcmi reads the head off the tensor
+# names, and its logits match PyTorch's.
+R="$T/torch-head"
+"$PY" "$PARITY" make --out "$R" --hsize 32 --batch 8 --seed 7 --head mlp > /dev/null
+mkdir -p "$R/w"
+"$DUMP" run --weights "$R/model.safetensors" --input "$R/input.npy" --out "$R/w" --bn eval > /dev/null
+check "wcmi infers the MLP head of a PyTorch file without head metadata" test -s "$R/w/logits.npy"
+check "PyTorch MLP head: logits agree" compare "$R" "$R/w" z,logits
+
 echo "$passes passed, $fails failed"
 [ $fails -eq 0 ]

@@ -75,7 +75,8 @@ typedef struct wcmi_st_kv wcmi_st_kv;
 int wcmi_model_save(wcmi_ctx *ctx, wcmi_model *m, const char *path, wcmi_param *const *extra, int n_extra,
                     const wcmi_st_kv *meta, int n_meta);
 /* Opens path, rebuilds the model its metadata describes and loads every parameter (shapes must
- * match exactly). If st_out != NULL the file stays open there (to read extras / metadata). */
+ * match exactly). Without wcmi metadata (a file PyTorch wrote with the interchange names), the
+ * head and H are read off the tensor names and shapes, and 1-channel inputs mean (Fashion-)MNIST. If st_out != NULL the file stays open there (to read extras / metadata). */
 int wcmi_model_load(wcmi_ctx *ctx, const char *path, int max_batch, wcmi_model *m, wcmi_st **st_out);
 /* Loads the parameters of one net from an open file (all of that net's tensors must be present). */
 int wcmi_net_load(wcmi_ctx *ctx, const wcmi_st *st, wcmi_net *net);

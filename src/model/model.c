@@ -134,10 +134,22 @@ int wcmi_model_load(wcmi_ctx *ctx, const char *path, int max_batch, wcmi_model *
   const char *dataset = wcmi_st_meta(st, "dataset"), *head = wcmi_st_meta(st, "head");
   int hsize = 0;
   wcmi_head_kind hk = WCMI_HEAD_NONE;
+  /* Files written elsewhere (e.g. by PyTorch with the interchange names) may lack wcmi's metadata:
+   * the architecture is then read off the tensor names and shapes. */
+  const wcmi_st_info *w0 = wcmi_st_find(st, "encoder.layer0.0.weight");
+  if (!dataset && w0 && w0->ndim == 4 && w0->shape[1] == 1) dataset = "fashion-mnist"; /* MNIST-shaped input */
   if (!dataset) rc = wcmi_fail(ctx, WCMI_EFORMAT, "%s: metadata has no 'dataset' (not a wcmi model?)", path);
-  if (!rc) rc = meta_int(ctx, st, path, "hsize", 0, 65536, &hsize);
+  if (!rc && wcmi_st_meta(st, "hsize")) rc = meta_int(ctx, st, path, "hsize", 0, 65536, &hsize);
+  else if (!rc) {
+    const wcmi_st_info *ln = wcmi_st_find(st, "dim_local.block_ln.1.weight");
+    hsize = ln && ln->ndim == 1 && ln->shape[0] <= 65536 ? (int)ln->shape[0] : 0;
+  }
   if (!rc && head && strcmp(head, "none") && wcmi_head_parse(ctx, head, &hk))
     rc = wcmi_fail(ctx, WCMI_EFORMAT, "%s: metadata 'head' = '%s' is not linear, mlp or none", path, head);
+  if (!rc && !head)
+    hk = wcmi_st_find(st, "classifier.layer1.0.weight") ? WCMI_HEAD_MLP
+         : wcmi_st_find(st, "classifier.layer0.weight") ? WCMI_HEAD_LINEAR
+                                                         : WCMI_HEAD_NONE;
   if (!rc) {
     rc = wcmi_model_init(ctx, m, dataset, hsize, hk, max_batch, 0);
     if (rc) rc = wcmi_fail(ctx, WCMI_EFORMAT, "%s: cannot rebuild the model: %s", path, ctx->msg);
