@@ -26,8 +26,8 @@ check('rows cover dim/worst-mi x linear/mlp',
 for r in s['accuracy']:
     for k in ('nat_acc', 'adv_acc_pgd10', 'adv_acc_pgd10_rs5'):
         check('%s/%s %s in [0,1]' % (r['encoder'], r['head'], k), 0 <= r[k] <= 1)
-    check('%s/%s restarts never raise adversarial accuracy' % (r['encoder'], r['head']),
-          r['adv_acc_pgd10_rs5'] <= r['adv_acc_pgd10'] + 1e-12)
+    check('%s/%s adversarial accuracy <= natural' % (r['encoder'], r['head']),
+          max(r['adv_acc_pgd10'], r['adv_acc_pgd10_rs5']) <= r['nat_acc'] + 1e-12)
 check('summary has 2 vulnerability rows', len(s['vulnerability']) == 2)
 for v in s['vulnerability']:
     check('%s rv = normal - worst' % v['encoder'], abs(v['rv'] - (v['normal_mi'] - v['worst_mi'])) < 1e-6)
