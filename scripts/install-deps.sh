@@ -3,12 +3,12 @@
 # Extra groups: --bench adds python3-torch (benchmarks only), --report-test adds chromium,
 # --fuzz adds clang's libFuzzer runtime.
 set -euo pipefail
-pkgs=(build-essential cmake pkg-config libopenblas-dev zlib1g-dev libpng-dev libomp-dev clang python3 python3-numpy dataset-fashion-mnist)
+pkgs=(build-essential cmake pkg-config libopenblas-dev zlib1g-dev libpng-dev libomp-dev clang libclang-rt-14-dev python3 python3-numpy dataset-fashion-mnist)
 for a in "$@"; do
   case "$a" in
     --bench) pkgs+=(python3-torch python3-numpy) ;;
     --report-test) pkgs+=(chromium) ;;
-    --fuzz) pkgs+=(clang libclang-rt-14-dev) ;;
+    --fuzz) ;;  # clang and its sanitizer/fuzzer runtime are base dependencies (the ASan test build)
     *) echo "install-deps.sh: unknown option $a" >&2; exit 2 ;;
   esac
 done
