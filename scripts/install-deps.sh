@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what wcmi needs to build, test and run its main job on Debian 12 (run as root).
 # Extra groups: --bench adds python3-torch (benchmarks only), --report-test adds chromium,
-# --fuzz adds clang's libFuzzer runtime.
+# --fuzz is accepted for compatibility: clang's libFuzzer runtime is already a base dependency.
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config libopenblas-dev zlib1g-dev libpng-dev libomp-dev clang libclang-rt-14-dev python3 python3-numpy dataset-fashion-mnist)
 for a in "$@"; do
