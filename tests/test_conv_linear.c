@@ -200,7 +200,7 @@ static void check_op_against_reference(const op_ref *op, size_t nx, size_t nw, s
 }
 
 static wcmi_conv2d_dims conv_dims(int N, int C, int H, int W, int O, int k, int stride, int pad) {
-  wcmi_conv2d_dims d = {N, C, H, W, O, k, k, stride, pad, 0, 0};
+  wcmi_conv2d_dims d = {N, C, H, W, O, k, k, stride, pad, 0, 0, 0};
   return d;
 }
 
@@ -231,7 +231,7 @@ static void test_conv2d_gradients_match_double_finite_differences(void) {
 
 static void test_conv2d_odd_shapes_and_dense_paths_match_reference(void) {
   /* rectangular input and kernel, no bias */
-  wcmi_conv2d_dims d = {2, 2, 6, 9, 3, 3, 2, 2, 1, 0, 0};
+  wcmi_conv2d_dims d = {2, 2, 6, 9, 3, 3, 2, 2, 1, 0, 0, 0};
   check_conv(d, 0, 1);
   /* kernel covering the whole input (the dense path: a linear layer in disguise) */
   check_conv(conv_dims(2, 3, 5, 5, 4, 5, 1, 0), 1, 2);
@@ -245,7 +245,7 @@ static void test_conv2d_odd_shapes_and_dense_paths_match_reference(void) {
   check_conv(conv_dims(2, 2, 5, 5, 3, 2, 1000, 1), 1, 7);
   /* a padded plane of 5 x 1102 floats is too large for the stack-staged im2col/col2im, so this one
    * takes the bounds-checked path */
-  wcmi_conv2d_dims wide = {1, 1, 3, 1100, 1, 3, 3, 2, 1, 0, 0};
+  wcmi_conv2d_dims wide = {1, 1, 3, 1100, 1, 3, 3, 2, 1, 0, 0, 0};
   check_conv(wide, 1, 6);
 }
 
@@ -253,7 +253,7 @@ static void test_conv2d_odd_shapes_and_dense_paths_match_reference(void) {
 static void test_conv2d_forward_matches_reference_with_many_channels(void) {
   wcmi_ctx ctx;
   wcmi_ctx_init(&ctx);
-  wcmi_conv2d_dims cases[] = {{3, 33, 11, 9, 17, 4, 4, 2, 1, 0, 0}, {4, 64, 5, 5, 40, 1, 1, 1, 0, 0, 0}};
+  wcmi_conv2d_dims cases[] = {{3, 33, 11, 9, 17, 4, 4, 2, 1, 0, 0, 0}, {4, 64, 5, 5, 40, 1, 1, 1, 0, 0, 0, 0}};
   for (int t = 0; t < 2; t++) {
     wcmi_conv2d_dims d = cases[t];
     CHECK_OK(&ctx, wcmi_conv2d_dims_init(&ctx, "many", &d));
@@ -289,13 +289,20 @@ static void conv_backward_into(const wcmi_conv2d_dims *d, const float *x, const 
   wcmi_conv2d_backward(d, x, w, dy, dx, dw, db, ws);
 }
 
-/* Shapes big enough that im2col, col2im and the layout transposes take their OpenMP branches (over
- * 2^18 floats), checked against the double reference forward and backward. */
+/* Shapes big enough for several sample blocks per thread (with a short last block), run at 1, 2 and 3
+ * threads, checked against the double reference forward and backward. The third case has a weight
+ * of 1500x1500: at 3 threads its per-thread dw partials (2 x 2.25M floats) exceed the blocked path's
+ * limit, so it takes the whole-batch path, whose im2col/col2im loops go parallel. */
 static void test_conv2d_parallel_sizes_match_double_reference(void) {
   wcmi_ctx ctx;
   wcmi_ctx_init(&ctx);
-  wcmi_conv2d_dims cases[] = {{16, 32, 14, 14, 48, 4, 4, 2, 1, 0, 0}, {16, 64, 16, 16, 64, 1, 1, 1, 0, 0, 0}};
-  for (int t = 0; t < 2; t++) {
+  const int threads_before = ctx.num_threads;
+  wcmi_conv2d_dims cases[] = {{16, 32, 14, 14, 48, 4, 4, 2, 1, 0, 0, 0},
+                              {16, 64, 16, 16, 64, 1, 1, 1, 0, 0, 0, 0},
+                              {3, 1500, 2, 2, 1500, 1, 1, 1, 0, 0, 0, 0}};
+  for (int run = 0; run < 9; run++) {
+    const int t = run % 3;
+    wcmi_set_threads(&ctx, run / 3 + 1);
     wcmi_conv2d_dims d = cases[t];
     CHECK_OK(&ctx, wcmi_conv2d_dims_init(&ctx, "parallel", &d));
     size_t nx = (size_t)d.N * d.C * d.H * d.W, nw = (size_t)d.O * d.C * d.KH * d.KW, nb = (size_t)d.O;
@@ -318,7 +325,7 @@ static void test_conv2d_parallel_sizes_match_double_reference(void) {
     to_double(dy, dyd, ny);
     conv_ref(&d, xd, wd, bd, yd);
     conv_ref_backward(&d, xd, wd, dyd, dxd, dwd, dbd);
-    /* y, dx: up to 512 products of magnitude <= 0.1; dw, db: sums of up to 16*196 = 3136 products of
+    /* y, dx: up to 1500 products of magnitude <= 0.1; dw, db: sums of up to 16*196 = 3136 products of
      * magnitude <= 1, so float rounding reaches ~1e-4 there */
     check_all_close("y", y, yd, ny, 1e-4, 1e-4);
     check_all_close("dx", dx, dxd, nx, 1e-4, 1e-4);
@@ -327,6 +334,7 @@ static void test_conv2d_parallel_sizes_match_double_reference(void) {
     free(x), free(w), free(b), free(y), free(dy), free(dx), free(dw), free(db), free(ws);
     free(xd), free(wd), free(bd), free(yd), free(dyd), free(dxd), free(dwd), free(dbd);
   }
+  wcmi_set_threads(&ctx, threads_before);
 }
 
 static void test_conv2d_hand_computed_2x2_kernel(void) {
@@ -340,7 +348,7 @@ static void test_conv2d_hand_computed_2x2_kernel(void) {
    *              = [12 16; 24 28];  db = 4
    *   dx[i][j] = sum of the weights that touch (i, j) = [1 3 2; 4 10 6; 3 7 4]. */
   {
-    wcmi_conv2d_dims d = {1, 1, 3, 3, 1, 2, 2, 1, 0, 0, 0};
+    wcmi_conv2d_dims d = {1, 1, 3, 3, 1, 2, 2, 1, 0, 0, 0, 0};
     CHECK_OK(&ctx, wcmi_conv2d_dims_init(&ctx, "hand", &d));
     CHECK(d.Ho == 2 && d.Wo == 2);
     float x[9] = {1, 2, 3, 4, 5, 6, 7, 8, 9}, w[4] = {1, 2, 3, 4}, b[1] = {0.5f}, y[4], dy[4] = {1, 1, 1, 1};
@@ -362,7 +370,7 @@ static void test_conv2d_hand_computed_2x2_kernel(void) {
    * With dy = [1 2; 3 4]: dx(0,0) = 4*dy00 = 4, dx(0,1) = 3*dy01 = 6, dx(1,0) = 2*dy10 = 6,
    *   dx(1,1) = 1*dy11 = 4; dw = [4*4, 3*3; 2*2, 1*1] = [16 9; 4 1] (weight (kh,kw) sees one pixel). */
   {
-    wcmi_conv2d_dims d = {1, 1, 2, 2, 1, 2, 2, 2, 1, 0, 0};
+    wcmi_conv2d_dims d = {1, 1, 2, 2, 1, 2, 2, 2, 1, 0, 0, 0};
     CHECK_OK(&ctx, wcmi_conv2d_dims_init(&ctx, "hand_s2", &d));
     CHECK(d.Ho == 2 && d.Wo == 2);
     float x[4] = {1, 2, 3, 4}, w[4] = {1, 2, 3, 4}, y[4], dy[4] = {1, 2, 3, 4}, dx[4], dw[4] = {0};
@@ -380,7 +388,7 @@ static void test_conv2d_hand_computed_2x2_kernel(void) {
 static void test_conv2d_null_gradients_are_skipped_and_params_accumulate(void) {
   wcmi_ctx ctx;
   wcmi_ctx_init(&ctx);
-  wcmi_conv2d_dims cases[] = {{4, 5, 9, 9, 6, 4, 4, 2, 1, 0, 0}, {4, 5, 1, 1, 6, 1, 1, 1, 0, 0, 0}};
+  wcmi_conv2d_dims cases[] = {{4, 5, 9, 9, 6, 4, 4, 2, 1, 0, 0, 0}, {4, 5, 1, 1, 6, 1, 1, 1, 0, 0, 0, 0}};
   for (int t = 0; t < 2; t++) {
     wcmi_conv2d_dims d = cases[t];
     CHECK_OK(&ctx, wcmi_conv2d_dims_init(&ctx, "nulls", &d));
@@ -421,7 +429,7 @@ static void test_conv2d_null_gradients_are_skipped_and_params_accumulate(void) {
 static void test_conv2d_is_bit_reproducible(void) {
   wcmi_ctx ctx;
   wcmi_ctx_init(&ctx);
-  wcmi_conv2d_dims d = {8, 16, 14, 14, 32, 4, 4, 2, 1, 0, 0};
+  wcmi_conv2d_dims d = {8, 16, 14, 14, 32, 4, 4, 2, 1, 0, 0, 0};
   CHECK_OK(&ctx, wcmi_conv2d_dims_init(&ctx, "repro", &d));
   size_t nx = (size_t)d.N * d.C * d.H * d.W, nw = (size_t)d.O * d.C * d.KH * d.KW;
   size_t ny = (size_t)d.N * d.O * d.Ho * d.Wo, nws = wcmi_conv2d_workspace_floats(&d);
@@ -458,7 +466,7 @@ static void expect_rejected(wcmi_conv2d_dims d, const char *name, const char *ne
 
 static void test_conv2d_dims_init_rejects_impossible_shapes(void) {
   expect_rejected(conv_dims(2, 3, 2, 2, 4, 5, 1, 1), "encoder.layer2.0", "kernel height 5");
-  wcmi_conv2d_dims wide = {2, 3, 8, 2, 4, 3, 4, 1, 0, 0, 0};
+  wcmi_conv2d_dims wide = {2, 3, 8, 2, 4, 3, 4, 1, 0, 0, 0, 0};
   expect_rejected(wide, "encoder.layer1.0", "kernel width 4");
   expect_rejected(conv_dims(2, 0, 8, 8, 4, 3, 1, 1), "layer0.0", "input channels");
   expect_rejected(conv_dims(0, 3, 8, 8, 4, 3, 1, 1), "layer0.0", "batch");

@@ -30,11 +30,13 @@ typedef struct wcmi_conv2d_dims {
   int O, KH, KW;        /* weight (O, C, KH, KW) */
   int stride, pad;      /* same in both axes */
   int Ho, Wo;           /* output (N, O, Ho, Wo): filled by wcmi_conv2d_dims_init */
+  int threads;          /* threads the workspace is sized for: set to the OpenMP thread count by
+                           wcmi_conv2d_dims_init; calls never use more (0 counts as 1) */
 } wcmi_conv2d_dims;
 
 /* Fills Ho, Wo. Returns WCMI_EINVAL (message names the layer `name`) if the shape is impossible. */
 int wcmi_conv2d_dims_init(wcmi_ctx *ctx, const char *name, wcmi_conv2d_dims *d);
-/* Floats of scratch space forward/backward need (im2col columns etc.) for these dims. */
+/* Floats of scratch space forward/backward need (im2col columns etc.) for these dims, N and threads. */
 size_t wcmi_conv2d_workspace_floats(const wcmi_conv2d_dims *d);
 /* y = conv(x, w) + b; b may be NULL. */
 void wcmi_conv2d_forward(const wcmi_conv2d_dims *d, const float *x, const float *w, const float *b, float *y,
