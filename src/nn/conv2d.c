@@ -51,7 +51,7 @@ enum {
   /* ... and at least O*K / WEIGHT_FLOATS_PER_COL columns (see block_samples). */
   WEIGHT_FLOATS_PER_COL = 4096,
   /* Largest total of per-thread weight-gradient partials (floats) the blocked path may use. */
-  DW_PARTIAL_MAX_FLOATS = 1 << 22,
+  DW_PARTIAL_MAX_FLOATS = 1 << 21,
 };
 
 static int conv_fail_nonpositive(wcmi_ctx *ctx, const char *name, const char *what, int v) {
