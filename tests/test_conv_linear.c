@@ -292,17 +292,19 @@ static void conv_backward_into(const wcmi_conv2d_dims *d, const float *x, const 
 /* Shapes big enough for several sample blocks per thread (with a short last block), run at 1, 2 and 3
  * threads, checked against the double reference forward and backward. The third case has a weight
  * of 1500x1500: at 2 and 3 threads its per-thread dw partials (2.25M floats each) exceed the blocked
- * path's limit (2^21 floats), so it takes the whole-batch path. */
+ * path's limit (2^21 floats), so it takes the whole-batch path. The fourth is the paper's first conv
+ * (K = 16: the direct thin kernel) on 5 samples. */
 static void test_conv2d_parallel_sizes_match_double_reference(void) {
   wcmi_ctx ctx;
   wcmi_ctx_init(&ctx);
   const int threads_before = ctx.num_threads;
   wcmi_conv2d_dims cases[] = {{16, 32, 14, 14, 48, 4, 4, 2, 1, 0, 0, 0},
                               {16, 64, 16, 16, 64, 1, 1, 1, 0, 0, 0, 0},
-                              {3, 1500, 2, 2, 1500, 1, 1, 1, 0, 0, 0, 0}};
-  for (int run = 0; run < 9; run++) {
-    const int t = run % 3;
-    wcmi_set_threads(&ctx, run / 3 + 1);
+                              {3, 1500, 2, 2, 1500, 1, 1, 1, 0, 0, 0, 0},
+                              {5, 1, 28, 28, 64, 4, 4, 2, 1, 0, 0, 0}};
+  for (int run = 0; run < 12; run++) {
+    const int t = run % 4;
+    wcmi_set_threads(&ctx, run / 4 + 1);
     wcmi_conv2d_dims d = cases[t];
     CHECK_OK(&ctx, wcmi_conv2d_dims_init(&ctx, "parallel", &d));
     size_t nx = (size_t)d.N * d.C * d.H * d.W, nw = (size_t)d.O * d.C * d.KH * d.KW, nb = (size_t)d.O;

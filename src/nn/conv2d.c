@@ -16,6 +16,9 @@
  * the workspace is a few MiB per thread. The weight gradient is summed per thread: thread 0 straight
  * into dw, the others into private partial buffers that are added to dw afterwards in thread order.
  *
+ * Thin path (conv2d_thin.c): a direct kernel for K <= 16, where a GEMM with so short an inner
+ * dimension runs at a fraction of the BLAS's rate.
+ *
  * Whole-batch path: one column matrix for the whole batch, one GEMM per pass split over the threads
  * by wcmi_sgemm. Used only where the blocked path's per-thread dw partials would exceed
  * DW_PARTIAL_MAX_FLOATS (many threads on a large 1x1 conv).
@@ -33,6 +36,7 @@
  * above PARALLEL_MIN_FLOATS: each OpenMP region costs a fork/join and leaves its workers spinning
  * for a while afterwards, which for a copy of less than a megabyte costs more than it saves.
  */
+#include "nn/conv2d_internal.h"
 #include "wcmi/blas.h"
 #include "wcmi/nn.h"
 
@@ -153,7 +157,7 @@ size_t wcmi_conv2d_workspace_floats(const wcmi_conv2d_dims *d) {
   const int T = d->threads > 0 ? d->threads : 1;
   size_t need = 0;
   for (int t = 1; t <= T; t++) {
-    const size_t n = workspace_for_threads(d, t);
+    const size_t n = conv2d_thin_applies(d) ? conv2d_thin_workspace_floats(d, t) : workspace_for_threads(d, t);
     if (n > need) need = n;
   }
   return need;
@@ -454,7 +458,9 @@ void wcmi_conv2d_forward(const wcmi_conv2d_dims *d, const float *x, const float 
     return;
   }
   const int T = conv_threads(d);
-  if (use_blocked(d, T))
+  if (conv2d_thin_applies(d))
+    conv2d_thin_forward(d, x, w, b, y, T);
+  else if (use_blocked(d, T))
     forward_blocked(d, x, w, b, y, ws, T);
   else
     forward_whole(d, x, w, b, y, ws);
@@ -469,7 +475,9 @@ void wcmi_conv2d_backward(const wcmi_conv2d_dims *d, const float *x, const float
   if (db) bias_grad_accumulate(d->N, d->O, d->Ho * d->Wo, dy, db);
   if (!dx && !dw) return;
   const int T = conv_threads(d);
-  if (use_blocked(d, T))
+  if (conv2d_thin_applies(d))
+    conv2d_thin_backward(d, x, w, dy, dx, dw, ws, T);
+  else if (use_blocked(d, T))
     backward_blocked(d, x, w, dy, dx, dw, ws, T);
   else
     backward_whole(d, x, w, dy, dx, dw, ws);
