@@ -277,6 +277,41 @@ static void test_backward_computes_only_what_is_asked(void) {
   wcmi_net_free(net);
 }
 
+/* In eval mode an input-only backward runs BN + ReLU as one fused pass; asking for parameter
+ * gradients too takes the unfused kernels. The input gradients must agree bit for bit, including a
+ * net whose very first layer is the BN (the fused pass then writes the net's input gradient). */
+static void test_eval_input_gradient_same_with_fused_bn_relu(void) {
+  wcmi_rng rng;
+  wcmi_rng_seed(&rng, 5);
+  wcmi_net *nets[2] = {small_convnet(4, 4), wcmi_net_new(&ctx, "bnfirst", wcmi_shape3(3, 4, 4))};
+  wcmi_net_add_batchnorm(nets[1], "bn");
+  wcmi_net_add_relu(nets[1]);
+  wcmi_net_add_flatten(nets[1]);
+  wcmi_net_add_linear(nets[1], "fc", 3, 1);
+  CHECK_OK(&ctx, wcmi_net_finalize(nets[1], 4, &rng));
+  for (int k = 0; k < 2; k++) {
+    wcmi_net *net = nets[k];
+    CHECK(net != NULL);
+    if (!net) continue;
+    const int nx = k == 0 ? 4 * 64 : 4 * 48; /* (1, 8, 8) and (3, 4, 4) inputs */
+    float x[4 * 64], dy[4 * 3], dx_both[4 * 64];
+    fill_uniform(&rng, x, nx, -0.5f, 1.0f);
+    fill_uniform(&rng, dy, 12, -1, 1);
+    wcmi_net_forward(net, x, 4, 1); /* moves the running statistics away from 0 / 1 */
+    wcmi_net_forward(net, x, 4, 0);
+    wcmi_net_zero_grad(net);
+    CHECK_OK(&ctx, wcmi_net_backward(net, dy, WCMI_GRAD_BOTH));
+    memcpy(dx_both, wcmi_net_input_grad(net), (size_t)nx * sizeof(float));
+    memset((float *)wcmi_net_input_grad(net), 0, (size_t)nx * sizeof(float));
+    CHECK_OK(&ctx, wcmi_net_backward(net, dy, WCMI_GRAD_INPUT));
+    CHECK(memcmp(dx_both, wcmi_net_input_grad(net), (size_t)nx * sizeof(float)) == 0);
+    double sum = 0;
+    for (int i = 0; i < nx; i++) sum += fabs(dx_both[i]);
+    CHECK_MSG(sum > 0, "input gradient is all zero (net %d)", k);
+    wcmi_net_free(net);
+  }
+}
+
 static void test_param_names_follow_pytorch(void) {
   wcmi_net *net = small_convnet(1, 2);
   CHECK(net != NULL);
@@ -460,6 +495,7 @@ int main(void) {
   RUN(test_resblock_shortcut_init_is_near_identity);
   RUN(test_normalize_forward_and_gradient);
   RUN(test_backward_computes_only_what_is_asked);
+  RUN(test_eval_input_gradient_same_with_fused_bn_relu);
   RUN(test_param_names_follow_pytorch);
   RUN(test_shape_errors_name_the_layer);
   RUN(test_adam_step_matches_closed_form);

@@ -66,6 +66,11 @@ void wcmi_batchnorm_backward_train(int N, int C, int S, const float *x, const fl
 void wcmi_batchnorm_backward_eval(int N, int C, int S, const float *x, const float *gamma,
                                   const float *running_mean, const float *running_var, float eps,
                                   const float *dy, float *dx, float *dgamma, float *dbeta);
+/* Eval-mode BatchNorm followed by ReLU, input gradient only: dx = gamma*rstd * (relu_y > 0 ? dy : 0),
+ * where relu_y is the ReLU's output. Bit-identical to wcmi_relu_backward then
+ * wcmi_batchnorm_backward_eval, in one pass instead of two. */
+void wcmi_batchnorm_relu_backward_eval(int N, int C, int S, const float *gamma, const float *running_var, float eps,
+                                       const float *relu_y, const float *dy, float *dx);
 
 /* ---- layer norm over the channel axis of x (N, C, S), at each of the N*S locations -----------
  * (torch.nn.LayerNorm(C) applied to the channel-last permutation; biased variance.)

@@ -503,6 +503,13 @@ static int has_params(const net_layer *L) {
   return L->kind == LAYER_CONV2D || L->kind == LAYER_LINEAR || L->kind == LAYER_BATCHNORM || L->kind == LAYER_RESBLOCK;
 }
 
+/* Layer i is a ReLU whose input comes from an eval-mode BN that backward also runs, and only input
+ * gradients are wanted (the BN's parameter gradients need the unfused kernel). */
+static int fuses_with_bn_eval(const wcmi_net *net, int i, int stop, int want_params) {
+  return !net->last_train && !want_params && i - 1 >= stop && net->layers[i].kind == LAYER_RELU &&
+         net->layers[i - 1].kind == LAYER_BATCHNORM;
+}
+
 int wcmi_net_backward(wcmi_net *net, const float *dy, int what) {
   return wcmi_net_backward_from(net, net->n_layers - 1, dy, what);
 }
@@ -532,6 +539,17 @@ int wcmi_net_backward_from(wcmi_net *net, int last, const float *dy, int what) {
     if (i == 0) dx = want_input ? net->dx : NULL;
     else if (i == stop && !want_input) dx = NULL;
     else dx = (g == net->g0) ? net->g1 : net->g0;
+    if (fuses_with_bn_eval(net, i, stop, want_params)) {
+      /* ReLU after an eval-mode BN (every conv block during an attack): one pass for both. */
+      const net_layer *B = &net->layers[i - 1];
+      dx = i - 1 == 0 ? net->dx : (g == net->g0) ? net->g1 : net->g0;
+      const int C = (int)B->in.d[0], S = (int)(B->in_numel / C);
+      wcmi_batchnorm_relu_backward_eval(net->last_N, C, S, net_pdata(net, B->bn.gamma),
+                                        net_pdata(net, B->bn.running_var), BN_EPS, L->y, g, dx);
+      g = dx;
+      i--;
+      continue;
+    }
     g = layer_backward(net, L, g, dx, want_params);
   }
   /* A net made only of views passes dy through: copy it so input_grad is always net->dx. */
