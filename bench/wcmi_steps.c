@@ -382,22 +382,22 @@ static void resblock_part_bwd(layer_call *c) {
     break;
   case RB_CONV3:
     d = dims_n(&rb->conv3, N);
-    wcmi_conv2d_backward(&d, rb->b, net_pdata(net, rb->conv3.w), rb->t1, rb->t2, PG(rb->conv3.w), PG(rb->conv3.b),
+    wcmi_conv2d_backward(&d, rb->b, net_pdata(net, rb->conv3.w), rb->t1, rb->d, PG(rb->conv3.w), PG(rb->conv3.b),
                          net->ws);
     break;
-  case RB_RELU: wcmi_relu_backward(n, rb->b, rb->t2, rb->t2); break;
-  case RB_BN: bn_back(net, &rb->bn, N, rb->H, rb->S, rb->a, rb->t2, rb->t1, c->train, p); break;
+  case RB_RELU: wcmi_relu_backward(n, rb->b, rb->d, rb->d); break;
+  case RB_BN: bn_back(net, &rb->bn, N, rb->H, rb->S, rb->a, rb->d, rb->t1, c->train, p); break;
   case RB_CONV0:
     d = dims_n(&rb->conv0, N);
-    wcmi_conv2d_backward(&d, x, net_pdata(net, rb->conv0.w), rb->t1, gx ? rb->t2 : NULL, PG(rb->conv0.w), NULL,
+    wcmi_conv2d_backward(&d, x, net_pdata(net, rb->conv0.w), rb->t1, gx ? rb->a : NULL, PG(rb->conv0.w), NULL,
                          net->ws);
     break;
   case RB_ADD:
     if (gx) {
       int64_t nin = (int64_t)N * rb->in_ch * rb->S;
-      const float *t2 = rb->t2;
+      const float *ga = rb->a;
 #pragma omp parallel for schedule(static)
-      for (int64_t i = 0; i < nin; i++) gx[i] += t2[i];
+      for (int64_t i = 0; i < nin; i++) gx[i] += ga[i];
     }
     break;
   }

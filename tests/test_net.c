@@ -91,8 +91,8 @@ static double *to_double(const float *x, int64_t n) {
 
 /* Checks every parameter and the input of a resblock net against the double reference.
  * Tolerance: |analytic - numeric| <= 2e-3 + 2e-3 * |numeric| (float forward, eps = 1e-4 in double). */
-static void check_resblock(int train) {
-  const int N = 4, C = 3, H = 5, h = 2, w = 2, S = h * w;
+static void check_resblock(int train, int C, int H) {
+  const int N = 4, h = 2, w = 2, S = h * w;
   wcmi_rng rng;
   wcmi_rng_seed(&rng, 11 + train);
   wcmi_net *net = wcmi_net_new(&ctx, "dim_local", wcmi_shape3(C, h, w));
@@ -107,7 +107,7 @@ static void check_resblock(int train) {
                        ? wcmi_rng_uniform_range(&rng, 0.5f, 1.5f)
                        : wcmi_rng_uniform_range(&rng, -0.9f, 0.9f);
   }
-  float x[4 * 3 * 4], R[4 * 5 * 4];
+  float x[4 * 6 * 4], R[4 * 6 * 4]; /* C, H <= 6 */
   fill_uniform(&rng, x, N * C * S, -1, 1);
   fill_uniform(&rng, R, N * H * S, -1, 1);
   /* Eval mode must not move running stats, so snapshot them before the float forward. */
@@ -168,8 +168,16 @@ static void check_resblock(int train) {
   wcmi_net_free(net);
 }
 
-static void test_resblock_gradcheck_train_mode(void) { check_resblock(1); }
-static void test_resblock_gradcheck_eval_mode(void) { check_resblock(0); }
+/* C < H as in the paper; C > H too (backward then keeps the main branch's input gradient, C maps
+ * wide, in the block's first buffer). */
+static void test_resblock_gradcheck_train_mode(void) {
+  check_resblock(1, 3, 5);
+  check_resblock(1, 6, 3);
+}
+static void test_resblock_gradcheck_eval_mode(void) {
+  check_resblock(0, 3, 5);
+  check_resblock(0, 6, 3);
+}
 
 static void test_resblock_shortcut_init_is_near_identity(void) {
   wcmi_rng rng;

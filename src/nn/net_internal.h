@@ -36,7 +36,7 @@ typedef struct resblock_state {
   float *b;     /* BN output, then ReLU in place (N, H, S) */
   float *d;     /* pre-LayerNorm sum (N, H, S) */
   float *ln_mean, *ln_rstd; /* (N*S) */
-  float *t1, *t2;            /* backward scratch (N, max(in, H), S) */
+  float *t1;                 /* backward scratch (N, H, S); backward also reuses a and d */
 } resblock_state;
 
 typedef struct net_layer {

@@ -75,23 +75,22 @@ int resblock_alloc(wcmi_net *net, net_layer *L) {
   resblock_state *rb = L->rb;
   size_t mb = (size_t)net->max_batch, hs = (size_t)rb->H * (size_t)rb->S;
   size_t wide = (size_t)(rb->H > rb->in_ch ? rb->H : rb->in_ch) * (size_t)rb->S;
-  rb->a = wcmi_alloc(net->ctx, mb * hs, sizeof(float));
+  rb->a = wcmi_alloc(net->ctx, mb * wide, sizeof(float)); /* also the main branch's input gradient */
   rb->b = wcmi_alloc(net->ctx, mb * hs, sizeof(float));
   rb->d = wcmi_alloc(net->ctx, mb * hs, sizeof(float));
   rb->t1 = wcmi_alloc(net->ctx, mb * hs, sizeof(float));
-  rb->t2 = wcmi_alloc(net->ctx, mb * wide, sizeof(float));
   rb->ln_mean = wcmi_alloc(net->ctx, mb * (size_t)rb->S, sizeof(float));
   rb->ln_rstd = wcmi_alloc(net->ctx, mb * (size_t)rb->S, sizeof(float));
   rb->bn.mean = wcmi_alloc(net->ctx, (size_t)rb->H, sizeof(float));
   rb->bn.rstd = wcmi_alloc(net->ctx, (size_t)rb->H, sizeof(float));
-  if (!rb->a || !rb->b || !rb->d || !rb->t1 || !rb->t2 || !rb->ln_mean || !rb->ln_rstd || !rb->bn.mean || !rb->bn.rstd)
+  if (!rb->a || !rb->b || !rb->d || !rb->t1 || !rb->ln_mean || !rb->ln_rstd || !rb->bn.mean || !rb->bn.rstd)
     return net->ctx->status;
   return WCMI_OK;
 }
 
 void resblock_free(net_layer *L) {
   resblock_state *rb = L->rb;
-  float *bufs[] = {rb->a, rb->b, rb->d, rb->t1, rb->t2, rb->ln_mean, rb->ln_rstd, rb->bn.mean, rb->bn.rstd};
+  float *bufs[] = {rb->a, rb->b, rb->d, rb->t1, rb->ln_mean, rb->ln_rstd, rb->bn.mean, rb->bn.rstd};
   for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) wcmi_free(bufs[i]);
   free(rb);
   L->rb = NULL;
@@ -144,32 +143,37 @@ void resblock_forward(wcmi_net *net, net_layer *L, const float *x, float *y, int
                                  LN_EPS, y, rb->ln_mean, rb->ln_rstd);
 }
 
+/* Backward reuses the forward buffers once they are dead, so the block needs one scratch map (t1):
+ *   LayerNorm        d (its input)     -> t1 = dL/d(sum)       d is dead from here on
+ *   shortcut conv    t1                -> dx
+ *   conv3            t1                -> d                    t1 is dead from here on
+ *   ReLU             d (mask: b)       -> d
+ *   BN               d (input: a)      -> t1                   a is dead from here on
+ *   conv0            t1                -> a, then dx += a      (a is max(in, H) maps wide) */
 void resblock_backward(wcmi_net *net, net_layer *L, const float *x, const float *dy, float *dx, int N, int params) {
   resblock_state *rb = L->rb;
   int64_t n = (int64_t)N * rb->H * rb->S;
   wcmi_conv2d_dims d0 = with_batch(&rb->conv0, N), d3 = with_batch(&rb->conv3, N), ds = with_batch(&rb->shortcut, N);
 #define PG(idx) (params ? net_pgrad(net, (idx)) : NULL)
-  /* t1 = dL/d(sum): feeds both branches. */
   wcmi_layernorm_channel_backward(N, rb->H, rb->S, rb->d, net_pdata(net, rb->ln_gamma), rb->ln_mean, rb->ln_rstd, dy,
                                   rb->t1, PG(rb->ln_gamma), PG(rb->ln_beta));
   wcmi_conv2d_backward(&ds, x, net_pdata(net, rb->shortcut.w), rb->t1, dx, PG(rb->shortcut.w), NULL, net->ws);
-  wcmi_conv2d_backward(&d3, rb->b, net_pdata(net, rb->conv3.w), rb->t1, rb->t2, PG(rb->conv3.w), PG(rb->conv3.b),
+  wcmi_conv2d_backward(&d3, rb->b, net_pdata(net, rb->conv3.w), rb->t1, rb->d, PG(rb->conv3.w), PG(rb->conv3.b),
                        net->ws);
-  wcmi_relu_backward(n, rb->b, rb->t2, rb->t2);
+  wcmi_relu_backward(n, rb->b, rb->d, rb->d);
   bn_params *bn = &rb->bn;
   if (net->last_train)
-    wcmi_batchnorm_backward_train(N, rb->H, rb->S, rb->a, net_pdata(net, bn->gamma), bn->mean, bn->rstd, rb->t2, rb->t1,
+    wcmi_batchnorm_backward_train(N, rb->H, rb->S, rb->a, net_pdata(net, bn->gamma), bn->mean, bn->rstd, rb->d, rb->t1,
                                   PG(bn->gamma), PG(bn->beta));
   else
     wcmi_batchnorm_backward_eval(N, rb->H, rb->S, rb->a, net_pdata(net, bn->gamma), net_pdata(net, bn->running_mean),
-                                 net_pdata(net, bn->running_var), BN_EPS, rb->t2, rb->t1, PG(bn->gamma), PG(bn->beta));
-  /* The main branch's input gradient lands in t2 and is added to the shortcut's. */
-  wcmi_conv2d_backward(&d0, x, net_pdata(net, rb->conv0.w), rb->t1, dx ? rb->t2 : NULL, PG(rb->conv0.w), NULL, net->ws);
+                                 net_pdata(net, bn->running_var), BN_EPS, rb->d, rb->t1, PG(bn->gamma), PG(bn->beta));
+  wcmi_conv2d_backward(&d0, x, net_pdata(net, rb->conv0.w), rb->t1, dx ? rb->a : NULL, PG(rb->conv0.w), NULL, net->ws);
 #undef PG
   if (dx) {
     int64_t nin = (int64_t)N * rb->in_ch * rb->S;
-    const float *t2 = rb->t2;
+    const float *ga = rb->a;
 #pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < nin; i++) dx[i] += t2[i];
+    for (int64_t i = 0; i < nin; i++) dx[i] += ga[i];
   }
 }
