@@ -237,6 +237,56 @@ static void test_scores_are_gz_dot_lx_per_location(void) {
   }
 }
 
+/* The score GEMMs run in blocks of samples, one block range per thread, with per-thread dGz partials.
+ * N = 20 at L = 49 gives 3-4 blocks (one short) at 1-3 threads: u, dGz and dLx are checked against
+ * double sums (the gradients from the du the kernel itself left in the workspace). A workspace sized
+ * for one thread but used with three falls back to one thread's blocks and stays correct. */
+static void test_blocked_scores_and_gradients_match_reference_at_1_2_3_threads(void) {
+  enum { N = 20, H = 8, L = 49 };
+  static float Lx[N * H * L], Gz[N * H], dLx[N * H * L], dGz[N * H];
+  static double Lxd[N * H * L], Gzd[N * H];
+  wcmi_rng r;
+  wcmi_rng_seed(&r, 31);
+  for (int i = 0; i < N * H * L; i++) Lxd[i] = Lx[i] = 0.3f * wcmi_rng_normal(&r);
+  for (int i = 0; i < N * H; i++) Gzd[i] = Gz[i] = 0.3f * wcmi_rng_normal(&r);
+  for (int run = 0; run < 4; run++) {
+    const int T = run < 3 ? run + 1 : 3;
+    wcmi_ctx ctx = make_ctx(run < 3 ? T : 1);
+    size_t bytes = wcmi_mi_workspace_bytes(N, H, L); /* sized for the thread count set just now */
+    wcmi_set_threads(&ctx, T);
+    void *ws = malloc(bytes);
+    float loss;
+    CHECK_OK(&ctx, wcmi_mi_forward(&ctx, cfg_of(WCMI_MI_DV, 0), N, H, L, Lx, Gz, ws, bytes, &loss));
+    CHECK_OK(&ctx, wcmi_mi_backward(&ctx, cfg_of(WCMI_MI_DV, 0), N, H, L, Lx, Gz, 1.0f, ws, bytes, dLx, dGz));
+    mi_ws w;
+    CHECK(wcmi_mi_ws_layout(N, H, L, T, ws, bytes, &w));
+    CHECK_MSG(w.blk_threads == (run < 3 ? T : 1), "run %d: scratch laid out for %d threads", run, w.blk_threads);
+    int bad = 0;
+    for (int i = 0; i < N; i++)
+      for (int j = 0; j < N; j++)
+        for (int l = 0; l < L; l++) {
+          const double want = ref_score(N, H, L, Lxd, Gzd, i, j, l);
+          bad += fabs(w.u[(i * N + j) * L + l] - want) > 1e-5 + 1e-5 * fabs(want);
+        }
+    for (int i = 0; i < N; i++)
+      for (int c = 0; c < H; c++) {
+        double want = 0.0;
+        for (int j = 0; j < N; j++)
+          for (int l = 0; l < L; l++) want += (double)w.du[(i * N + j) * L + l] * Lxd[(j * H + c) * L + l];
+        bad += fabs(dGz[i * H + c] - want) > 1e-6 + 1e-4 * fabs(want);
+      }
+    for (int j = 0; j < N; j++)
+      for (int c = 0; c < H; c++)
+        for (int l = 0; l < L; l++) {
+          double want = 0.0;
+          for (int i = 0; i < N; i++) want += (double)w.du[(i * N + j) * L + l] * Gzd[i * H + c];
+          bad += fabs(dLx[(j * H + c) * L + l] - want) > 1e-6 + 1e-4 * fabs(want);
+        }
+    CHECK_MSG(bad == 0, "run %d (%d threads): %d entries of u, dGz, dLx off the double reference", run, T, bad);
+    free(ws);
+  }
+}
+
 static void test_dv_loss_and_gradients_match_double_reference(void) {
   wcmi_ctx ctx = make_ctx(2);
   problem p;
@@ -497,7 +547,7 @@ static void test_score_gradients_hold_no_denormals(void) {
     CHECK_OK(&ctx, wcmi_mi_forward(&ctx, cfgs[k], N, H, L, Lx, Gz, ws, bytes, &loss));
     CHECK_OK(&ctx, wcmi_mi_backward(&ctx, cfgs[k], N, H, L, Lx, Gz, 1.0f, ws, bytes, dLx, dGz));
     mi_ws w;
-    CHECK(wcmi_mi_ws_layout(N, H, L, ws, bytes, &w));
+    CHECK(wcmi_mi_ws_layout(N, H, L, 1, ws, bytes, &w));
     int denormal = 0, zero = 0;
     for (int i = 0; i < N * N * L; i++) {
       float v = fabsf(w.du[i]);
@@ -514,6 +564,7 @@ int main(void) {
   RUN(test_score_gradients_hold_no_denormals);
   RUN(test_names_parse_and_unknown_names_are_rejected);
   RUN(test_scores_are_gz_dot_lx_per_location);
+  RUN(test_blocked_scores_and_gradients_match_reference_at_1_2_3_threads);
   RUN(test_dv_loss_and_gradients_match_double_reference);
   RUN(test_fd_every_measure_loss_and_gradients_match_double_reference);
   RUN(test_nce_loss_and_gradients_match_double_reference);

@@ -45,7 +45,7 @@ int wcmi_mi_parse_measure(wcmi_ctx *ctx, const char *name, wcmi_mi_measure *out)
 
 /* ---- workspace ------------------------------------------------------------------------------ */
 typedef struct ws_sizes {
-  size_t scores, row, row_c, loc, total; /* bytes of each region, each a multiple of 64 */
+  size_t scores, row, row_c, loc, blk, total; /* bytes of each region, each a multiple of 64 */
 } ws_sizes;
 
 static int round64(size_t *b) {
@@ -54,9 +54,9 @@ static int round64(size_t *b) {
   return 1;
 }
 
-// Region sizes, or 0 on invalid sizes / overflow. total includes 64 bytes of slack so that any
-// caller pointer can be aligned up to 64 bytes.
-static int ws_compute(int N, int H, int L, ws_sizes *s) {
+// Region sizes for up to T threads, or 0 on invalid sizes / overflow. total includes 64 bytes of
+// slack so that any caller pointer can be aligned up to 64 bytes.
+static int ws_compute(int N, int H, int L, int T, ws_sizes *s) {
   if (N < 1 || H < 1 || L < 1) return 0;
   size_t nl, nnl;
   if (!wcmi_mul_size((size_t)N, (size_t)L, &nl) || !wcmi_mul_size(nl, (size_t)N, &nnl)) return 0;
@@ -65,9 +65,12 @@ static int ws_compute(int N, int H, int L, ws_sizes *s) {
   s->row_c = (size_t)N * sizeof(double);
   s->loc = (size_t)L * sizeof(double);
   if (!round64(&s->row_c) || !round64(&s->loc)) return 0;
+  if ((int64_t)H * L > INT_MAX || (int64_t)N * H > INT_MAX) return 0;
+  if (!wcmi_mul_size(wcmi_mi_block_floats(N, H, L, T), sizeof(float), &s->blk) || !round64(&s->blk)) return 0;
   size_t t = 64;
   if (!wcmi_add_size(t, s->scores, &t) || !wcmi_add_size(t, s->scores, &t) || !wcmi_add_size(t, s->row, &t) ||
-      !wcmi_add_size(t, s->row, &t) || !wcmi_add_size(t, s->row_c, &t) || !wcmi_add_size(t, s->loc, &t))
+      !wcmi_add_size(t, s->row, &t) || !wcmi_add_size(t, s->row_c, &t) || !wcmi_add_size(t, s->loc, &t) ||
+      !wcmi_add_size(t, s->blk, &t))
     return 0;
   s->total = t;
   return 1;
@@ -75,12 +78,12 @@ static int ws_compute(int N, int H, int L, ws_sizes *s) {
 
 size_t wcmi_mi_workspace_bytes(int N, int H, int L) {
   ws_sizes s;
-  return ws_compute(N, H, L, &s) ? s.total : 0;
+  return ws_compute(N, H, L, omp_get_max_threads(), &s) ? s.total : 0;
 }
 
-int wcmi_mi_ws_layout(int N, int H, int L, void *ws, size_t ws_bytes, mi_ws *out) {
+int wcmi_mi_ws_layout(int N, int H, int L, int nt, void *ws, size_t ws_bytes, mi_ws *out) {
   ws_sizes s;
-  if (!ws || !ws_compute(N, H, L, &s) || ws_bytes < s.total) return 0;
+  if (!ws || !ws_compute(N, H, L, 1, &s) || ws_bytes < s.total) return 0;
   char *p = (char *)(((uintptr_t)ws + 63) & ~(uintptr_t)63);
   out->u = (float *)p;
   p += s.scores;
@@ -93,6 +96,11 @@ int wcmi_mi_ws_layout(int N, int H, int L, void *ws, size_t ws_bytes, mi_ws *out
   out->row_c = (double *)p;
   p += s.row_c;
   out->loc = (double *)p;
+  p += s.loc;
+  out->blk = (float *)p;
+  /* whatever the caller gave beyond the one-thread size is scratch for more threads */
+  const size_t avail = (ws_bytes - (size_t)(p - (char *)ws)) / sizeof(float);
+  out->blk_threads = wcmi_mi_block_threads(N, H, L, nt, avail);
   return 1;
 }
 
@@ -125,7 +133,7 @@ static int check_call(wcmi_ctx *ctx, wcmi_mi_cfg cfg, int N, int H, int L, const
   if (rc) return rc;
   const char *est = wcmi_mi_estimator_name(cfg.estimator);
   if (!Lx || !Gz) return wcmi_fail(ctx, WCMI_EINVAL, "mi %s: Lx or Gz is NULL", est);
-  if (!wcmi_mi_ws_layout(N, H, L, ws, ws_bytes, layout))
+  if (!wcmi_mi_ws_layout(N, H, L, threads_of(ctx), ws, ws_bytes, layout))
     return wcmi_fail(ctx, WCMI_EINVAL, "mi %s: workspace of %zu bytes at %p is smaller than the %zu needed", est,
                      ws_bytes, ws, wcmi_mi_workspace_bytes(N, H, L));
   return WCMI_OK;
@@ -139,7 +147,7 @@ int wcmi_mi_forward(wcmi_ctx *ctx, wcmi_mi_cfg cfg, int N, int H, int L, const f
   if (rc) return rc;
   if (!loss) return wcmi_fail(ctx, WCMI_EINVAL, "mi %s: loss pointer is NULL", wcmi_mi_estimator_name(cfg.estimator));
   const int nt = threads_of(ctx);
-  wcmi_mi_scores(N, H, L, Lx, Gz, w.u);
+  wcmi_mi_scores_blocked(N, H, L, Lx, Gz, w.u, w.blk, w.blk_threads);
   double value = NAN;
   switch (cfg.estimator) {
   case WCMI_MI_DV: value = wcmi_mi_dv_loss(&w, N, L, nt); break;
@@ -166,7 +174,7 @@ int wcmi_mi_backward(wcmi_ctx *ctx, wcmi_mi_cfg cfg, int N, int H, int L, const 
   case WCMI_MI_FD: wcmi_mi_fd_grad(&w, N, L, cfg.measure, dloss, nt); break;
   case WCMI_MI_NCE: wcmi_mi_nce_grad(&w, N, L, dloss, nt); break;
   }
-  wcmi_mi_scores_backward(N, H, L, Lx, Gz, w.du, dLx, dGz);
+  wcmi_mi_scores_backward(N, H, L, Lx, Gz, w.du, dLx, dGz, w.blk, w.blk_threads);
   return WCMI_OK;
 }
 

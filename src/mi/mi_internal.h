@@ -6,6 +6,7 @@
 
 #include <float.h>
 #include <math.h>
+#include <omp.h>
 
 /* Views into the caller's workspace (see wcmi_mi_workspace_bytes). */
 typedef struct mi_ws {
@@ -15,14 +16,25 @@ typedef struct mi_ws {
   double *row_b;  /* per-row statistics (N, L) */
   double *row_c;  /* per-row statistics (N) */
   double *loc;    /* per-location statistics (L) */
+  float *blk;     /* scratch of the blocked score GEMMs (scores.c) */
+  int blk_threads; /* threads that scratch is laid out for */
 } mi_ws;
 
-/* Splits ws into the regions above; returns 0 if ws_bytes is too small or the sizes overflow. */
-int wcmi_mi_ws_layout(int N, int H, int L, void *ws, size_t ws_bytes, mi_ws *out);
+/* Splits ws into the regions above for up to nt threads; returns 0 if ws_bytes is too small (for
+ * one thread) or the sizes overflow. Fewer threads than nt are used when the scratch is smaller. */
+int wcmi_mi_ws_layout(int N, int H, int L, int nt, void *ws, size_t ws_bytes, mi_ws *out);
+
+/* Scratch floats the blocked score GEMMs need with up to T threads, and how many threads fit in
+ * floats_available (at least 1). */
+size_t wcmi_mi_block_floats(int N, int H, int L, int T);
+int wcmi_mi_block_threads(int N, int H, int L, int nt, size_t floats_available);
+
+/* u (N, N, L) as wcmi_mi_scores computes it, through blocked GEMMs on T threads with scratch blk. */
+void wcmi_mi_scores_blocked(int N, int H, int L, const float *Lx, const float *Gz, float *u, float *blk, int T);
 
 /* dLx (N, H, L) and dGz (N, H) from du (N, N, L); either may be NULL. Overwrites. */
 void wcmi_mi_scores_backward(int N, int H, int L, const float *Lx, const float *Gz, const float *du, float *dLx,
-                             float *dGz);
+                             float *dGz, float *blk, int T);
 
 /* Stores one entry of du. Entries smaller than FLT_MIN would be float denormals: every GEMM that
  * then reads du (dGz and dLx, in each attack step) falls onto the CPU's microcode-assisted path and
