@@ -241,6 +241,27 @@ static void col2im_bounded(const wcmi_conv2d_dims *d, const float *dcols, int n0
   }
 }
 
+/* dst[i] = src[i*s] (and its adjoint, dst[i*s] += src[i]) with the common strides spelled out, so
+ * the compiler vectorizes them (stride 2: two loads and a shuffle per four floats) instead of
+ * running one scalar load and store per float. */
+static inline void strided_gather(float *restrict dst, const float *restrict src, int n, int s) {
+  if (s == 1)
+    for (int i = 0; i < n; i++) dst[i] = src[i];
+  else if (s == 2)
+    for (int i = 0; i < n; i++) dst[i] = src[2 * i];
+  else
+    for (int i = 0; i < n; i++) dst[i] = src[i * s];
+}
+
+static inline void strided_scatter_add(float *restrict dst, const float *restrict src, int n, int s) {
+  if (s == 1)
+    for (int i = 0; i < n; i++) dst[i] += src[i];
+  else if (s == 2)
+    for (int i = 0; i < n; i++) dst[2 * i] += src[i];
+  else
+    for (int i = 0; i < n; i++) dst[i * s] += src[i];
+}
+
 /* im2col through a zero-padded copy of each input plane: the gathers then need no bounds checks,
  * which makes them 2-3x faster than im2col_bounded on the paper's 14x14 and 28x28 maps.
  * One iteration handles one (c, n) plane and writes its KH*KW rows of cols. */
@@ -261,8 +282,7 @@ static void im2col_padded(const wcmi_conv2d_dims *d, const float *x, int n0, int
         for (int kw = 0; kw < KW; kw++) {
           float *dst = cols + ((int64_t)(c * KH + kh) * KW + kw) * P + (int64_t)j * S;
           for (int oh = 0; oh < Ho; oh++, dst += Wo) {
-            const float *src = padded + (oh * s + kh) * Wp + kw;
-            for (int ow = 0; ow < Wo; ow++) dst[ow] = src[ow * s];
+            strided_gather(dst, padded + (oh * s + kh) * Wp + kw, Wo, s);
           }
         }
     }
@@ -286,8 +306,7 @@ static void col2im_padded(const wcmi_conv2d_dims *d, const float *dcols, int n0,
         for (int kw = 0; kw < KW; kw++) {
           const float *src = dcols + ((int64_t)(c * KH + kh) * KW + kw) * P + (int64_t)j * S;
           for (int oh = 0; oh < Ho; oh++, src += Wo) {
-            float *dst = padded + (oh * s + kh) * Wp + kw;
-            for (int ow = 0; ow < Wo; ow++) dst[ow * s] += src[ow];
+            strided_scatter_add(padded + (oh * s + kh) * Wp + kw, src, Wo, s);
           }
         }
       float *plane = dx + ((int64_t)n0 * C + it) * H * W;
