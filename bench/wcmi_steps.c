@@ -278,6 +278,7 @@ typedef struct layer_call {
   wcmi_net *net;
   net_layer *L;
   int N, train, dx, params, sub; /* sub: resblock part, -1 for the whole layer */
+  float *gy, *gx;                /* output- and input-sized gradient buffers owned by the profile */
 } layer_call;
 
 static void normalize_fwd(const net_layer *L, const float *x, float *y, int N) {
@@ -368,13 +369,13 @@ static void resblock_part_bwd(layer_call *c) {
   const float *x = c->L->in_ptr;
   int N = c->N, p = c->params;
   int64_t n = (int64_t)N * rb->H * rb->S;
-  float *gx = c->dx ? net->g1 : NULL; /* input-sized gradient */
+  float *gx = c->dx ? c->gx : NULL; /* input-sized gradient */
   wcmi_conv2d_dims d;
 #define PG(idx) (p ? net_pgrad(net, (idx)) : NULL)
   switch (c->sub) {
   case RB_LN:
     wcmi_layernorm_channel_backward(N, rb->H, rb->S, rb->d, net_pdata(net, rb->ln_gamma), rb->ln_mean, rb->ln_rstd,
-                                    net->g0, rb->t1, PG(rb->ln_gamma), PG(rb->ln_beta));
+                                    c->gy, rb->t1, PG(rb->ln_gamma), PG(rb->ln_beta));
     break;
   case RB_SHORTCUT:
     d = dims_n(&rb->shortcut, N);
@@ -436,8 +437,8 @@ static void layer_bwd_call(void *arg) {
   wcmi_net *net = c->net;
   const float *x = L->in_ptr;
   int N = c->N, p = c->params;
-  float *dx = c->dx ? net->g1 : NULL;
-  const float *dy = net->g0;
+  float *dx = c->dx ? c->gx : NULL;
+  const float *dy = c->gy;
   switch (L->kind) {
   case LAYER_NORMALIZE:
     if (dx) {
@@ -488,6 +489,17 @@ static void profile_net(prof *pf, wcmi_net *net, const char *netname, const floa
     if (k == LAYER_CONV2D || k == LAYER_LINEAR || k == LAYER_BATCHNORM || k == LAYER_RESBLOCK) first_param = i;
   }
   const int first_row = pf->n;
+  /* Gradient buffers big enough for any layer's output and input (the net's own ping-pong buffers
+   * only cover layer inputs). Zero: the timings must not run on denormals or NaNs. */
+  int64_t most = wcmi_shape_numel(&net->in);
+  for (int i = 0; i < net->n_layers; i++)
+    if (net->layers[i].out_numel > most) most = net->layers[i].out_numel;
+  float *gy = wcmi_calloc(net->ctx, (size_t)N * (size_t)most, sizeof(float));
+  float *gx = wcmi_calloc(net->ctx, (size_t)N * (size_t)most, sizeof(float));
+  if (!gy || !gx) {
+    wcmi_free(gy), wcmi_free(gx);
+    return;
+  }
   for (int pass = 0; pass < 2; pass++) {
     const int train = pass == 1;
     wcmi_net_forward(net, x, N, train); /* sets every layer's in_ptr / buffers for this mode */
@@ -510,7 +522,7 @@ static void profile_net(prof *pf, wcmi_net *net, const char *netname, const floa
         } else {
           r = &pf->rows[row0++];
         }
-        layer_call c = {net, L, N, train, 0, 0, nsub > 1 ? s : -1};
+        layer_call c = {net, L, N, train, 0, 0, nsub > 1 ? s : -1, gy, gx};
         double tf = time_median(layer_fwd_call, &c, pf->reps);
         /* attack: dx only everywhere; update: params, dx except at the first parametrized layer */
         c.dx = train ? i > first_param : 1;
@@ -521,6 +533,7 @@ static void profile_net(prof *pf, wcmi_net *net, const char *netname, const floa
       }
     }
   }
+  wcmi_free(gy), wcmi_free(gx);
   wcmi_net_zero_grad(net);
 }
 

@@ -296,12 +296,15 @@ int wcmi_net_finalize(wcmi_net *net, int max_batch, wcmi_rng *rng) {
   net->n_trainable = n_train;
   net->n_counters = n_counter;
 
-  /* Activations: each non-view layer owns its output; gradients ping-pong between two buffers. */
+  /* Activations: each non-view layer owns its output; gradients ping-pong between two buffers.
+   * Those hold layer INPUT gradients only (the output gradient comes from the caller), so they are
+   * sized by the largest input, not output: at H = 2048 the local estimator's last output is 16x
+   * its input. */
   size_t mb = (size_t)max_batch;
   int64_t max_numel = wcmi_shape_numel(&net->in);
   for (int i = 0; i < net->n_layers; i++) {
     net_layer *L = &net->layers[i];
-    if (L->out_numel > max_numel) max_numel = L->out_numel;
+    if (i + 1 < net->n_layers && L->out_numel > max_numel) max_numel = L->out_numel;
     if (!is_view(L->kind)) {
       L->y = wcmi_alloc(net->ctx, mb * (size_t)L->out_numel, sizeof(float));
       if (!L->y) return net->ctx->status;
