@@ -13,7 +13,10 @@ void wcmi_relu_forward(int64_t n, const float *x, float *y) {
 /* dx = dy where the forward output was positive (x > 0), else 0. */
 void wcmi_relu_backward(int64_t n, const float *y, const float *dy, float *dx) {
 #pragma omp parallel for simd schedule(static) if (n >= ACT_PARALLEL_MIN)
-  for (int64_t i = 0; i < n; i++) dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+  for (int64_t i = 0; i < n; i++) {
+    const float g = dy[i]; /* loaded unconditionally so the select vectorizes */
+    dx[i] = y[i] > 0.0f ? g : 0.0f;
+  }
 }
 
 /* Element i is kept when its uniform draw u_i >= p (probability 1 - p). The draws are taken from rng

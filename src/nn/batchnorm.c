@@ -121,13 +121,24 @@ static float bn_eval_scale(const float *gamma, const float *running_var, float e
   return (float)((gamma ? (double)gamma[c] : 1.0) * rs);
 }
 
+/* The per-channel scales computed once into buf when C fits (a square root and a division per row
+ * cost as much as the row itself at 3x3 maps); NULL otherwise, and the rows compute their own. */
+enum { BN_SCALE_STACK = 4096 };
+static const float *bn_eval_scales(const float *gamma, const float *running_var, float eps, int C, float *buf) {
+  if (C > BN_SCALE_STACK) return NULL;
+  for (int c = 0; c < C; c++) buf[c] = bn_eval_scale(gamma, running_var, eps, c);
+  return buf;
+}
+
 void wcmi_batchnorm_forward_eval(int N, int C, int S, const float *x, const float *gamma, const float *beta,
                                  const float *running_mean, const float *running_var, float eps, float *y) {
   const int64_t rows = (int64_t)N * C;
+  float buf[BN_SCALE_STACK];
+  const float *scales = bn_eval_scales(gamma, running_var, eps, C, buf);
 #pragma omp parallel for schedule(static) if (rows * S >= BN_PARALLEL_MIN)
   for (int64_t r = 0; r < rows; r++) {
     const int c = (int)(r % C);
-    const float scale = bn_eval_scale(gamma, running_var, eps, c), mean = running_mean[c];
+    const float scale = scales ? scales[c] : bn_eval_scale(gamma, running_var, eps, c), mean = running_mean[c];
     const float shift = beta ? beta[c] : 0.0f;
     const float *xr = x + r * S;
     float *yr = y + r * S;
@@ -184,9 +195,12 @@ void wcmi_batchnorm_backward_eval(int N, int C, int S, const float *x, const flo
   }
   if (!dx) return;
   const int64_t rows = (int64_t)N * C;
+  float buf[BN_SCALE_STACK];
+  const float *scales = bn_eval_scales(gamma, running_var, eps, C, buf);
 #pragma omp parallel for schedule(static) if (rows * S >= BN_PARALLEL_MIN)
   for (int64_t r = 0; r < rows; r++) {
-    const float k = bn_eval_scale(gamma, running_var, eps, (int)(r % C));
+    const int c = (int)(r % C);
+    const float k = scales ? scales[c] : bn_eval_scale(gamma, running_var, eps, c);
     const float *dyr = dy + r * S;
     float *dxr = dx + r * S;
     for (int s = 0; s < S; s++) dxr[s] = k * dyr[s];
@@ -196,11 +210,17 @@ void wcmi_batchnorm_backward_eval(int N, int C, int S, const float *x, const flo
 void wcmi_batchnorm_relu_backward_eval(int N, int C, int S, const float *gamma, const float *running_var, float eps,
                                        const float *relu_y, const float *dy, float *dx) {
   const int64_t rows = (int64_t)N * C;
+  float buf[BN_SCALE_STACK];
+  const float *scales = bn_eval_scales(gamma, running_var, eps, C, buf);
 #pragma omp parallel for schedule(static) if (rows * S >= BN_PARALLEL_MIN)
   for (int64_t r = 0; r < rows; r++) {
-    const float k = bn_eval_scale(gamma, running_var, eps, (int)(r % C));
+    const int c = (int)(r % C);
+    const float k = scales ? scales[c] : bn_eval_scale(gamma, running_var, eps, c);
     const float *yr = relu_y + r * S, *dyr = dy + r * S;
     float *dxr = dx + r * S;
-    for (int s = 0; s < S; s++) dxr[s] = k * (yr[s] > 0.0f ? dyr[s] : 0.0f);
+    for (int s = 0; s < S; s++) {
+      const float g = dyr[s]; /* loaded unconditionally so the select vectorizes */
+      dxr[s] = k * (yr[s] > 0.0f ? g : 0.0f);
+    }
   }
 }

@@ -362,7 +362,10 @@ static void normalize_backward(const net_layer *L, const float *x, const float *
     float inv = 1.0f / L->norm_std[nc % C];
     const float *xs = x + nc * S, *g = dy + nc * S;
     float *d = dx + nc * S;
-    for (int64_t s = 0; s < S; s++) d[s] = (xs[s] >= 0.0f && xs[s] <= 1.0f) ? g[s] * inv : 0.0f;
+    for (int64_t s = 0; s < S; s++) {
+      const float v = g[s] * inv; /* computed unconditionally so the select vectorizes */
+      d[s] = (xs[s] >= 0.0f && xs[s] <= 1.0f) ? v : 0.0f;
+    }
   }
 }
 
