@@ -254,12 +254,20 @@ static inline void strided_gather(float *restrict dst, const float *restrict src
 }
 
 static inline void strided_scatter_add(float *restrict dst, const float *restrict src, int n, int s) {
-  if (s == 1)
+  if (s == 1) {
     for (int i = 0; i < n; i++) dst[i] += src[i];
-  else if (s == 2)
-    for (int i = 0; i < n; i++) dst[2 * i] += src[i];
-  else
+  } else if (s == 2) {
+    /* Adding 0 to the odd slots turns the loop into whole-vector loads, adds and stores; it leaves
+     * every value as it was (only a -0.0 there becomes +0.0). The last pair stops short so that
+     * nothing past dst[2 * (n - 1)] is touched. */
+    for (int i = 0; i + 1 < n; i++) {
+      dst[2 * i] += src[i];
+      dst[2 * i + 1] += 0.0f;
+    }
+    if (n > 0) dst[2 * (n - 1)] += src[n - 1];
+  } else {
     for (int i = 0; i < n; i++) dst[i * s] += src[i];
+  }
 }
 
 /* im2col through a zero-padded copy of each input plane: the gathers then need no bounds checks,
