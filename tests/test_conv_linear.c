@@ -339,6 +339,58 @@ static void test_conv2d_parallel_sizes_match_double_reference(void) {
   wcmi_set_threads(&ctx, threads_before);
 }
 
+/* A workspace sized for the largest batch must serve every smaller one: the blocked path's block
+ * size depends on the batch and is not monotone in it (with 2 threads, 125 samples get larger blocks
+ * than 128). Guard floats after the workspace must stay untouched for every N from 1 to 128, at 1-3
+ * threads, and the results must match a run with a workspace sized for exactly that N. */
+static void test_conv2d_workspace_serves_every_smaller_batch(void) {
+  wcmi_ctx ctx;
+  wcmi_ctx_init(&ctx);
+  const int threads_before = ctx.num_threads;
+  enum { NMAX = 128, GUARD = 256 };
+  const wcmi_conv2d_dims shapes[] = {{NMAX, 4, 14, 14, 6, 4, 4, 2, 1, 0, 0, 0}, {NMAX, 6, 7, 7, 5, 4, 4, 2, 1, 0, 0, 0}};
+  for (int T = 1; T <= 3; T++) {
+    wcmi_set_threads(&ctx, T);
+    for (int k = 0; k < 2; k++) {
+      wcmi_conv2d_dims big = shapes[k];
+      CHECK_OK(&ctx, wcmi_conv2d_dims_init(&ctx, "batches", &big));
+      const size_t nws = wcmi_conv2d_workspace_floats(&big);
+      const size_t nx = (size_t)NMAX * big.C * big.H * big.W, ny = (size_t)NMAX * big.O * big.Ho * big.Wo;
+      const size_t nw = (size_t)big.O * big.C * big.KH * big.KW;
+      float *ws = new_floats(nws + GUARD), *x = new_floats(nx), *w = new_floats(nw), *y = new_floats(ny);
+      float *dy = new_floats(ny), *dx = new_floats(nx), *dw = new_floats(nw);
+      float *y2 = new_floats(ny), *dx2 = new_floats(nx), *dw2 = new_floats(nw);
+      wcmi_rng r;
+      wcmi_rng_seed(&r, 40 + (uint64_t)k);
+      fill_uniform(&r, x, nx, -1, 1);
+      fill_uniform(&r, w, nw, -0.5f, 0.5f);
+      fill_uniform(&r, dy, ny, -1, 1);
+      for (int g = 0; g < GUARD; g++) ws[nws + g] = 12345.0f;
+      int guard_bad = 0, mismatch = 0;
+      for (int n = 1; n <= NMAX; n++) {
+        wcmi_conv2d_dims d = big;
+        d.N = n;
+        wcmi_conv2d_forward(&d, x, w, NULL, y, ws);
+        conv_backward_into(&d, x, w, dy, dx, dw, NULL, ws);
+        for (int g = 0; g < GUARD; g++) guard_bad += ws[nws + g] != 12345.0f;
+        if (n % 25 != 2) continue; /* a few batches against an exactly sized workspace */
+        float *own = new_floats(wcmi_conv2d_workspace_floats(&d) + 1);
+        wcmi_conv2d_forward(&d, x, w, NULL, y2, own);
+        conv_backward_into(&d, x, w, dy, dx2, dw2, NULL, own);
+        const size_t cy = (size_t)n * d.O * d.Ho * d.Wo, cx = (size_t)n * d.C * d.H * d.W;
+        mismatch += memcmp(y, y2, cy * sizeof *y) != 0 || memcmp(dx, dx2, cx * sizeof *dx) != 0 ||
+                    memcmp(dw, dw2, nw * sizeof *dw) != 0;
+        free(own);
+      }
+      CHECK_MSG(guard_bad == 0, "shape %d, %d threads: %d guard floats overwritten", k, T, guard_bad);
+      CHECK_MSG(mismatch == 0, "shape %d, %d threads: %d batches differ from an exactly sized workspace", k, T,
+                mismatch);
+      free(ws), free(x), free(w), free(y), free(dy), free(dx), free(dw), free(y2), free(dx2), free(dw2);
+    }
+  }
+  wcmi_set_threads(&ctx, threads_before);
+}
+
 static void test_conv2d_hand_computed_2x2_kernel(void) {
   wcmi_ctx ctx;
   wcmi_ctx_init(&ctx);
@@ -570,6 +622,7 @@ int main(void) {
   RUN(test_conv2d_odd_shapes_and_dense_paths_match_reference);
   RUN(test_conv2d_forward_matches_reference_with_many_channels);
   RUN(test_conv2d_parallel_sizes_match_double_reference);
+  RUN(test_conv2d_workspace_serves_every_smaller_batch);
   RUN(test_conv2d_hand_computed_2x2_kernel);
   RUN(test_conv2d_null_gradients_are_skipped_and_params_accumulate);
   RUN(test_conv2d_is_bit_reproducible);

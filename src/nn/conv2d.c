@@ -146,12 +146,22 @@ static int use_blocked(const wcmi_conv2d_dims *d, int T) {
   return (double)(T - 1) * (double)dw_partial_floats(d) <= (double)DW_PARTIAL_MAX_FLOATS;
 }
 
+/* The block size is not monotone in the batch (the block count is rounded to a multiple of T), so
+ * the blocked path is sized for the largest block any batch of 1 .. N samples gets. */
 static size_t workspace_for_threads(const wcmi_conv2d_dims *d, int T) {
-  if (use_blocked(d, T)) return (size_t)T * block_slot_floats(d, T) + (size_t)(T - 1) * dw_partial_floats(d);
+  if (use_blocked(d, T)) {
+    wcmi_conv2d_dims e = *d;
+    size_t slot = 0;
+    for (e.N = 1; e.N <= d->N; e.N++) {
+      const size_t n = block_slot_floats(&e, T);
+      if (n > slot) slot = n;
+    }
+    return (size_t)T * slot + (size_t)(T - 1) * dw_partial_floats(d);
+  }
   return (size_t)(conv_K(d) + d->O) * (size_t)d->N * (size_t)d->Ho * (size_t)d->Wo;
 }
 
-/* Sized for every thread count a call may run with (1 .. d->threads). */
+/* Sized for every thread count a call may run with (1 .. d->threads) and every batch up to d->N. */
 size_t wcmi_conv2d_workspace_floats(const wcmi_conv2d_dims *d) {
   if (conv_is_dense(d)) return 0;
   const int T = d->threads > 0 ? d->threads : 1;
