@@ -10,9 +10,12 @@
  *
  * Memory: the caller provides a workspace of wcmi_mi_workspace_bytes(N, H, L) bytes; the loss calls
  * never allocate. wcmi_mi_forward leaves the scores and the statistics that backward needs in the
- * workspace, so wcmi_mi_backward must follow a forward on the same inputs and workspace.
- * Threads: OpenMP (schedule(static)) and the BLAS, with the context's thread count. Reductions run
- * in double in a fixed order that does not depend on the thread count.
+ * workspace, so wcmi_mi_backward must follow a forward on the same inputs and workspace. A workspace
+ * sized for a batch N serves any smaller batch.
+ * Threads: OpenMP (schedule(static)) and the BLAS, with the context's thread count. The loss
+ * reductions run in double in a fixed order that does not depend on the thread count; the score
+ * GEMMs split the samples into one block range per thread and sum dGz per thread, so results are
+ * bit-identical for a given thread count (and differ in the last bits between counts).
  */
 #ifndef WCMI_MI_H
 #define WCMI_MI_H
@@ -63,8 +66,10 @@ const char *wcmi_mi_measure_name(wcmi_mi_measure m);
  * N >= 1 for "nce"; N * L and N * N * L addressable. WCMI_EINVAL with a message otherwise. */
 int wcmi_mi_check(wcmi_ctx *ctx, wcmi_mi_cfg cfg, int N, int H, int L);
 
-/* Bytes of workspace the loss calls need for these sizes (any estimator); 0 if the sizes are
- * invalid or the size overflows. About 8 N^2 L bytes. */
+/* Bytes of workspace the loss calls need for these sizes (any estimator) with up to the current
+ * OpenMP thread count; 0 if the sizes are invalid or the size overflows. About 8 N^2 L bytes plus
+ * the score GEMMs' per-thread blocks (about 1 KiB * H per thread at L = 49). A call with more
+ * threads than the workspace was sized for uses fewer for the score GEMMs. */
 size_t wcmi_mi_workspace_bytes(int N, int H, int L);
 
 /* Scores through the BLAS: u[i, j, loc] = sum_c Gz[i, c] * Lx[j, c, loc].

@@ -34,9 +34,11 @@ typedef struct wcmi_conv2d_dims {
                            wcmi_conv2d_dims_init; calls never use more (0 counts as 1) */
 } wcmi_conv2d_dims;
 
-/* Fills Ho, Wo. Returns WCMI_EINVAL (message names the layer `name`) if the shape is impossible. */
+/* Fills Ho, Wo and threads. Returns WCMI_EINVAL (message names the layer `name`) if the shape is
+ * impossible. */
 int wcmi_conv2d_dims_init(wcmi_ctx *ctx, const char *name, wcmi_conv2d_dims *d);
-/* Floats of scratch space forward/backward need (im2col columns etc.) for these dims, N and threads. */
+/* Floats of scratch space forward/backward need (im2col columns etc.) for these dims: enough for any
+ * batch up to d->N and any thread count up to d->threads. */
 size_t wcmi_conv2d_workspace_floats(const wcmi_conv2d_dims *d);
 /* y = conv(x, w) + b; b may be NULL. */
 void wcmi_conv2d_forward(const wcmi_conv2d_dims *d, const float *x, const float *w, const float *b, float *y,
