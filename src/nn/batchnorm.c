@@ -176,6 +176,31 @@ void wcmi_batchnorm_backward_train(int N, int C, int S, const float *x, const fl
   }
 }
 
+/* dx = scale[c] * dy, in memory order; with relu_y, only where the following ReLU's output is
+ * positive (the ReLU's backward folded in). */
+static void bn_eval_input_grad(int N, int C, int S, const float *gamma, const float *running_var, float eps,
+                               const float *relu_y, const float *dy, float *dx) {
+  const int64_t rows = (int64_t)N * C;
+  float buf[BN_SCALE_STACK];
+  const float *scales = bn_eval_scales(gamma, running_var, eps, C, buf);
+#pragma omp parallel for schedule(static) if (rows * S >= BN_PARALLEL_MIN)
+  for (int64_t r = 0; r < rows; r++) {
+    const int c = (int)(r % C);
+    const float k = scales ? scales[c] : bn_eval_scale(gamma, running_var, eps, c);
+    const float *dyr = dy + r * S;
+    float *dxr = dx + r * S;
+    if (!relu_y) {
+      for (int s = 0; s < S; s++) dxr[s] = k * dyr[s];
+    } else {
+      const float *yr = relu_y + r * S;
+      for (int s = 0; s < S; s++) {
+        const float g = dyr[s]; /* loaded unconditionally so the select vectorizes */
+        dxr[s] = k * (yr[s] > 0.0f ? g : 0.0f);
+      }
+    }
+  }
+}
+
 /* Eval-mode backward: the running statistics are constants, so BN is an affine map per channel. */
 void wcmi_batchnorm_backward_eval(int N, int C, int S, const float *x, const float *gamma,
                                   const float *running_mean, const float *running_var, float eps,
@@ -193,34 +218,10 @@ void wcmi_batchnorm_backward_eval(int N, int C, int S, const float *x, const flo
       if (dgamma) dgamma[c] += (float)(sum_dy_xmu * rs);
     }
   }
-  if (!dx) return;
-  const int64_t rows = (int64_t)N * C;
-  float buf[BN_SCALE_STACK];
-  const float *scales = bn_eval_scales(gamma, running_var, eps, C, buf);
-#pragma omp parallel for schedule(static) if (rows * S >= BN_PARALLEL_MIN)
-  for (int64_t r = 0; r < rows; r++) {
-    const int c = (int)(r % C);
-    const float k = scales ? scales[c] : bn_eval_scale(gamma, running_var, eps, c);
-    const float *dyr = dy + r * S;
-    float *dxr = dx + r * S;
-    for (int s = 0; s < S; s++) dxr[s] = k * dyr[s];
-  }
+  if (dx) bn_eval_input_grad(N, C, S, gamma, running_var, eps, NULL, dy, dx);
 }
 
 void wcmi_batchnorm_relu_backward_eval(int N, int C, int S, const float *gamma, const float *running_var, float eps,
                                        const float *relu_y, const float *dy, float *dx) {
-  const int64_t rows = (int64_t)N * C;
-  float buf[BN_SCALE_STACK];
-  const float *scales = bn_eval_scales(gamma, running_var, eps, C, buf);
-#pragma omp parallel for schedule(static) if (rows * S >= BN_PARALLEL_MIN)
-  for (int64_t r = 0; r < rows; r++) {
-    const int c = (int)(r % C);
-    const float k = scales ? scales[c] : bn_eval_scale(gamma, running_var, eps, c);
-    const float *yr = relu_y + r * S, *dyr = dy + r * S;
-    float *dxr = dx + r * S;
-    for (int s = 0; s < S; s++) {
-      const float g = dyr[s]; /* loaded unconditionally so the select vectorizes */
-      dxr[s] = k * (yr[s] > 0.0f ? g : 0.0f);
-    }
-  }
+  bn_eval_input_grad(N, C, S, gamma, running_var, eps, relu_y, dy, dx);
 }
