@@ -343,6 +343,45 @@ static void test_layernorm_channel_wide_map_crosses_location_blocks(void) {
 /* ---- determinism across thread counts -------------------------------------------------------- */
 /* Big enough to take the OpenMP path; each channel / location is reduced by one thread in a fixed
  * order, so 1 and 2 threads must agree bit for bit. */
+/* BN + ReLU in one pass must equal BN then ReLU bit for bit, in train mode (outputs, mean/rstd,
+ * running statistics, counter) and eval mode, with values on both sides of 0 and a NaN (which must
+ * stay NaN, as wcmi_relu_forward keeps it). */
+static void test_fused_bn_relu_forward_is_bit_identical(void) {
+  enum { N = 6, C = 5, S = 7, NN = N * C * S };
+  static float x[NN], y1[NN], y2[NN];
+  float gamma[C], beta[C], rm1[C], rv1[C], rm2[C], rv2[C], mean1[C], mean2[C], rstd1[C], rstd2[C];
+  wcmi_rng r;
+  wcmi_rng_seed(&r, 77);
+  fill_uniform(&r, x, NN, -2.0f, 2.0f);
+  x[11] = NAN;
+  fill_uniform(&r, gamma, C, -1.5f, 1.5f);
+  fill_uniform(&r, beta, C, -0.5f, 0.5f);
+  fill_uniform(&r, rm1, C, -0.5f, 0.5f);
+  fill_uniform(&r, rv1, C, 0.5f, 2.0f);
+  memcpy(rm2, rm1, sizeof rm1);
+  memcpy(rv2, rv1, sizeof rv1);
+  int64_t nb1 = 3, nb2 = 3;
+  /* a NaN poisons its channel's statistics: use a NaN-free copy for train mode */
+  static float xt[NN];
+  memcpy(xt, x, sizeof x);
+  xt[11] = 0.25f;
+  wcmi_batchnorm_forward_train(N, C, S, xt, gamma, beta, rm1, rv1, &nb1, 0.1f, 1e-5f, y1, mean1, rstd1);
+  wcmi_relu_forward(NN, y1, y1);
+  wcmi_batchnorm_relu_forward_train(N, C, S, xt, gamma, beta, rm2, rv2, &nb2, 0.1f, 1e-5f, y2, mean2, rstd2);
+  CHECK(memcmp(y1, y2, sizeof y1) == 0);
+  CHECK(memcmp(mean1, mean2, sizeof mean1) == 0 && memcmp(rstd1, rstd2, sizeof rstd1) == 0);
+  CHECK(memcmp(rm1, rm2, sizeof rm1) == 0 && memcmp(rv1, rv2, sizeof rv1) == 0 && nb1 == nb2);
+  int zeros = 0, positives = 0;
+  for (int i = 0; i < NN; i++) zeros += y2[i] == 0.0f, positives += y2[i] > 0.0f;
+  CHECK_MSG(zeros > 0 && positives > 0, "test is vacuous: %d zeros, %d positives", zeros, positives);
+
+  wcmi_batchnorm_forward_eval(N, C, S, x, gamma, beta, rm1, rv1, 1e-5f, y1);
+  wcmi_relu_forward(NN, y1, y1);
+  wcmi_batchnorm_relu_forward_eval(N, C, S, x, gamma, beta, rm1, rv1, 1e-5f, y2);
+  CHECK(memcmp(y1, y2, sizeof y1) == 0);
+  CHECK(isnan(y2[11]));
+}
+
 static void test_norm_results_identical_for_1_and_2_threads(void) {
   enum { N = 4, C = 32, S = 300, NN = N * C * S, OUTS = 4 };
   wcmi_ctx ctx;
@@ -585,6 +624,7 @@ int main(void) {
   RUN(test_layernorm_channel_vector_matches_reference_and_finite_differences);
   RUN(test_layernorm_channel_map_matches_reference_and_finite_differences);
   RUN(test_layernorm_channel_wide_map_crosses_location_blocks);
+  RUN(test_fused_bn_relu_forward_is_bit_identical);
   RUN(test_norm_results_identical_for_1_and_2_threads);
   RUN(test_relu_gradient_matches_finite_differences);
   RUN(test_relu_propagates_nan);

@@ -68,6 +68,14 @@ void wcmi_batchnorm_backward_train(int N, int C, int S, const float *x, const fl
 void wcmi_batchnorm_backward_eval(int N, int C, int S, const float *x, const float *gamma,
                                   const float *running_mean, const float *running_var, float eps,
                                   const float *dy, float *dx, float *dgamma, float *dbeta);
+/* BatchNorm followed by ReLU in one pass: y = max(BN(x), 0), everything else as the plain forward
+ * (statistics, running averages, mean/rstd for backward). Bit-identical to the BN forward then
+ * wcmi_relu_forward; y holds only the ReLU output (what both backwards need besides x). */
+void wcmi_batchnorm_relu_forward_train(int N, int C, int S, const float *x, const float *gamma, const float *beta,
+                                       float *running_mean, float *running_var, int64_t *num_batches_tracked,
+                                       float momentum, float eps, float *y, float *mean, float *rstd);
+void wcmi_batchnorm_relu_forward_eval(int N, int C, int S, const float *x, const float *gamma, const float *beta,
+                                      const float *running_mean, const float *running_var, float eps, float *y);
 /* Eval-mode BatchNorm followed by ReLU, input gradient only: dx = gamma*rstd * (relu_y > 0 ? dy : 0),
  * where relu_y is the ReLU's output. Bit-identical to wcmi_relu_backward then
  * wcmi_batchnorm_backward_eval, in one pass instead of two. */

@@ -72,21 +72,34 @@ static void bn_sum_dy_dyxmu(const float *x, const float *dy, int len, double mu,
   *sum_dy_xmu += bn_combine_lanes(b);
 }
 
-/* y = (x - shift_mean) * scale + beta on every row of channel c. Subtracting the (float) mean
- * before scaling avoids the cancellation of x*scale + (beta - mean*scale) when |mean| >> std. */
-static void bn_apply(int N, int C, int S, int c, const float *x, float mean, float scale, float beta, float *y) {
+/* One output row: y = (x - shift_mean) * scale + beta, then max(., 0) when relu (as
+ * wcmi_relu_forward: v < 0 ? 0 : v, so NaN stays NaN). Subtracting the (float) mean before scaling
+ * avoids the cancellation of x*scale + (beta - mean*scale) when |mean| >> std. */
+static inline void bn_row_apply(const float *xr, int S, float mean, float scale, float beta, int relu, float *yr) {
+  if (relu) {
+    for (int s = 0; s < S; s++) {
+      const float v = (xr[s] - mean) * scale + beta;
+      yr[s] = v < 0.0f ? 0.0f : v;
+    }
+  } else {
+    for (int s = 0; s < S; s++) yr[s] = (xr[s] - mean) * scale + beta;
+  }
+}
+
+/* bn_row_apply on every row of channel c. */
+static void bn_apply(int N, int C, int S, int c, const float *x, float mean, float scale, float beta, int relu,
+                     float *y) {
   for (int n = 0; n < N; n++) {
     const float *xr = bn_row(x, C, S, n, c);
-    float *yr = y + (xr - x);
-    for (int s = 0; s < S; s++) yr[s] = (xr[s] - mean) * scale + beta;
+    bn_row_apply(xr, S, mean, scale, beta, relu, y + (xr - x));
   }
 }
 
 /* x, y: (N, C, S); gamma, beta, running_mean, running_var, mean, rstd: (C).
  * gamma/beta NULL behave as 1/0 (affine=False); running stats / counter NULL are not updated. */
-void wcmi_batchnorm_forward_train(int N, int C, int S, const float *x, const float *gamma, const float *beta,
-                                  float *running_mean, float *running_var, int64_t *num_batches_tracked,
-                                  float momentum, float eps, float *y, float *mean, float *rstd) {
+static void bn_forward_train(int N, int C, int S, const float *x, const float *gamma, const float *beta,
+                             float *running_mean, float *running_var, int64_t *num_batches_tracked, float momentum,
+                             float eps, int relu, float *y, float *mean, float *rstd) {
   const int64_t M = (int64_t)N * S;
 #pragma omp parallel for schedule(static) if (M * C >= BN_PARALLEL_MIN)
   for (int c = 0; c < C; c++) {
@@ -100,7 +113,7 @@ void wcmi_batchnorm_forward_train(int N, int C, int S, const float *x, const flo
     mean[c] = (float)mu;
     rstd[c] = (float)rs;
     const double g = gamma ? (double)gamma[c] : 1.0;
-    bn_apply(N, C, S, c, x, mean[c], (float)(g * rs), beta ? beta[c] : 0.0f, y);
+    bn_apply(N, C, S, c, x, mean[c], (float)(g * rs), beta ? beta[c] : 0.0f, relu, y);
 
     /* torch stores the unbiased variance in running_var. With M == 1 torch refuses to train;
      * the kernel cannot fail, so it falls back to the biased value instead of dividing by 0. */
@@ -110,6 +123,20 @@ void wcmi_batchnorm_forward_train(int N, int C, int S, const float *x, const flo
     if (running_var) running_var[c] = (float)((1.0 - m) * (double)running_var[c] + m * var_unbiased);
   }
   if (num_batches_tracked) ++*num_batches_tracked;
+}
+
+void wcmi_batchnorm_forward_train(int N, int C, int S, const float *x, const float *gamma, const float *beta,
+                                  float *running_mean, float *running_var, int64_t *num_batches_tracked,
+                                  float momentum, float eps, float *y, float *mean, float *rstd) {
+  bn_forward_train(N, C, S, x, gamma, beta, running_mean, running_var, num_batches_tracked, momentum, eps, 0, y, mean,
+                   rstd);
+}
+
+void wcmi_batchnorm_relu_forward_train(int N, int C, int S, const float *x, const float *gamma, const float *beta,
+                                       float *running_mean, float *running_var, int64_t *num_batches_tracked,
+                                       float momentum, float eps, float *y, float *mean, float *rstd) {
+  bn_forward_train(N, C, S, x, gamma, beta, running_mean, running_var, num_batches_tracked, momentum, eps, 1, y, mean,
+                   rstd);
 }
 
 /* Eval mode is a per-channel affine map, so it runs in memory order (one (n, c) row of S floats per
@@ -130,20 +157,27 @@ static const float *bn_eval_scales(const float *gamma, const float *running_var,
   return buf;
 }
 
-void wcmi_batchnorm_forward_eval(int N, int C, int S, const float *x, const float *gamma, const float *beta,
-                                 const float *running_mean, const float *running_var, float eps, float *y) {
+static void bn_forward_eval(int N, int C, int S, const float *x, const float *gamma, const float *beta,
+                            const float *running_mean, const float *running_var, float eps, int relu, float *y) {
   const int64_t rows = (int64_t)N * C;
   float buf[BN_SCALE_STACK];
   const float *scales = bn_eval_scales(gamma, running_var, eps, C, buf);
 #pragma omp parallel for schedule(static) if (rows * S >= BN_PARALLEL_MIN)
   for (int64_t r = 0; r < rows; r++) {
     const int c = (int)(r % C);
-    const float scale = scales ? scales[c] : bn_eval_scale(gamma, running_var, eps, c), mean = running_mean[c];
-    const float shift = beta ? beta[c] : 0.0f;
-    const float *xr = x + r * S;
-    float *yr = y + r * S;
-    for (int s = 0; s < S; s++) yr[s] = (xr[s] - mean) * scale + shift;
+    const float scale = scales ? scales[c] : bn_eval_scale(gamma, running_var, eps, c);
+    bn_row_apply(x + r * S, S, running_mean[c], scale, beta ? beta[c] : 0.0f, relu, y + r * S);
   }
+}
+
+void wcmi_batchnorm_forward_eval(int N, int C, int S, const float *x, const float *gamma, const float *beta,
+                                 const float *running_mean, const float *running_var, float eps, float *y) {
+  bn_forward_eval(N, C, S, x, gamma, beta, running_mean, running_var, eps, 0, y);
+}
+
+void wcmi_batchnorm_relu_forward_eval(int N, int C, int S, const float *x, const float *gamma, const float *beta,
+                                      const float *running_mean, const float *running_var, float eps, float *y) {
+  bn_forward_eval(N, C, S, x, gamma, beta, running_mean, running_var, eps, 1, y);
 }
 
 /* Train-mode backward: the batch statistics depend on x, so with xhat = (x - mean) * rstd,

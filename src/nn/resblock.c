@@ -125,14 +125,16 @@ void resblock_forward(wcmi_net *net, net_layer *L, const float *x, float *y, int
   wcmi_conv2d_dims d0 = with_batch(&rb->conv0, N), d3 = with_batch(&rb->conv3, N), ds = with_batch(&rb->shortcut, N);
   wcmi_conv2d_forward(&d0, x, net_pdata(net, rb->conv0.w), NULL, rb->a, net->ws);
   bn_params *bn = &rb->bn;
+  /* BN and ReLU in one pass: b only ever holds the ReLU's output (BN's backward reads a). */
   if (train)
-    wcmi_batchnorm_forward_train(N, rb->H, rb->S, rb->a, net_pdata(net, bn->gamma), net_pdata(net, bn->beta),
-                                 net_pdata(net, bn->running_mean), net_pdata(net, bn->running_var),
-                                 net->params[bn->num_batches].i64, BN_MOMENTUM, BN_EPS, rb->b, bn->mean, bn->rstd);
+    wcmi_batchnorm_relu_forward_train(N, rb->H, rb->S, rb->a, net_pdata(net, bn->gamma), net_pdata(net, bn->beta),
+                                      net_pdata(net, bn->running_mean), net_pdata(net, bn->running_var),
+                                      net->params[bn->num_batches].i64, BN_MOMENTUM, BN_EPS, rb->b, bn->mean,
+                                      bn->rstd);
   else
-    wcmi_batchnorm_forward_eval(N, rb->H, rb->S, rb->a, net_pdata(net, bn->gamma), net_pdata(net, bn->beta),
-                                net_pdata(net, bn->running_mean), net_pdata(net, bn->running_var), BN_EPS, rb->b);
-  wcmi_relu_forward(n, rb->b, rb->b);
+    wcmi_batchnorm_relu_forward_eval(N, rb->H, rb->S, rb->a, net_pdata(net, bn->gamma), net_pdata(net, bn->beta),
+                                     net_pdata(net, bn->running_mean), net_pdata(net, bn->running_var), BN_EPS,
+                                     rb->b);
   /* y holds the shortcut for a moment; LayerNorm overwrites it at the end. */
   wcmi_conv2d_forward(&ds, x, net_pdata(net, rb->shortcut.w), NULL, y, net->ws);
   wcmi_conv2d_forward(&d3, rb->b, net_pdata(net, rb->conv3.w), net_pdata(net, rb->conv3.b), rb->d, net->ws);
