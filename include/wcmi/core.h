@@ -42,6 +42,11 @@ typedef struct wcmi_ctx {
 void wcmi_ctx_init(wcmi_ctx *ctx);
 /* Sets OpenMP and BLAS threads (n <= 0: all cores). */
 void wcmi_set_threads(wcmi_ctx *ctx, int n);
+/* Static partition: thread t of T owns items [lo, hi) of n, contiguous and fixed by (n, t, T). */
+void wcmi_thread_range(int n, int t, int T, int *lo, int *hi);
+/* dst[i] += parts[k * stride + i] for k = 0 .. count-1 in that order (i < n): per-thread partial
+ * sums combined in a fixed order, so a given thread count gives bit-identical results. */
+void wcmi_add_partials(float *dst, const float *parts, int count, size_t stride, size_t n);
 /* Records an error and returns code, so callers can write `return wcmi_fail(ctx, WCMI_EINVAL, ...)`.
  * ctx may be NULL (message goes nowhere). */
 int wcmi_fail(wcmi_ctx *ctx, int code, const char *fmt, ...)

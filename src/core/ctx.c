@@ -36,6 +36,18 @@ void wcmi_set_threads(wcmi_ctx *ctx, int n) {
   wcmi_blas_set_threads(n);
 }
 
+void wcmi_thread_range(int n, int t, int T, int *lo, int *hi) {
+  *lo = (int)((int64_t)n * t / T);
+  *hi = (int)((int64_t)n * (t + 1) / T);
+}
+
+void wcmi_add_partials(float *dst, const float *parts, int count, size_t stride, size_t n) {
+  for (int k = 0; k < count; k++) {
+    const float *p = parts + (size_t)k * stride;
+    for (size_t i = 0; i < n; i++) dst[i] += p[i];
+  }
+}
+
 int wcmi_fail(wcmi_ctx *ctx, int code, const char *fmt, ...) {
   if (!ctx) return code;
   ctx->status = code;

@@ -64,11 +64,6 @@ static void scatter_block(int H, int L, int j0, int g, const float *dB, float *d
       memcpy(dLx + ((size_t)(j0 + jj) * H + c) * L, dB + ((size_t)c * g + jj) * L, (size_t)L * sizeof *dLx);
 }
 
-static void thread_blocks(int nb, int t, int T, int *lo, int *hi) {
-  *lo = (int)((int64_t)nb * t / T);
-  *hi = (int)((int64_t)nb * (t + 1) / T);
-}
-
 /* The simple form (public): one GEMM per sample, no scratch. */
 void wcmi_mi_scores(int N, int H, int L, const float *Lx, const float *Gz, float *u) {
   if (L == 1) {
@@ -93,7 +88,7 @@ void wcmi_mi_scores_blocked(int N, int H, int L, const float *Lx, const float *G
     const int t = omp_get_thread_num();
     float *B = blk + (size_t)t * slot;
     int lo, hi;
-    thread_blocks(nb, t, omp_get_num_threads(), &lo, &hi);
+    wcmi_thread_range(nb, t, omp_get_num_threads(), &lo, &hi);
     for (int b = lo; b < hi; b++) {
       const int j0 = b * g, gn = N - j0 < g ? N - j0 : g, cn = gn * L;
       gather_block(H, L, j0, gn, Lx, B);
@@ -123,7 +118,7 @@ void wcmi_mi_scores_backward(int N, int H, int L, const float *Lx, const float *
     float *B = blk + (size_t)t * slot;
     float *dg = dGz ? (t == 0 ? dGz : partials + (size_t)(t - 1) * nh) : NULL;
     int first = 1, lo, hi;
-    thread_blocks(nb, t, omp_get_num_threads(), &lo, &hi);
+    wcmi_thread_range(nb, t, omp_get_num_threads(), &lo, &hi);
     for (int b = lo; b < hi; b++) {
       const int j0 = b * g, gn = N - j0 < g ? N - j0 : g, cn = gn * L;
       const float *du_b = du + (size_t)j0 * L; /* du[:, j0 .. j0+gn, :]: (N, cn), row stride N*L */
@@ -141,9 +136,5 @@ void wcmi_mi_scores_backward(int N, int H, int L, const float *Lx, const float *
     }
     if (dg && first) memset(dg, 0, (size_t)N * H * sizeof *dg); /* a thread without blocks */
   }
-  if (dGz)
-    for (int t = 1; t < team_size; t++) {
-      const float *p = partials + (size_t)(t - 1) * nh;
-      for (size_t i = 0; i < (size_t)N * H; i++) dGz[i] += p[i];
-    }
+  if (dGz) wcmi_add_partials(dGz, partials, team_size - 1, nh, (size_t)N * H);
 }

@@ -157,6 +157,11 @@ static const float *bn_eval_scales(const float *gamma, const float *running_var,
   return buf;
 }
 
+/* The scale of channel c: from the precomputed table when there is one. */
+static inline float bn_scale_of(const float *scales, const float *gamma, const float *running_var, float eps, int c) {
+  return scales ? scales[c] : bn_eval_scale(gamma, running_var, eps, c);
+}
+
 static void bn_forward_eval(int N, int C, int S, const float *x, const float *gamma, const float *beta,
                             const float *running_mean, const float *running_var, float eps, int relu, float *y) {
   const int64_t rows = (int64_t)N * C;
@@ -165,7 +170,7 @@ static void bn_forward_eval(int N, int C, int S, const float *x, const float *ga
 #pragma omp parallel for schedule(static) if (rows * S >= BN_PARALLEL_MIN)
   for (int64_t r = 0; r < rows; r++) {
     const int c = (int)(r % C);
-    const float scale = scales ? scales[c] : bn_eval_scale(gamma, running_var, eps, c);
+    const float scale = bn_scale_of(scales, gamma, running_var, eps, c);
     bn_row_apply(x + r * S, S, running_mean[c], scale, beta ? beta[c] : 0.0f, relu, y + r * S);
   }
 }
@@ -220,7 +225,7 @@ static void bn_eval_input_grad(int N, int C, int S, const float *gamma, const fl
 #pragma omp parallel for schedule(static) if (rows * S >= BN_PARALLEL_MIN)
   for (int64_t r = 0; r < rows; r++) {
     const int c = (int)(r % C);
-    const float k = scales ? scales[c] : bn_eval_scale(gamma, running_var, eps, c);
+    const float k = bn_scale_of(scales, gamma, running_var, eps, c);
     const float *dyr = dy + r * S;
     float *dxr = dx + r * S;
     if (!relu_y) {

@@ -397,12 +397,6 @@ static void bias_grad_accumulate(int N, int O, int S, const float *dy, float *db
 
 /* ---- blocked path ---------------------------------------------------------------------------- */
 
-/* Blocks [t*nb/T, (t+1)*nb/T) belong to thread t of T. */
-static void thread_blocks(int nb, int t, int T, int *lo, int *hi) {
-  *lo = (int)((int64_t)nb * t / T);
-  *hi = (int)((int64_t)nb * (t + 1) / T);
-}
-
 static void forward_blocked(const wcmi_conv2d_dims *d, const float *x, const float *w, const float *b, float *y,
                             float *ws, int T) {
   const int O = d->O, K = (int)conv_K(d), S = d->Ho * d->Wo, g = block_samples(d, T);
@@ -413,7 +407,7 @@ static void forward_blocked(const wcmi_conv2d_dims *d, const float *x, const flo
     const int t = omp_get_thread_num(), team = omp_get_num_threads();
     float *cols = ws + (size_t)t * slot, *ybuf = cols + (size_t)K * g * S;
     int lo, hi;
-    thread_blocks(nb, t, team, &lo, &hi);
+    wcmi_thread_range(nb, t, team, &lo, &hi);
     for (int blk = lo; blk < hi; blk++) {
       const int n0 = blk * g, gn = d->N - n0 < g ? d->N - n0 : g, cn = gn * S;
       lower_samples(d, x, n0, gn, cols, 0);
@@ -442,7 +436,7 @@ static void backward_blocked(const wcmi_conv2d_dims *d, const float *x, const fl
       if (t > 0) memset(dwt, 0, (size_t)O * K * sizeof *dwt);
     }
     int lo, hi;
-    thread_blocks(nb, t, team, &lo, &hi);
+    wcmi_thread_range(nb, t, team, &lo, &hi);
     for (int blk = lo; blk < hi; blk++) {
       const int n0 = blk * g, gn = d->N - n0 < g ? d->N - n0 : g, cn = gn * S;
       gather_samples(n0, gn, O, S, dy, dyb, 0);
@@ -456,12 +450,7 @@ static void backward_blocked(const wcmi_conv2d_dims *d, const float *x, const fl
       }
     }
   }
-  /* Fixed order (thread 1, 2, ...) so a given thread count always gives the same dw. */
-  if (dw)
-    for (int t = 1; t < team_size; t++) {
-      const float *pt = partials + (size_t)(t - 1) * part;
-      for (int64_t i = 0; i < (int64_t)O * K; i++) dw[i] += pt[i];
-    }
+  if (dw) wcmi_add_partials(dw, partials, team_size - 1, part, (size_t)O * K);
 }
 
 /* ---- whole-batch path ------------------------------------------------------------------------ */

@@ -541,19 +541,21 @@ int wcmi_net_backward_from(wcmi_net *net, int last, const float *dy, int what) {
   const float *g = dy;
   for (int i = last; i >= stop; i--) {
     net_layer *L = &net->layers[i];
+    /* A ReLU after an eval-mode BN (every conv block during an attack) runs as one pass for both,
+     * writing the BN's input gradient. */
+    const int fused = fuses_with_bn_eval(net, i, stop, want_params);
+    const int j = fused ? i - 1 : i; /* the layer whose input gradient is written */
     float *dx;
-    if (i == 0) dx = want_input ? net->dx : NULL;
-    else if (i == stop && !want_input) dx = NULL;
+    if (j == 0) dx = want_input ? net->dx : NULL;
+    else if (j == stop && !want_input) dx = NULL;
     else dx = (g == net->g0) ? net->g1 : net->g0;
-    if (fuses_with_bn_eval(net, i, stop, want_params)) {
-      /* ReLU after an eval-mode BN (every conv block during an attack): one pass for both. */
+    if (fused) {
       const net_layer *B = &net->layers[i - 1];
-      dx = i - 1 == 0 ? net->dx : (g == net->g0) ? net->g1 : net->g0;
       const int C = (int)B->in.d[0], S = (int)(B->in_numel / C);
       wcmi_batchnorm_relu_backward_eval(net->last_N, C, S, net_pdata(net, B->bn.gamma),
                                         net_pdata(net, B->bn.running_var), BN_EPS, L->y, g, dx);
       g = dx;
-      i--;
+      i = j;
       continue;
     }
     g = layer_backward(net, L, g, dx, want_params);
