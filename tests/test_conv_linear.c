@@ -8,6 +8,7 @@
 #include "wcmi/core.h"
 #include "wcmi/nn.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -391,6 +392,48 @@ static void test_conv2d_workspace_serves_every_smaller_batch(void) {
   wcmi_set_threads(&ctx, threads_before);
 }
 
+/* dims.threads is a public field: nonsense values must neither hang the sizing nor overrun the
+ * workspace. 0 and -5 size for one thread, INT_MAX for the cap; guard floats after the workspace stay
+ * untouched and the results match those of the dims as wcmi_conv2d_dims_init set them. */
+static void test_conv2d_hostile_thread_counts_are_clamped(void) {
+  wcmi_ctx ctx;
+  wcmi_ctx_init(&ctx);
+  enum { GUARD = 64 };
+  wcmi_conv2d_dims good = {3, 2, 6, 6, 4, 4, 4, 2, 1, 0, 0, 0};
+  CHECK_OK(&ctx, wcmi_conv2d_dims_init(&ctx, "hostile", &good));
+  const size_t nx = 3 * 2 * 6 * 6, nw = 4 * 2 * 4 * 4, ny = (size_t)3 * 4 * good.Ho * good.Wo;
+  float *x = new_floats(nx), *w = new_floats(nw), *dy = new_floats(ny);
+  float *y0 = new_floats(ny), *dx0 = new_floats(nx), *dw0 = new_floats(nw);
+  float *y = new_floats(ny), *dx = new_floats(nx), *dw = new_floats(nw);
+  float *ws0 = new_floats(wcmi_conv2d_workspace_floats(&good) + 1);
+  wcmi_rng r;
+  wcmi_rng_seed(&r, 61);
+  fill_uniform(&r, x, nx, -1, 1);
+  fill_uniform(&r, w, nw, -0.5f, 0.5f);
+  fill_uniform(&r, dy, ny, -1, 1);
+  wcmi_conv2d_forward(&good, x, w, NULL, y0, ws0);
+  conv_backward_into(&good, x, w, dy, dx0, dw0, NULL, ws0);
+  const int values[] = {0, -5, INT_MAX};
+  for (int v = 0; v < 3; v++) {
+    wcmi_conv2d_dims d = good;
+    d.threads = values[v];
+    const size_t nws = wcmi_conv2d_workspace_floats(&d);
+    CHECK(nws > 0 && nws < ((size_t)1 << 26));
+    float *ws = new_floats(nws + GUARD);
+    for (int g = 0; g < GUARD; g++) ws[nws + g] = 12345.0f;
+    wcmi_conv2d_forward(&d, x, w, NULL, y, ws);
+    conv_backward_into(&d, x, w, dy, dx, dw, NULL, ws);
+    int guard_bad = 0;
+    for (int g = 0; g < GUARD; g++) guard_bad += ws[nws + g] != 12345.0f;
+    CHECK_MSG(guard_bad == 0, "threads = %d: %d guard floats overwritten", values[v], guard_bad);
+    for (size_t i = 0; i < ny; i++) CHECK_CLOSE(y[i], y0[i], 1e-5, 1e-5);
+    for (size_t i = 0; i < nx; i++) CHECK_CLOSE(dx[i], dx0[i], 1e-5, 1e-5);
+    for (size_t i = 0; i < nw; i++) CHECK_CLOSE(dw[i], dw0[i], 1e-5, 1e-5);
+    free(ws);
+  }
+  free(x), free(w), free(dy), free(y0), free(dx0), free(dw0), free(y), free(dx), free(dw), free(ws0);
+}
+
 static void test_conv2d_hand_computed_2x2_kernel(void) {
   wcmi_ctx ctx;
   wcmi_ctx_init(&ctx);
@@ -623,6 +666,7 @@ int main(void) {
   RUN(test_conv2d_forward_matches_reference_with_many_channels);
   RUN(test_conv2d_parallel_sizes_match_double_reference);
   RUN(test_conv2d_workspace_serves_every_smaller_batch);
+  RUN(test_conv2d_hostile_thread_counts_are_clamped);
   RUN(test_conv2d_hand_computed_2x2_kernel);
   RUN(test_conv2d_null_gradients_are_skipped_and_params_accumulate);
   RUN(test_conv2d_is_bit_reproducible);

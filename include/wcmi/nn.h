@@ -31,7 +31,8 @@ typedef struct wcmi_conv2d_dims {
   int stride, pad;      /* same in both axes */
   int Ho, Wo;           /* output (N, O, Ho, Wo): filled by wcmi_conv2d_dims_init */
   int threads;          /* threads the workspace is sized for: set to the OpenMP thread count by
-                           wcmi_conv2d_dims_init; calls never use more (0 counts as 1) */
+                           wcmi_conv2d_dims_init; calls never use more (below 1 counts as 1,
+                           above 256 as 256) */
 } wcmi_conv2d_dims;
 
 /* Fills Ho, Wo and threads. Returns WCMI_EINVAL (message names the layer `name`) if the shape is

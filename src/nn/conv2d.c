@@ -58,6 +58,8 @@ enum {
   WEIGHT_FLOATS_PER_COL = 4096,
   /* Largest total of per-thread weight-gradient partials (floats) the blocked path may use. */
   DW_PARTIAL_MAX_FLOATS = 1 << 21,
+  /* Most threads a workspace is sized for, whatever a caller writes into wcmi_conv2d_dims.threads. */
+  CONV_THREADS_MAX = 256,
 };
 
 static int conv_fail_nonpositive(wcmi_ctx *ctx, const char *name, const char *what, int v) {
@@ -106,10 +108,16 @@ static int conv_is_pointwise(const wcmi_conv2d_dims *d) {
 
 static int64_t conv_K(const wcmi_conv2d_dims *d) { return (int64_t)d->C * d->KH * d->KW; }
 
+/* The thread count the workspace is sized for: d->threads, read defensively (the struct is public):
+ * 0 or less counts as 1, and more than CONV_THREADS_MAX as that many. */
+static int sized_threads(const wcmi_conv2d_dims *d) {
+  return d->threads < 1 ? 1 : d->threads > CONV_THREADS_MAX ? CONV_THREADS_MAX : d->threads;
+}
+
 /* Threads a call may use: never more than the workspace was sized for, one inside a parallel region. */
 static int conv_threads(const wcmi_conv2d_dims *d) {
   if (omp_in_parallel()) return 1;
-  const int now = omp_get_max_threads(), sized = d->threads > 0 ? d->threads : 1;
+  const int now = omp_get_max_threads(), sized = sized_threads(d);
   return now < sized ? now : sized;
 }
 
@@ -166,7 +174,7 @@ static size_t workspace_for_threads(const wcmi_conv2d_dims *d, int T) {
 /* Sized for every thread count a call may run with (1 .. d->threads) and every batch up to d->N. */
 size_t wcmi_conv2d_workspace_floats(const wcmi_conv2d_dims *d) {
   if (conv_is_dense(d)) return 0;
-  const int T = d->threads > 0 ? d->threads : 1;
+  const int T = sized_threads(d);
   size_t need = 0;
   for (int t = 1; t <= T; t++) {
     const size_t n = conv2d_thin_applies(d) ? conv2d_thin_workspace_floats(d, t) : workspace_for_threads(d, t);
