@@ -22,6 +22,8 @@
  * usage: bench_wcmi_steps --row worst|normal|attack [--hsize N] [--threads T] [--iters K]
  *          [--warmup W] [--seed S] [--grad-path encoder|both] [--gemm N] [--per-layer] [--json]
  */
+#include "nn/batchnorm_internal.h"
+#include "nn/conv2d_internal.h"
 #include "nn/net_internal.h"
 #include "wcmi/blas.h"
 #include "wcmi/io.h"
@@ -292,8 +294,9 @@ static void normalize_fwd(const net_layer *L, const float *x, float *y, int N) {
   }
 }
 
+static const float MOM = 0.1f, E = 1e-5f; /* BatchNorm momentum and eps, as net.c and resblock.c */
+
 static void bn_call(wcmi_net *net, bn_params *bn, int N, int C, int S, const float *x, float *y, int train) {
-  static const float MOM = 0.1f, E = 1e-5f;
   if (train)
     wcmi_batchnorm_forward_train(N, C, S, x, net_pdata(net, bn->gamma), net_pdata(net, bn->beta),
                                  net_pdata(net, bn->running_mean), net_pdata(net, bn->running_var),
@@ -310,7 +313,7 @@ static void bn_back(wcmi_net *net, bn_params *bn, int N, int C, int S, const flo
     wcmi_batchnorm_backward_train(N, C, S, x, net_pdata(net, bn->gamma), bn->mean, bn->rstd, dy, dx, dg, db);
   else
     wcmi_batchnorm_backward_eval(N, C, S, x, net_pdata(net, bn->gamma), net_pdata(net, bn->running_mean),
-                                 net_pdata(net, bn->running_var), 1e-5f, dy, dx, dg, db);
+                                 net_pdata(net, bn->running_var), E, dy, dx, dg, db);
 }
 
 static wcmi_conv2d_dims dims_n(const conv_params *c, int N) {
@@ -319,16 +322,16 @@ static wcmi_conv2d_dims dims_n(const conv_params *c, int N) {
   return d;
 }
 
-/* Resblock parts, in forward order. */
-enum { RB_CONV0, RB_BN, RB_RELU, RB_SHORTCUT, RB_CONV3, RB_ADD, RB_LN, RB_PARTS };
-static const char *const RB_NAMES[RB_PARTS] = {"block_nonlinear.0 (1x1 in->H)", "block_nonlinear.1 (BN)",
-                                               "block_nonlinear.2 (ReLU)",      "linear_shortcut (1x1 in->H)",
-                                               "block_nonlinear.3 (1x1 H->H)",  "residual add",
-                                               "block_ln.1 (LayerNorm)"};
+/* Resblock parts, in forward order, as resblock.c runs them (two maps, a and d; see there). */
+enum { RB_CONV0, RB_BN_RELU, RB_CONV3, RB_SHORTCUT, RB_ADD, RB_LN, RB_PARTS };
+static const char *const RB_NAMES[RB_PARTS] = {"block_nonlinear.0 (1x1 in->H)", "block_nonlinear.1-2 (BN+ReLU)",
+                                               "block_nonlinear.3 (1x1 H->H)",  "linear_shortcut (1x1 in->H)",
+                                               "residual add",                  "block_ln.1 (LayerNorm)"};
 
 static void resblock_part_fwd(layer_call *c) {
   wcmi_net *net = c->net;
   resblock_state *rb = c->L->rb;
+  bn_params *bn = &rb->bn;
   const float *x = c->L->in_ptr;
   int N = c->N;
   int64_t n = (int64_t)N * rb->H * rb->S;
@@ -338,15 +341,23 @@ static void resblock_part_fwd(layer_call *c) {
     d = dims_n(&rb->conv0, N);
     wcmi_conv2d_forward(&d, x, net_pdata(net, rb->conv0.w), NULL, rb->a, net->ws);
     break;
-  case RB_BN: bn_call(net, &rb->bn, N, rb->H, rb->S, rb->a, rb->b, c->train); break;
-  case RB_RELU: wcmi_relu_forward(n, rb->b, rb->b); break;
-  case RB_SHORTCUT:
-    d = dims_n(&rb->shortcut, N);
-    wcmi_conv2d_forward(&d, x, net_pdata(net, rb->shortcut.w), NULL, c->L->y, net->ws);
+  case RB_BN_RELU:
+    if (c->train)
+      wcmi_batchnorm_relu_forward_train(N, rb->H, rb->S, rb->a, net_pdata(net, bn->gamma), net_pdata(net, bn->beta),
+                                        net_pdata(net, bn->running_mean), net_pdata(net, bn->running_var),
+                                        net->params[bn->num_batches].i64, MOM, E, rb->d, bn->mean, bn->rstd);
+    else
+      wcmi_batchnorm_relu_forward_eval(N, rb->H, rb->S, rb->a, net_pdata(net, bn->gamma), net_pdata(net, bn->beta),
+                                       net_pdata(net, bn->running_mean), net_pdata(net, bn->running_var), E, rb->d);
     break;
   case RB_CONV3:
     d = dims_n(&rb->conv3, N);
-    wcmi_conv2d_forward(&d, rb->b, net_pdata(net, rb->conv3.w), net_pdata(net, rb->conv3.b), rb->d, net->ws);
+    conv2d_pointwise_forward(&d, rb->d, NULL, net_pdata(net, rb->conv3.w), net_pdata(net, rb->conv3.b), rb->d,
+                             net->ws);
+    break;
+  case RB_SHORTCUT:
+    d = dims_n(&rb->shortcut, N);
+    wcmi_conv2d_forward(&d, x, net_pdata(net, rb->shortcut.w), NULL, c->L->y, net->ws);
     break;
   case RB_ADD: {
     float *s = rb->d;
@@ -362,35 +373,42 @@ static void resblock_part_fwd(layer_call *c) {
   }
 }
 
-/* Backward of a resblock part; dy/dx are scratch buffers of the right size (values irrelevant). */
+/* Backward of a resblock part; dy/dx are scratch buffers of the right size (values irrelevant). The
+ * BN+ReLU part times the ReLU mask and the BN backward, both in place on d. */
 static void resblock_part_bwd(layer_call *c) {
   wcmi_net *net = c->net;
   resblock_state *rb = c->L->rb;
+  bn_params *bn = &rb->bn;
   const float *x = c->L->in_ptr;
   int N = c->N, p = c->params;
-  int64_t n = (int64_t)N * rb->H * rb->S;
   float *gx = c->dx ? c->gx : NULL; /* input-sized gradient */
   wcmi_conv2d_dims d;
+  bn_relu_coefficients(rb->H, c->train, net_pdata(net, bn->gamma), net_pdata(net, bn->beta), bn->mean, bn->rstd,
+                       net_pdata(net, bn->running_mean), net_pdata(net, bn->running_var), E, rb->bn_shift,
+                       rb->bn_scale, rb->bn_bias);
+  const conv2d_bnrelu xf = {rb->bn_shift, rb->bn_scale, rb->bn_bias};
 #define PG(idx) (p ? net_pgrad(net, (idx)) : NULL)
   switch (c->sub) {
   case RB_LN:
     wcmi_layernorm_channel_backward(N, rb->H, rb->S, rb->d, net_pdata(net, rb->ln_gamma), rb->ln_mean, rb->ln_rstd,
-                                    c->gy, rb->t1, PG(rb->ln_gamma), PG(rb->ln_beta));
+                                    c->gy, rb->d, PG(rb->ln_gamma), PG(rb->ln_beta));
     break;
   case RB_SHORTCUT:
     d = dims_n(&rb->shortcut, N);
-    wcmi_conv2d_backward(&d, x, net_pdata(net, rb->shortcut.w), rb->t1, gx, PG(rb->shortcut.w), NULL, net->ws);
+    wcmi_conv2d_backward(&d, x, net_pdata(net, rb->shortcut.w), rb->d, gx, PG(rb->shortcut.w), NULL, net->ws);
     break;
   case RB_CONV3:
     d = dims_n(&rb->conv3, N);
-    wcmi_conv2d_backward(&d, rb->b, net_pdata(net, rb->conv3.w), rb->t1, rb->d, PG(rb->conv3.w), PG(rb->conv3.b),
-                         net->ws);
+    conv2d_pointwise_backward(&d, rb->a, &xf, net_pdata(net, rb->conv3.w), rb->d, rb->d, PG(rb->conv3.w),
+                              PG(rb->conv3.b), net->ws);
     break;
-  case RB_RELU: wcmi_relu_backward(n, rb->b, rb->d, rb->d); break;
-  case RB_BN: bn_back(net, &rb->bn, N, rb->H, rb->S, rb->a, rb->d, rb->t1, c->train, p); break;
+  case RB_BN_RELU:
+    bn_relu_mask_grad(N, rb->H, rb->S, rb->a, xf.shift, xf.scale, xf.bias, rb->d);
+    bn_back(net, bn, N, rb->H, rb->S, rb->a, rb->d, rb->d, c->train, p);
+    break;
   case RB_CONV0:
     d = dims_n(&rb->conv0, N);
-    wcmi_conv2d_backward(&d, x, net_pdata(net, rb->conv0.w), rb->t1, gx ? rb->a : NULL, PG(rb->conv0.w), NULL,
+    wcmi_conv2d_backward(&d, x, net_pdata(net, rb->conv0.w), rb->d, gx ? rb->a : NULL, PG(rb->conv0.w), NULL,
                          net->ws);
     break;
   case RB_ADD:

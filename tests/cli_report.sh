@@ -56,7 +56,8 @@ check "every <svg> closed" "[ \$(count '<svg' '$H') -eq \$(count '</svg>' '$H') 
 for tag in section table details figure; do
   check "balanced <$tag>" "[ \$(count '<$tag[ >]' '$H') -eq \$(count '</$tag>' '$H') ]"
 done
-check "no URL at all (self-contained, no xmlns needed inline)" "! grep -qi 'http' '$H'"
+# "://" rather than "http": inline base64 PNGs may contain the letters h-t-t-p (they did), never ':'
+check "no URL at all (self-contained, no xmlns needed inline)" "! grep -q '://' '$H'"
 check "no <script> element and no external src/href" "! grep -qi '<script' '$H' && ! grep -Eqi '(src|href)=\"[^d#]' '$H'"
 check "two inline PNGs (run's saliency*.png + --saliency)" "[ \$(count 'src=\"data:image/png;base64,' '$H') -eq 2 ]"
 check "saliency caption names the rows from the sidecar" "grep -q 'loss mi; row 1: inputs; row 2: [^;]*latest.safetensors; row 3: [^ ]*best.safetensors' '$H'"

@@ -5,6 +5,7 @@
  * Workspaces are malloc'ed with exactly wcmi_conv2d_workspace_floats floats so that AddressSanitizer
  * catches any kernel that writes past what it asked for. */
 #include "harness.h"
+#include "nn/conv2d_internal.h"
 #include "wcmi/core.h"
 #include "wcmi/nn.h"
 
@@ -660,6 +661,74 @@ static void test_init_uniform_is_bounded_reproducible_and_uniform(void) {
   CHECK_CLOSE(s2 / n / (bound * bound), 1.0 / 3.0, 0, 0.02);
 }
 
+/* The residual block's pointwise entry points (src/nn/conv2d_internal.h): a 1x1 conv whose input goes
+ * through BN+ReLU as it is read, run in place (y over x, dx over dy). Against the public conv on the
+ * materialized BN+ReLU input, out of place, the results must be bit-identical: same blocks, same GEMMs.
+ * Shapes: 7x7 maps (blocked path), 1x1 maps (dense path, staged through the workspace), and at 3
+ * threads a 1100->1100 conv whose per-thread dw partials exceed the blocked path's limit, with
+ * 600 x 2 x 2 = 2400 GEMM columns: the shared-GEMM path in two chunks. Guard floats after the
+ * workspace stay untouched. */
+static void test_conv2d_pointwise_inplace_with_bnrelu_input_matches_public_conv(void) {
+  wcmi_ctx ctx;
+  wcmi_ctx_init(&ctx);
+  const int threads_before = ctx.num_threads;
+  enum { GUARD = 64 };
+  const struct { int N, C, HW, T; } cases[] = {{16, 24, 7, 2}, {9, 20, 1, 2}, {16, 24, 7, 1}, {600, 1100, 2, 3}};
+  for (int k = 0; k < 4; k++) {
+    wcmi_set_threads(&ctx, cases[k].T);
+    const int C = cases[k].C, HW = cases[k].HW;
+    wcmi_conv2d_dims d = {cases[k].N, C, HW, HW, C, 1, 1, 1, 0, 0, 0, 0};
+    CHECK_OK(&ctx, wcmi_conv2d_dims_init(&ctx, "pointwise", &d));
+    const size_t n = (size_t)d.N * C * HW * HW, nw = (size_t)C * C;
+    const size_t nws = conv2d_pointwise_workspace_floats(&d), nref = wcmi_conv2d_workspace_floats(&d);
+    float *a = new_floats(n), *b = new_floats(n), *w = new_floats(nw), *bias = new_floats((size_t)C);
+    float *shift = new_floats((size_t)C), *scale = new_floats((size_t)C), *beta = new_floats((size_t)C);
+    float *io = new_floats(n), *y = new_floats(n), *dy = new_floats(n), *dx = new_floats(n);
+    float *dw = new_floats(nw), *db = new_floats((size_t)C), *dw2 = new_floats(nw), *db2 = new_floats((size_t)C);
+    float *ws = new_floats(nws + GUARD), *wsr = new_floats(nref + 1);
+    wcmi_rng r;
+    wcmi_rng_seed(&r, 70 + (uint64_t)k);
+    fill_uniform(&r, a, n, -2, 2);
+    fill_uniform(&r, w, nw, -0.2f, 0.2f);
+    fill_uniform(&r, bias, (size_t)C, -1, 1);
+    fill_uniform(&r, shift, (size_t)C, -0.5f, 0.5f);
+    fill_uniform(&r, scale, (size_t)C, 0.5f, 1.5f);
+    fill_uniform(&r, beta, (size_t)C, -0.5f, 0.5f);
+    fill_uniform(&r, dy, n, -1, 1);
+    for (int g = 0; g < GUARD; g++) ws[nws + g] = 777.0f;
+    /* the reference input: BN+ReLU materialized with the same expression */
+    const int S = HW * HW;
+    for (size_t i = 0; i < n; i++) {
+      const int c = (int)((i / (size_t)S) % (size_t)C);
+      const float v = (a[i] - shift[c]) * scale[c] + beta[c];
+      b[i] = v < 0.0f ? 0.0f : v;
+    }
+    const conv2d_bnrelu xf = {shift, scale, beta};
+    /* forward: reference out of place on b; pointwise in place on a copy of b, and out of place from a via xf */
+    wcmi_conv2d_forward(&d, b, w, bias, y, wsr);
+    memcpy(io, b, n * sizeof *io);
+    conv2d_pointwise_forward(&d, io, NULL, w, bias, io, ws);
+    CHECK_MSG(memcmp(io, y, n * sizeof *io) == 0, "case %d: in-place forward differs", k);
+    conv2d_pointwise_forward(&d, a, &xf, w, bias, io, ws);
+    CHECK_MSG(memcmp(io, y, n * sizeof *io) == 0, "case %d: forward through the BN+ReLU input differs", k);
+    /* backward: reference on b; pointwise with xf from a, dx over dy */
+    memset(dw, 0, nw * sizeof *dw), memset(db, 0, (size_t)C * sizeof *db);
+    memset(dw2, 0, nw * sizeof *dw2), memset(db2, 0, (size_t)C * sizeof *db2);
+    wcmi_conv2d_backward(&d, b, w, dy, dx, dw, db, wsr);
+    memcpy(io, dy, n * sizeof *io);
+    conv2d_pointwise_backward(&d, a, &xf, w, io, io, dw2, db2, ws);
+    CHECK_MSG(memcmp(io, dx, n * sizeof *io) == 0, "case %d: in-place dx differs", k);
+    CHECK_MSG(memcmp(dw2, dw, nw * sizeof *dw) == 0, "case %d: dw through the BN+ReLU input differs", k);
+    CHECK_MSG(memcmp(db2, db, (size_t)C * sizeof *db) == 0, "case %d: db differs", k);
+    int guard_bad = 0;
+    for (int g = 0; g < GUARD; g++) guard_bad += ws[nws + g] != 777.0f;
+    CHECK_MSG(guard_bad == 0, "case %d: %d guard floats overwritten", k, guard_bad);
+    free(a), free(b), free(w), free(bias), free(shift), free(scale), free(beta), free(io), free(y), free(dy);
+    free(dx), free(dw), free(db), free(dw2), free(db2), free(ws), free(wsr);
+  }
+  wcmi_set_threads(&ctx, threads_before);
+}
+
 int main(void) {
   RUN(test_conv2d_gradients_match_double_finite_differences);
   RUN(test_conv2d_odd_shapes_and_dense_paths_match_reference);
@@ -671,6 +740,7 @@ int main(void) {
   RUN(test_conv2d_null_gradients_are_skipped_and_params_accumulate);
   RUN(test_conv2d_is_bit_reproducible);
   RUN(test_conv2d_dims_init_rejects_impossible_shapes);
+  RUN(test_conv2d_pointwise_inplace_with_bnrelu_input_matches_public_conv);
   RUN(test_linear_gradients_match_double_finite_differences);
   RUN(test_linear_hand_computed);
   RUN(test_linear_null_gradients_are_skipped_and_params_accumulate);

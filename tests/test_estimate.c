@@ -204,11 +204,66 @@ static void test_estimate_mi_on_baseline_logits_trains_only_the_critic(void) {
   wcmi_model_free(&m);
 }
 
+/* All trainable parameters' gradients of net, concatenated in parameter order. */
+static float *copy_grads(wcmi_net *net) {
+  float *out = malloc((size_t)wcmi_net_num_trainable(net) * sizeof *out + 1), *o = out;
+  for (int i = 0; i < wcmi_net_num_params(net); i++) {
+    wcmi_param *p = wcmi_net_param(net, i);
+    if (p->kind != WCMI_PARAM_TRAINABLE) continue;
+    memcpy(o, p->grad, (size_t)wcmi_shape_numel(&p->shape) * sizeof *o);
+    o += wcmi_shape_numel(&p->shape);
+  }
+  return out;
+}
+
+/* The MI gradient dL/dLx goes into the local estimator's output buffer (wcmi_net_output_for_grad)
+ * instead of a buffer of its own. A step with every gradient (estimator and encoder parameters, the
+ * input through both paths) must give bit-identical gradients either way. */
+static void test_dim_gradient_in_the_lx_buffer_matches_a_separate_buffer(void) {
+  wcmi_ctx ctx;
+  wcmi_ctx_init(&ctx);
+  wcmi_model m;
+  CHECK_OK(&ctx, wcmi_model_init(&ctx, &m, "fashion-mnist", HS, WCMI_HEAD_LINEAR, N, 9));
+  wcmi_dim d;
+  CHECK_OK(&ctx, wcmi_dim_init(&ctx, &d, &m, wcmi_mi_default_cfg(), WCMI_PATH_BOTH, N));
+  CHECK(!d.dLx_owned && d.dLx == wcmi_net_output_for_grad(m.local));
+  const int64_t nx = (int64_t)N * 28 * 28;
+  float *x = malloc((size_t)nx * sizeof *x), *g1 = malloc((size_t)nx * sizeof *g1), *g2 = malloc((size_t)nx * sizeof *g2);
+  fill_inputs(x, 13);
+  wcmi_net *nets[4];
+  const int nn = wcmi_model_nets(&m, nets);
+  const int all = WCMI_DIM_ESTIMATOR_PARAMS | WCMI_DIM_ENCODER_PARAMS | WCMI_DIM_INPUT;
+  float loss1, loss2;
+  for (int i = 0; i < nn; i++) wcmi_net_zero_grad(nets[i]);
+  CHECK_OK(&ctx, wcmi_dim_step(&d, x, N, 0, 1, all, &loss1, g1));
+  float *grads1[4] = {0}, *grads2[4] = {0};
+  for (int i = 0; i < nn; i++) {
+    grads1[i] = copy_grads(nets[i]);
+    wcmi_net_zero_grad(nets[i]);
+  }
+  /* the same step with a separate dLx buffer (owned by d from here on, freed by wcmi_dim_free) */
+  d.dLx = wcmi_alloc(&ctx, (size_t)N * d.H * d.L, sizeof(float));
+  d.dLx_owned = 1;
+  CHECK_OK(&ctx, wcmi_dim_step(&d, x, N, 0, 1, all, &loss2, g2));
+  CHECK(loss1 == loss2);
+  CHECK(memcmp(g1, g2, (size_t)nx * sizeof *g1) == 0);
+  for (int i = 0; i < nn; i++) {
+    grads2[i] = copy_grads(nets[i]);
+    const size_t bytes = (size_t)wcmi_net_num_trainable(nets[i]) * sizeof(float);
+    CHECK_MSG(memcmp(grads1[i], grads2[i], bytes) == 0, "net %d: parameter gradients differ", i);
+    free(grads1[i]), free(grads2[i]);
+  }
+  free(x), free(g1), free(g2);
+  wcmi_dim_free(&d);
+  wcmi_model_free(&m);
+}
+
 int main(void) {
   RUN(test_fano_bound_matches_paper_values);
   RUN(test_input_gradient_through_repr_head_matches_finite_difference);
   RUN(test_repr_head_params_count_as_encoder_params);
   RUN(test_repr_head_shape_mismatch_is_rejected);
+  RUN(test_dim_gradient_in_the_lx_buffer_matches_a_separate_buffer);
   RUN(test_estimate_mi_on_baseline_logits_trains_only_the_critic);
   return wt_finish();
 }

@@ -82,7 +82,8 @@ void wcmi_mi_scores(int N, int H, int L, const float *Lx, const float *Gz, float
 int wcmi_mi_forward(wcmi_ctx *ctx, wcmi_mi_cfg cfg, int N, int H, int L, const float *Lx, const float *Gz,
                     void *ws, size_t ws_bytes, float *loss);
 /* Gradients of dloss * loss from the last wcmi_mi_forward on the same inputs and workspace.
- * dLx (N, H, L) and dGz (N, H) are OVERWRITTEN; either may be NULL to skip it. */
+ * dLx (N, H, L) and dGz (N, H) are OVERWRITTEN; either may be NULL to skip it. dLx may be Lx itself
+ * (each sample block of Lx is read, for dGz, before its gradient is written). */
 int wcmi_mi_backward(wcmi_ctx *ctx, wcmi_mi_cfg cfg, int N, int H, int L, const float *Lx, const float *Gz,
                      float dloss, void *ws, size_t ws_bytes, float *dLx, float *dGz);
 

@@ -85,7 +85,7 @@ void wcmi_batchnorm_relu_backward_eval(int N, int C, int S, const float *gamma, 
 
 /* ---- layer norm over the channel axis of x (N, C, S), at each of the N*S locations -----------
  * (torch.nn.LayerNorm(C) applied to the channel-last permutation; biased variance.)
- * mean, rstd: (N*S) saved for backward. */
+ * mean, rstd: (N*S) saved for backward. The backward's dx may be x or dy (in place). */
 void wcmi_layernorm_channel_forward(int N, int C, int S, const float *x, const float *gamma, const float *beta,
                                     float eps, float *y, float *mean, float *rstd);
 void wcmi_layernorm_channel_backward(int N, int C, int S, const float *x, const float *gamma, const float *mean,
@@ -173,6 +173,11 @@ int wcmi_net_backward(wcmi_net *net, const float *dy, int what);
  * output shape (see wcmi_net_layer_output): layers after `last` are skipped. For gradients of a
  * hidden unit with respect to the input (feature saliency, per-neuron analysis). */
 int wcmi_net_backward_from(wcmi_net *net, int last, const float *dy, int what);
+/* The buffer the last forward's output lives in, writable, for a caller that is done with the output
+ * and passes the output gradient to wcmi_net_backward in the same memory (saving a map of the output's
+ * size). NULL where backward reads that buffer itself (the output layer is a ReLU) or the output is
+ * the net's input (a net of views only). */
+float *wcmi_net_output_for_grad(wcmi_net *net);
 const float *wcmi_net_input_grad(const wcmi_net *net);
 void wcmi_net_zero_grad(wcmi_net *net);
 

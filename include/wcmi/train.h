@@ -30,7 +30,9 @@ typedef struct wcmi_dim {
   int max_batch, H, L;
   void *ws;
   size_t ws_bytes;
-  float *dLx, *dGz, *dx_local; /* backward scratch */
+  float *dLx, *dGz, *dx_local; /* backward scratch; dLx is the local estimator's output buffer when
+                                  wcmi_net_output_for_grad allows (then not owned: dLx_owned == 0) */
+  int dLx_owned;
   int attack_enc_train, attack_est_train; /* modes the attack objective uses (0: eval, the paper) */
   /* Optional second representation net: when set, the representation is repr_head(encoder(x))
    * (e.g. the logit layer of a Baseline-H model) and forward/backward run through both; it runs in
@@ -45,7 +47,8 @@ void wcmi_dim_free(wcmi_dim *d);
 int wcmi_dim_set_repr_head(wcmi_dim *d, wcmi_net *head);
 /* Forward (encoder in enc_train mode, estimators in est_train mode), the MI loss into *loss, and
  * the backward parts selected by `grads`; dx (N, C, H, W) receives the input gradient when
- * WCMI_DIM_INPUT is set. */
+ * WCMI_DIM_INPUT is set. A backward through the local estimator may leave its output buffer holding
+ * the gradient instead of Lx (see wcmi_dim.dLx). */
 int wcmi_dim_step(wcmi_dim *d, const float *x, int N, int enc_train, int est_train, int grads, float *loss, float *dx);
 /* The batch-level objective "MI loss as a function of the input" for PGD (maximizing it minimizes
  * the MI estimate), in the modes attack_enc_train / attack_est_train. */

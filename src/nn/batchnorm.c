@@ -6,6 +6,7 @@
  * alignment), so results are identical for any thread count. */
 #include <math.h>
 
+#include "nn/batchnorm_internal.h"
 #include "wcmi/nn.h"
 
 /* Starting a parallel region costs microseconds; below this many elements one thread is faster. */
@@ -95,6 +96,12 @@ static void bn_apply(int N, int C, int S, int c, const float *x, float mean, flo
   }
 }
 
+/* The train-mode scale gamma * rstd, from the stored (float) rstd so that bn_relu_coefficients can
+ * reproduce it exactly after the forward. */
+static float bn_train_scale(const float *gamma, const float *rstd, int c) {
+  return (float)((gamma ? (double)gamma[c] : 1.0) * (double)rstd[c]);
+}
+
 /* x, y: (N, C, S); gamma, beta, running_mean, running_var, mean, rstd: (C).
  * gamma/beta NULL behave as 1/0 (affine=False); running stats / counter NULL are not updated. */
 static void bn_forward_train(int N, int C, int S, const float *x, const float *gamma, const float *beta,
@@ -112,8 +119,7 @@ static void bn_forward_train(int N, int C, int S, const float *x, const float *g
     const double rs = 1.0 / sqrt(var + (double)eps);
     mean[c] = (float)mu;
     rstd[c] = (float)rs;
-    const double g = gamma ? (double)gamma[c] : 1.0;
-    bn_apply(N, C, S, c, x, mean[c], (float)(g * rs), beta ? beta[c] : 0.0f, relu, y);
+    bn_apply(N, C, S, c, x, mean[c], bn_train_scale(gamma, rstd, c), beta ? beta[c] : 0.0f, relu, y);
 
     /* torch stores the unbiased variance in running_var. With M == 1 torch refuses to train;
      * the kernel cannot fail, so it falls back to the biased value instead of dividing by 0. */
@@ -263,4 +269,33 @@ void wcmi_batchnorm_backward_eval(int N, int C, int S, const float *x, const flo
 void wcmi_batchnorm_relu_backward_eval(int N, int C, int S, const float *gamma, const float *running_var, float eps,
                                        const float *relu_y, const float *dy, float *dx) {
   bn_eval_input_grad(N, C, S, gamma, running_var, eps, relu_y, dy, dx);
+}
+
+/* ---- BN+ReLU recomputed from the BN input (batchnorm_internal.h) ------------------------------ */
+
+void bn_relu_coefficients(int C, int train, const float *gamma, const float *beta, const float *mean,
+                          const float *rstd, const float *running_mean, const float *running_var, float eps,
+                          float *shift, float *scale, float *bias) {
+  for (int c = 0; c < C; c++) {
+    shift[c] = train ? mean[c] : running_mean[c];
+    scale[c] = train ? bn_train_scale(gamma, rstd, c) : bn_eval_scale(gamma, running_var, eps, c);
+    bias[c] = beta ? beta[c] : 0.0f;
+  }
+}
+
+void bn_relu_mask_grad(int N, int C, int S, const float *x, const float *shift, const float *scale,
+                       const float *bias, float *dy) {
+  const int64_t rows = (int64_t)N * C;
+#pragma omp parallel for schedule(static) if (rows * S >= BN_PARALLEL_MIN)
+  for (int64_t r = 0; r < rows; r++) {
+    const int c = (int)(r % C);
+    const float m = shift[c], k = scale[c], be = bias[c];
+    const float *xr = x + r * S;
+    float *g = dy + r * S;
+    for (int s = 0; s < S; s++) {
+      const float v = (xr[s] - m) * k + be; /* bn_row_apply's expression: the forward's ReLU input */
+      const float gs = g[s];
+      g[s] = v > 0.0f ? gs : 0.0f;
+    }
+  }
 }

@@ -58,6 +58,8 @@ enum {
   WEIGHT_FLOATS_PER_COL = 4096,
   /* Largest total of per-thread weight-gradient partials (floats) the blocked path may use. */
   DW_PARTIAL_MAX_FLOATS = 1 << 21,
+  /* Shared-GEMM path: columns per chunk (see shared_chunk_samples). */
+  SHARED_CHUNK_COLS = 1568,
   /* Most threads a workspace is sized for, whatever a caller writes into wcmi_conv2d_dims.threads. */
   CONV_THREADS_MAX = 256,
 };
@@ -156,6 +158,22 @@ static int use_blocked(const wcmi_conv2d_dims *d, int T) {
   return (double)(T - 1) * (double)dw_partial_floats(d) <= (double)DW_PARTIAL_MAX_FLOATS;
 }
 
+/* Samples per chunk of the shared-GEMM path for a batch of N: chunks of about SHARED_CHUNK_COLS
+ * columns, as even as the batch allows. ceil(N / ceil(N*S / C)) <= ceil(C / S) for every N, which
+ * is what the workspace is sized for. */
+static int shared_chunk_samples(const wcmi_conv2d_dims *d, int N) {
+  const int64_t S = (int64_t)d->Ho * d->Wo, P = (int64_t)N * S;
+  const int64_t chunks = (P + SHARED_CHUNK_COLS - 1) / SHARED_CHUNK_COLS;
+  return (int)((N + chunks - 1) / chunks);
+}
+
+static size_t shared_workspace_floats(const wcmi_conv2d_dims *d) {
+  const int64_t S = (int64_t)d->Ho * d->Wo;
+  int64_t g = (SHARED_CHUNK_COLS + S - 1) / S;
+  if (g > d->N) g = d->N;
+  return (size_t)(conv_K(d) + d->O) * (size_t)g * (size_t)S;
+}
+
 /* The block size is not monotone in the batch (the block count is rounded to a multiple of T), so
  * the blocked path is sized for the largest block any batch of 1 .. N samples gets. */
 static size_t workspace_for_threads(const wcmi_conv2d_dims *d, int T) {
@@ -168,7 +186,7 @@ static size_t workspace_for_threads(const wcmi_conv2d_dims *d, int T) {
     }
     return (size_t)T * slot + (size_t)(T - 1) * dw_partial_floats(d);
   }
-  return (size_t)(conv_K(d) + d->O) * (size_t)d->N * (size_t)d->Ho * (size_t)d->Wo;
+  return shared_workspace_floats(d);
 }
 
 /* Sized for every thread count a call may run with (1 .. d->threads) and every batch up to d->N. */
@@ -347,13 +365,25 @@ static int padded_plane_fits(const wcmi_conv2d_dims *d) {
   return ((int64_t)d->H + 2 * d->pad) * ((int64_t)d->W + 2 * d->pad) <= PADDED_PLANE_MAX;
 }
 
-/* src (N, R, S) samples [n0, n0 + g) -> dst (R, g*S). */
-static void gather_samples(int n0, int g, int R, int S, const float *src, float *dst, int par) {
+/* src (N, R, S) samples [n0, n0 + g) -> dst (R, g*S), through the BN+ReLU map of row r when xf is
+ * given (the same expression as batchnorm.c's forward, so the values are bit-identical to it). */
+static void gather_samples(int n0, int g, int R, int S, const float *src, const conv2d_bnrelu *xf, float *dst,
+                           int par) {
   const int64_t items = (int64_t)R * g;
 #pragma omp parallel for schedule(static) if (par && items * S >= PARALLEL_MIN_FLOATS)
   for (int64_t it = 0; it < items; it++) {
     const int r = (int)(it / g), j = (int)(it % g);
-    memcpy(dst + it * S, src + ((int64_t)(n0 + j) * R + r) * S, (size_t)S * sizeof *dst);
+    const float *from = src + ((int64_t)(n0 + j) * R + r) * S;
+    float *to = dst + it * S;
+    if (!xf) {
+      memcpy(to, from, (size_t)S * sizeof *dst);
+      continue;
+    }
+    const float m = xf->shift[r], k = xf->scale[r], be = xf->bias[r];
+    for (int i = 0; i < S; i++) {
+      const float v = (from[i] - m) * k + be;
+      to[i] = v < 0.0f ? 0.0f : v;
+    }
   }
 }
 
@@ -370,10 +400,11 @@ static void scatter_samples(int n0, int g, int R, int S, const float *src, const
   }
 }
 
-/* x samples [n0, n0 + g) -> cols (K, g*S) */
-static void lower_samples(const wcmi_conv2d_dims *d, const float *x, int n0, int g, float *cols, int par) {
+/* x samples [n0, n0 + g) -> cols (K, g*S); xf (pointwise convs only) transforms x on the way. */
+static void lower_samples(const wcmi_conv2d_dims *d, const float *x, const conv2d_bnrelu *xf, int n0, int g,
+                          float *cols, int par) {
   if (conv_is_pointwise(d))
-    gather_samples(n0, g, d->C, d->H * d->W, x, cols, par);
+    gather_samples(n0, g, d->C, d->H * d->W, x, xf, cols, par);
   else if (padded_plane_fits(d))
     im2col_padded(d, x, n0, g, cols, par);
   else
@@ -405,7 +436,7 @@ static void bias_grad_accumulate(int N, int O, int S, const float *dy, float *db
 
 /* ---- blocked path ---------------------------------------------------------------------------- */
 
-static void forward_blocked(const wcmi_conv2d_dims *d, const float *x, const float *w, const float *b, float *y,
+static void forward_blocked(const wcmi_conv2d_dims *d, const float *x, const conv2d_bnrelu *xf, const float *w, const float *b, float *y,
                             float *ws, int T) {
   const int O = d->O, K = (int)conv_K(d), S = d->Ho * d->Wo, g = block_samples(d, T);
   const int nb = (d->N + g - 1) / g;
@@ -418,14 +449,14 @@ static void forward_blocked(const wcmi_conv2d_dims *d, const float *x, const flo
     wcmi_thread_range(nb, t, team, &lo, &hi);
     for (int blk = lo; blk < hi; blk++) {
       const int n0 = blk * g, gn = d->N - n0 < g ? d->N - n0 : g, cn = gn * S;
-      lower_samples(d, x, n0, gn, cols, 0);
+      lower_samples(d, x, xf, n0, gn, cols, 0);
       wcmi_sgemm(0, 0, O, cn, K, 1.0f, w, K, cols, cn, 0.0f, ybuf, cn);
       scatter_samples(n0, gn, O, S, ybuf, b, y, 0);
     }
   }
 }
 
-static void backward_blocked(const wcmi_conv2d_dims *d, const float *x, const float *w, const float *dy, float *dx,
+static void backward_blocked(const wcmi_conv2d_dims *d, const float *x, const conv2d_bnrelu *xf, const float *w, const float *dy, float *dx,
                              float *dw, float *ws, int T) {
   const int O = d->O, K = (int)conv_K(d), S = d->Ho * d->Wo, g = block_samples(d, T);
   const int nb = (d->N + g - 1) / g;
@@ -447,9 +478,9 @@ static void backward_blocked(const wcmi_conv2d_dims *d, const float *x, const fl
     wcmi_thread_range(nb, t, team, &lo, &hi);
     for (int blk = lo; blk < hi; blk++) {
       const int n0 = blk * g, gn = d->N - n0 < g ? d->N - n0 : g, cn = gn * S;
-      gather_samples(n0, gn, O, S, dy, dyb, 0);
+      gather_samples(n0, gn, O, S, dy, NULL, dyb, 0);
       if (dw) {
-        lower_samples(d, x, n0, gn, cols, 0);
+        lower_samples(d, x, xf, n0, gn, cols, 0);
         wcmi_sgemm(0, 1, O, K, cn, 1.0f, dyb, cn, cols, cn, 1.0f, dwt, K);
       }
       if (dx) {
@@ -461,29 +492,35 @@ static void backward_blocked(const wcmi_conv2d_dims *d, const float *x, const fl
   if (dw) wcmi_add_partials(dw, partials, team_size - 1, part, (size_t)O * K);
 }
 
-/* ---- whole-batch path ------------------------------------------------------------------------ */
+/* ---- shared-GEMM path ------------------------------------------------------------------------ */
 
-static void forward_whole(const wcmi_conv2d_dims *d, const float *x, const float *w, const float *b, float *y,
-                          float *ws) {
-  const int N = d->N, O = d->O, K = (int)conv_K(d), S = d->Ho * d->Wo, P = N * S;
-  float *cols = ws, *ybuf = ws + (size_t)K * P;
-  lower_samples(d, x, 0, N, cols, 1);
-  wcmi_sgemm(0, 0, O, P, K, 1.0f, w, K, cols, P, 0.0f, ybuf, P);
-  scatter_samples(0, N, O, S, ybuf, b, y, 1);
+static void forward_shared(const wcmi_conv2d_dims *d, const float *x, const conv2d_bnrelu *xf, const float *w, const float *b, float *y,
+                           float *ws) {
+  const int N = d->N, O = d->O, K = (int)conv_K(d), S = d->Ho * d->Wo, g = shared_chunk_samples(d, N);
+  for (int n0 = 0; n0 < N; n0 += g) {
+    const int gn = N - n0 < g ? N - n0 : g, cn = gn * S;
+    float *cols = ws, *ybuf = ws + (size_t)K * cn;
+    lower_samples(d, x, xf, n0, gn, cols, 1);
+    wcmi_sgemm(0, 0, O, cn, K, 1.0f, w, K, cols, cn, 0.0f, ybuf, cn);
+    scatter_samples(n0, gn, O, S, ybuf, b, y, 1);
+  }
 }
 
-static void backward_whole(const wcmi_conv2d_dims *d, const float *x, const float *w, const float *dy, float *dx,
-                           float *dw, float *ws) {
-  const int N = d->N, O = d->O, K = (int)conv_K(d), S = d->Ho * d->Wo, P = N * S;
-  float *cols = ws, *dyb = ws + (size_t)K * P;
-  gather_samples(0, N, O, S, dy, dyb, 1);
-  if (dw) {
-    lower_samples(d, x, 0, N, cols, 1);
-    wcmi_sgemm(0, 1, O, K, P, 1.0f, dyb, P, cols, P, 1.0f, dw, K);
-  }
-  if (dx) {
-    wcmi_sgemm(1, 0, K, P, O, 1.0f, w, K, dyb, P, 0.0f, cols, P);
-    raise_samples(d, cols, 0, N, dx, 1);
+static void backward_shared(const wcmi_conv2d_dims *d, const float *x, const conv2d_bnrelu *xf, const float *w, const float *dy, float *dx,
+                            float *dw, float *ws) {
+  const int N = d->N, O = d->O, K = (int)conv_K(d), S = d->Ho * d->Wo, g = shared_chunk_samples(d, N);
+  for (int n0 = 0; n0 < N; n0 += g) {
+    const int gn = N - n0 < g ? N - n0 : g, cn = gn * S;
+    float *cols = ws, *dyb = ws + (size_t)K * cn;
+    gather_samples(n0, gn, O, S, dy, NULL, dyb, 1);
+    if (dw) {
+      lower_samples(d, x, xf, n0, gn, cols, 1);
+      wcmi_sgemm(0, 1, O, K, cn, 1.0f, dyb, cn, cols, cn, 1.0f, dw, K);
+    }
+    if (dx) {
+      wcmi_sgemm(1, 0, K, cn, O, 1.0f, w, K, dyb, cn, 0.0f, cols, cn);
+      raise_samples(d, cols, n0, gn, dx, 1);
+    }
   }
 }
 
@@ -497,9 +534,9 @@ void wcmi_conv2d_forward(const wcmi_conv2d_dims *d, const float *x, const float 
   if (conv2d_thin_applies(d))
     conv2d_thin_forward(d, x, w, b, y, T);
   else if (use_blocked(d, T))
-    forward_blocked(d, x, w, b, y, ws, T);
+    forward_blocked(d, x, NULL, w, b, y, ws, T);
   else
-    forward_whole(d, x, w, b, y, ws);
+    forward_shared(d, x, NULL, w, b, y, ws);
 }
 
 void wcmi_conv2d_backward(const wcmi_conv2d_dims *d, const float *x, const float *w, const float *dy, float *dx,
@@ -514,7 +551,79 @@ void wcmi_conv2d_backward(const wcmi_conv2d_dims *d, const float *x, const float
   if (conv2d_thin_applies(d))
     conv2d_thin_backward(d, x, w, dy, dx, dw, ws, T);
   else if (use_blocked(d, T))
-    backward_blocked(d, x, w, dy, dx, dw, ws, T);
+    backward_blocked(d, x, NULL, w, dy, dx, dw, ws, T);
   else
-    backward_whole(d, x, w, dy, dx, dw, ws);
+    backward_shared(d, x, NULL, w, dy, dx, dw, ws);
+}
+
+/* ---- pointwise entry points for the residual block (conv2d_internal.h) ------------------------ */
+
+/* The blocked and shared-GEMM paths read a whole sample block into the workspace before writing its
+ * outputs, which is what makes y == x and dx == dy safe; the thin kernel and the dense (linear) path
+ * do not, so dense shapes (1x1 maps) stage through the workspace:
+ *   [0, N*C)            the transformed input (when xf is given)
+ *   [N*C, N*C + N*M)    the output or input gradient, M = max(C, O), copied out afterwards. */
+static size_t pointwise_dense_floats(const wcmi_conv2d_dims *d) {
+  const size_t M = (size_t)(d->C > d->O ? d->C : d->O);
+  return (size_t)d->N * ((size_t)d->C + M);
+}
+
+size_t conv2d_pointwise_workspace_floats(const wcmi_conv2d_dims *d) {
+  if (conv_is_dense(d)) return pointwise_dense_floats(d);
+  const int T = sized_threads(d);
+  size_t need = 0;
+  for (int t = 1; t <= T; t++) {
+    const size_t n = workspace_for_threads(d, t);
+    if (n > need) need = n;
+  }
+  return need;
+}
+
+/* Dense shapes: x (N, C) through xf into ws (same expression as gather_samples), or x itself. */
+static const float *dense_input(const wcmi_conv2d_dims *d, const float *x, const conv2d_bnrelu *xf, float *ws) {
+  if (!xf) return x;
+  const int C = d->C;
+  for (int n = 0; n < d->N; n++) {
+    const float *from = x + (size_t)n * C;
+    float *to = ws + (size_t)n * C;
+    for (int c = 0; c < C; c++) {
+      const float v = (from[c] - xf->shift[c]) * xf->scale[c] + xf->bias[c];
+      to[c] = v < 0.0f ? 0.0f : v;
+    }
+  }
+  return ws;
+}
+
+void conv2d_pointwise_forward(const wcmi_conv2d_dims *d, const float *x, const conv2d_bnrelu *xf, const float *w,
+                              const float *b, float *y, float *ws) {
+  if (conv_is_dense(d)) {
+    const float *in = dense_input(d, x, xf, ws);
+    float *out = ws + (size_t)d->N * d->C;
+    wcmi_linear_forward(d->N, d->C, d->O, in, w, b, out);
+    memcpy(y, out, (size_t)d->N * d->O * sizeof *y);
+    return;
+  }
+  const int T = conv_threads(d);
+  if (use_blocked(d, T))
+    forward_blocked(d, x, xf, w, b, y, ws, T);
+  else
+    forward_shared(d, x, xf, w, b, y, ws);
+}
+
+void conv2d_pointwise_backward(const wcmi_conv2d_dims *d, const float *x, const conv2d_bnrelu *xf, const float *w,
+                               const float *dy, float *dx, float *dw, float *db, float *ws) {
+  if (db) bias_grad_accumulate(d->N, d->O, d->Ho * d->Wo, dy, db);
+  if (!dx && !dw) return;
+  if (conv_is_dense(d)) {
+    const float *in = dw ? dense_input(d, x, xf, ws) : x;
+    float *gx = dx ? ws + (size_t)d->N * d->C : NULL;
+    wcmi_linear_backward(d->N, d->C, d->O, in, w, dy, gx, dw, NULL);
+    if (dx) memcpy(dx, gx, (size_t)d->N * d->C * sizeof *dx);
+    return;
+  }
+  const int T = conv_threads(d);
+  if (use_blocked(d, T))
+    backward_blocked(d, x, xf, w, dy, dx, dw, ws, T);
+  else
+    backward_shared(d, x, xf, w, dy, dx, dw, ws);
 }

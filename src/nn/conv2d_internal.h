@@ -1,4 +1,5 @@
-/* Private to src/nn/conv2d*.c: the direct kernel for convs with a thin column matrix. */
+/* Private to src/nn: the direct kernel for convs with a thin column matrix (conv2d_thin.c), and the
+ * pointwise-conv entry points the residual block uses to run without extra activation maps. */
 #ifndef WCMI_CONV2D_INTERNAL_H
 #define WCMI_CONV2D_INTERNAL_H
 
@@ -13,5 +14,24 @@ size_t conv2d_thin_workspace_floats(const wcmi_conv2d_dims *d, int T);
 void conv2d_thin_forward(const wcmi_conv2d_dims *d, const float *x, const float *w, const float *b, float *y, int T);
 void conv2d_thin_backward(const wcmi_conv2d_dims *d, const float *x, const float *w, const float *dy, float *dx,
                           float *dw, float *ws, int T);
+
+/* BN+ReLU applied to a pointwise conv's input as it is read: x[c] -> max(0, (x[c] - shift[c]) *
+ * scale[c] + bias[c]), the expression of batchnorm.c's forward, so the input equals (bit for bit) the
+ * BN+ReLU output it replaces. */
+typedef struct conv2d_bnrelu {
+  const float *shift, *scale, *bias; /* (C) each */
+} conv2d_bnrelu;
+
+/* 1x1 conv, stride 1, no padding (d must be one), for callers that keep no separate input map:
+ *  - xf, when not NULL, transforms the input x as it is read (the conv sees max(0, BN(x)));
+ *  - y may be x (forward) and dx may be dy (backward) when C == O: every sample block is read
+ *    completely before its outputs are written. db is summed before dx overwrites dy.
+ * Otherwise as wcmi_conv2d_forward / wcmi_conv2d_backward. The workspace must hold
+ * conv2d_pointwise_workspace_floats(d) floats. */
+size_t conv2d_pointwise_workspace_floats(const wcmi_conv2d_dims *d);
+void conv2d_pointwise_forward(const wcmi_conv2d_dims *d, const float *x, const conv2d_bnrelu *xf, const float *w,
+                              const float *b, float *y, float *ws);
+void conv2d_pointwise_backward(const wcmi_conv2d_dims *d, const float *x, const conv2d_bnrelu *xf, const float *w,
+                               const float *dy, float *dx, float *dw, float *db, float *ws);
 
 #endif

@@ -142,6 +142,8 @@ static void ln_backward_params(int N, int C, int S, const float *x, const float 
 
 void wcmi_layernorm_channel_backward(int N, int C, int S, const float *x, const float *gamma, const float *mean,
                                      const float *rstd, const float *dy, float *dx, float *dgamma, float *dbeta) {
-  if (dx) ln_backward_input(N, C, S, x, gamma, mean, rstd, dy, dx);
+  /* Parameters first: then dx may overwrite x or dy (each location's dx is written after all of
+   * that location's x and dy were read). */
   if (dgamma || dbeta) ln_backward_params(N, C, S, x, mean, rstd, dy, dgamma, dbeta);
+  if (dx) ln_backward_input(N, C, S, x, gamma, mean, rstd, dy, dx);
 }

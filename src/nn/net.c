@@ -591,6 +591,15 @@ int wcmi_net_num_layers(const wcmi_net *net) { return net->n_layers; }
 const char *wcmi_net_layer_name(const wcmi_net *net, int i) {
   return i >= 0 && i < net->n_layers ? net->layers[i].name : NULL;
 }
+float *wcmi_net_output_for_grad(wcmi_net *net) {
+  for (int i = net->n_layers - 1; i >= 0; i--) {
+    const net_layer *L = &net->layers[i];
+    if (is_view(L->kind)) continue;
+    return L->kind == LAYER_RELU ? NULL : L->y; /* ReLU backward reads its output as the mask */
+  }
+  return NULL;
+}
+
 const float *wcmi_net_layer_output(const wcmi_net *net, int i, wcmi_shape *shape) {
   if (i < 0 || i >= net->n_layers) return NULL;
   if (shape) *shape = net->layers[i].out;

@@ -32,11 +32,11 @@ typedef struct resblock_state {
   conv_params conv0, conv3, shortcut;
   bn_params bn;
   int ln_gamma, ln_beta;
-  float *a;     /* conv0 output (N, H, S) */
-  float *b;     /* BN output, then ReLU in place (N, H, S) */
-  float *d;     /* pre-LayerNorm sum (N, H, S) */
-  float *ln_mean, *ln_rstd; /* (N*S) */
-  float *t1;                 /* backward scratch (N, H, S); backward also reuses a and d */
+  float *a; /* conv0 output, the BN input (N, H, S); backward: conv0's input gradient (max(in, H) wide) */
+  float *d; /* ReLU(BN(a)), then conv3's output in place, then the pre-LayerNorm sum (N, H, S); backward:
+               the gradient flowing down the main branch, in place */
+  float *ln_mean, *ln_rstd;             /* (N*S) */
+  float *bn_shift, *bn_scale, *bn_bias; /* (H): BN+ReLU as the last forward applied it (backward only) */
 } resblock_state;
 
 typedef struct net_layer {

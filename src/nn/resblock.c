@@ -2,6 +2,8 @@
  *   y = LayerNorm_H( conv1x1_bias(ReLU(BN(conv1x1(x)))) + shortcut(x) )
  * over a (C, h, w) map, with LayerNorm over the channel axis at every location. The shortcut is a
  * bias-free 1x1 conv initialized near the identity so the block starts as (normalized) pass-through. */
+#include "nn/batchnorm_internal.h"
+#include "nn/conv2d_internal.h"
 #include "nn/net_internal.h"
 
 #include <math.h>
@@ -61,11 +63,12 @@ int resblock_build(wcmi_net *net, net_layer *L, const char *name, int H) {
 size_t resblock_workspace_floats(const net_layer *L, int max_batch) {
   const resblock_state *rb = L->rb;
   size_t ws = 0;
-  const conv_params *cs[3] = {&rb->conv0, &rb->conv3, &rb->shortcut};
+  const conv_params *cs[3] = {&rb->conv0, &rb->shortcut, &rb->conv3};
   for (int i = 0; i < 3; i++) {
     wcmi_conv2d_dims d = cs[i]->dims;
     d.N = max_batch;
-    size_t w = wcmi_conv2d_workspace_floats(&d);
+    /* conv3 runs in place through the pointwise entry points, the others as plain convs */
+    size_t w = i == 2 ? conv2d_pointwise_workspace_floats(&d) : wcmi_conv2d_workspace_floats(&d);
     if (w > ws) ws = w;
   }
   return ws;
@@ -76,21 +79,24 @@ int resblock_alloc(wcmi_net *net, net_layer *L) {
   size_t mb = (size_t)net->max_batch, hs = (size_t)rb->H * (size_t)rb->S;
   size_t wide = (size_t)(rb->H > rb->in_ch ? rb->H : rb->in_ch) * (size_t)rb->S;
   rb->a = wcmi_alloc(net->ctx, mb * wide, sizeof(float)); /* also the main branch's input gradient */
-  rb->b = wcmi_alloc(net->ctx, mb * hs, sizeof(float));
   rb->d = wcmi_alloc(net->ctx, mb * hs, sizeof(float));
-  rb->t1 = wcmi_alloc(net->ctx, mb * hs, sizeof(float));
+  rb->bn_shift = wcmi_alloc(net->ctx, (size_t)rb->H, sizeof(float));
+  rb->bn_scale = wcmi_alloc(net->ctx, (size_t)rb->H, sizeof(float));
+  rb->bn_bias = wcmi_alloc(net->ctx, (size_t)rb->H, sizeof(float));
   rb->ln_mean = wcmi_alloc(net->ctx, mb * (size_t)rb->S, sizeof(float));
   rb->ln_rstd = wcmi_alloc(net->ctx, mb * (size_t)rb->S, sizeof(float));
   rb->bn.mean = wcmi_alloc(net->ctx, (size_t)rb->H, sizeof(float));
   rb->bn.rstd = wcmi_alloc(net->ctx, (size_t)rb->H, sizeof(float));
-  if (!rb->a || !rb->b || !rb->d || !rb->t1 || !rb->ln_mean || !rb->ln_rstd || !rb->bn.mean || !rb->bn.rstd)
+  if (!rb->a || !rb->d || !rb->bn_shift || !rb->bn_scale || !rb->bn_bias || !rb->ln_mean || !rb->ln_rstd ||
+      !rb->bn.mean || !rb->bn.rstd)
     return net->ctx->status;
   return WCMI_OK;
 }
 
 void resblock_free(net_layer *L) {
   resblock_state *rb = L->rb;
-  float *bufs[] = {rb->a, rb->b, rb->d, rb->t1, rb->ln_mean, rb->ln_rstd, rb->bn.mean, rb->bn.rstd};
+  float *bufs[] = {rb->a,        rb->d,       rb->bn_shift, rb->bn_scale, rb->bn_bias,
+                   rb->ln_mean,  rb->ln_rstd, rb->bn.mean,  rb->bn.rstd};
   for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) wcmi_free(bufs[i]);
   free(rb);
   L->rb = NULL;
@@ -119,25 +125,34 @@ static wcmi_conv2d_dims with_batch(const conv_params *c, int N) {
   return d;
 }
 
+/* Two activation maps, a and d, carry the block from forward to backward; the ReLU's output b is
+ * recomputed from a where it is needed (conv3's weight gradient and the ReLU mask), which is an
+ * elementwise map, cheaper to redo than to keep (at H = 2048 every map is 49 MiB per 128 samples).
+ *   forward:  a = conv0(x);  d = ReLU(BN(a));  d = conv3(d) in place;  y = shortcut(x);  d += y;
+ *             y = LN(d)                                        (a and d kept for backward)
+ *   backward: d = dL/d(sum) by LN backward in place;  dx = shortcut backward of d;
+ *             conv3 backward: weight gradient from d and ReLU(BN(a)) formed as it is read,
+ *             input gradient over d in place;  ReLU mask from a;  BN backward in place;
+ *             conv0 backward into a (dead by then, max(in, H) maps wide), dx += a. */
 void resblock_forward(wcmi_net *net, net_layer *L, const float *x, float *y, int N, int train) {
   resblock_state *rb = L->rb;
   int64_t n = (int64_t)N * rb->H * rb->S;
   wcmi_conv2d_dims d0 = with_batch(&rb->conv0, N), d3 = with_batch(&rb->conv3, N), ds = with_batch(&rb->shortcut, N);
   wcmi_conv2d_forward(&d0, x, net_pdata(net, rb->conv0.w), NULL, rb->a, net->ws);
   bn_params *bn = &rb->bn;
-  /* BN and ReLU in one pass: b only ever holds the ReLU's output (BN's backward reads a). */
   if (train)
     wcmi_batchnorm_relu_forward_train(N, rb->H, rb->S, rb->a, net_pdata(net, bn->gamma), net_pdata(net, bn->beta),
                                       net_pdata(net, bn->running_mean), net_pdata(net, bn->running_var),
-                                      net->params[bn->num_batches].i64, BN_MOMENTUM, BN_EPS, rb->b, bn->mean,
+                                      net->params[bn->num_batches].i64, BN_MOMENTUM, BN_EPS, rb->d, bn->mean,
                                       bn->rstd);
   else
     wcmi_batchnorm_relu_forward_eval(N, rb->H, rb->S, rb->a, net_pdata(net, bn->gamma), net_pdata(net, bn->beta),
                                      net_pdata(net, bn->running_mean), net_pdata(net, bn->running_var), BN_EPS,
-                                     rb->b);
+                                     rb->d);
+  conv2d_pointwise_forward(&d3, rb->d, NULL, net_pdata(net, rb->conv3.w), net_pdata(net, rb->conv3.b), rb->d,
+                           net->ws);
   /* y holds the shortcut for a moment; LayerNorm overwrites it at the end. */
   wcmi_conv2d_forward(&ds, x, net_pdata(net, rb->shortcut.w), NULL, y, net->ws);
-  wcmi_conv2d_forward(&d3, rb->b, net_pdata(net, rb->conv3.w), net_pdata(net, rb->conv3.b), rb->d, net->ws);
   float *dsum = rb->d;
 #pragma omp parallel for schedule(static)
   for (int64_t i = 0; i < n; i++) dsum[i] += y[i];
@@ -145,32 +160,34 @@ void resblock_forward(wcmi_net *net, net_layer *L, const float *x, float *y, int
                                  LN_EPS, y, rb->ln_mean, rb->ln_rstd);
 }
 
-/* Backward reuses the forward buffers once they are dead, so the block needs one scratch map (t1):
- *   LayerNorm        d (its input)     -> t1 = dL/d(sum)       d is dead from here on
- *   shortcut conv    t1                -> dx
- *   conv3            t1                -> d                    t1 is dead from here on
- *   ReLU             d (mask: b)       -> d
- *   BN               d (input: a)      -> t1                   a is dead from here on
- *   conv0            t1                -> a, then dx += a      (a is max(in, H) maps wide) */
+/* The BN+ReLU coefficients of the last forward (batch statistics in train mode, running ones in eval). */
+static conv2d_bnrelu bn_relu_of_last_forward(wcmi_net *net, resblock_state *rb) {
+  bn_params *bn = &rb->bn;
+  bn_relu_coefficients(rb->H, net->last_train, net_pdata(net, bn->gamma), net_pdata(net, bn->beta), bn->mean,
+                       bn->rstd, net_pdata(net, bn->running_mean), net_pdata(net, bn->running_var), BN_EPS,
+                       rb->bn_shift, rb->bn_scale, rb->bn_bias);
+  return (conv2d_bnrelu){rb->bn_shift, rb->bn_scale, rb->bn_bias};
+}
+
 void resblock_backward(wcmi_net *net, net_layer *L, const float *x, const float *dy, float *dx, int N, int params) {
   resblock_state *rb = L->rb;
-  int64_t n = (int64_t)N * rb->H * rb->S;
   wcmi_conv2d_dims d0 = with_batch(&rb->conv0, N), d3 = with_batch(&rb->conv3, N), ds = with_batch(&rb->shortcut, N);
 #define PG(idx) (params ? net_pgrad(net, (idx)) : NULL)
   wcmi_layernorm_channel_backward(N, rb->H, rb->S, rb->d, net_pdata(net, rb->ln_gamma), rb->ln_mean, rb->ln_rstd, dy,
-                                  rb->t1, PG(rb->ln_gamma), PG(rb->ln_beta));
-  wcmi_conv2d_backward(&ds, x, net_pdata(net, rb->shortcut.w), rb->t1, dx, PG(rb->shortcut.w), NULL, net->ws);
-  wcmi_conv2d_backward(&d3, rb->b, net_pdata(net, rb->conv3.w), rb->t1, rb->d, PG(rb->conv3.w), PG(rb->conv3.b),
-                       net->ws);
-  wcmi_relu_backward(n, rb->b, rb->d, rb->d);
+                                  rb->d, PG(rb->ln_gamma), PG(rb->ln_beta));
+  wcmi_conv2d_backward(&ds, x, net_pdata(net, rb->shortcut.w), rb->d, dx, PG(rb->shortcut.w), NULL, net->ws);
+  const conv2d_bnrelu xf = bn_relu_of_last_forward(net, rb);
+  conv2d_pointwise_backward(&d3, rb->a, &xf, net_pdata(net, rb->conv3.w), rb->d, rb->d, PG(rb->conv3.w),
+                            PG(rb->conv3.b), net->ws);
+  bn_relu_mask_grad(N, rb->H, rb->S, rb->a, xf.shift, xf.scale, xf.bias, rb->d);
   bn_params *bn = &rb->bn;
   if (net->last_train)
-    wcmi_batchnorm_backward_train(N, rb->H, rb->S, rb->a, net_pdata(net, bn->gamma), bn->mean, bn->rstd, rb->d, rb->t1,
+    wcmi_batchnorm_backward_train(N, rb->H, rb->S, rb->a, net_pdata(net, bn->gamma), bn->mean, bn->rstd, rb->d, rb->d,
                                   PG(bn->gamma), PG(bn->beta));
   else
     wcmi_batchnorm_backward_eval(N, rb->H, rb->S, rb->a, net_pdata(net, bn->gamma), net_pdata(net, bn->running_mean),
-                                 net_pdata(net, bn->running_var), BN_EPS, rb->d, rb->t1, PG(bn->gamma), PG(bn->beta));
-  wcmi_conv2d_backward(&d0, x, net_pdata(net, rb->conv0.w), rb->t1, dx ? rb->a : NULL, PG(rb->conv0.w), NULL, net->ws);
+                                 net_pdata(net, bn->running_var), BN_EPS, rb->d, rb->d, PG(bn->gamma), PG(bn->beta));
+  wcmi_conv2d_backward(&d0, x, net_pdata(net, rb->conv0.w), rb->d, dx ? rb->a : NULL, PG(rb->conv0.w), NULL, net->ws);
 #undef PG
   if (dx) {
     int64_t nin = (int64_t)N * rb->in_ch * rb->S;

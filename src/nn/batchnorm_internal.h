@@ -1,0 +1,20 @@
+/* Private to src/nn: BN followed by ReLU, recomputed from the BN input so that a caller (the residual
+ * block) need not keep the ReLU's output map. */
+#ifndef WCMI_BATCHNORM_INTERNAL_H
+#define WCMI_BATCHNORM_INTERNAL_H
+
+/* The per-channel coefficients with which the last forward computed
+ *   y = max(0, (x - shift[c]) * scale[c] + bias[c]),
+ * bit for bit: from the batch mean and rstd it saved (train) or from the running statistics (eval).
+ * gamma / beta NULL stand for 1 / 0. */
+void bn_relu_coefficients(int C, int train, const float *gamma, const float *beta, const float *mean,
+                          const float *rstd, const float *running_mean, const float *running_var, float eps,
+                          float *shift, float *scale, float *bias);
+
+/* The ReLU's backward, with its mask recomputed from the BN input x (N, C, S): dy is zeroed where the
+ * forward's ReLU output was 0 (where its input was not > 0; NaN counts as not > 0, as in
+ * wcmi_relu_backward on the output). In place. */
+void bn_relu_mask_grad(int N, int C, int S, const float *x, const float *shift, const float *scale,
+                       const float *bias, float *dy);
+
+#endif
