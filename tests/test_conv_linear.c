@@ -294,7 +294,7 @@ static void conv_backward_into(const wcmi_conv2d_dims *d, const float *x, const 
 /* Shapes big enough for several sample blocks per thread (with a short last block), run at 1, 2 and 3
  * threads, checked against the double reference forward and backward. The third case has a weight
  * of 1500x1500: at 2 and 3 threads its per-thread dw partials (2.25M floats each) exceed the blocked
- * path's limit (2^21 floats), so it takes the whole-batch path. The fourth is the paper's first conv
+ * path's limit (2^21 floats), so it takes the shared-GEMM path. The fourth is the paper's first conv
  * (K = 16: the direct thin kernel) on 5 samples. */
 static void test_conv2d_parallel_sizes_match_double_reference(void) {
   wcmi_ctx ctx;

@@ -20,10 +20,13 @@
  * Thin path (conv2d_thin.c): a direct kernel for K <= 16, where a GEMM with so short an inner
  * dimension runs at a fraction of the BLAS's rate.
  *
- * Whole-batch path: one column matrix for the whole batch, one GEMM per pass split over the threads
- * by wcmi_sgemm. Used only where the blocked path's per-thread dw partials would exceed
- * DW_PARTIAL_MAX_FLOATS: the 2048->2048 1x1 conv at two or more threads, where this path also
- * measured ~10% faster (473 vs 520 ms forward+backward), at the cost of a 98 MiB column matrix.
+ * Shared-GEMM path: the batch in chunks of about SHARED_CHUNK_COLS GEMM columns, one GEMM per chunk
+ * and pass split over the threads by wcmi_sgemm, dw accumulated chunk after chunk. Used only where
+ * the blocked path's per-thread dw partials would exceed DW_PARTIAL_MAX_FLOATS: the 2048->2048 1x1
+ * conv at two or more threads, where it measured ~10% faster than the blocked path (473 vs 520 ms
+ * forward+backward). Chunks of 1568 columns (32 samples at 7x7) cost nothing measurable against
+ * one whole-batch GEMM (0.96-0.97 of SGEMM either way, bench_conv_bench) and need a 24.5 MiB
+ * workspace instead of 98 MiB.
  *
  * A "dense" conv, whose kernel covers the whole unpadded input (pad 0, KH == H, KW == W: every 1x1
  * conv on 1x1 maps, as in the global estimator), has Ho = Wo = 1 and x (N, C*H*W) is already the
@@ -34,7 +37,7 @@
  *
  * Determinism: every loop is statically partitioned and every output element is written by one
  * iteration in a fixed order; the partition (and with it dw's summation order) depends only on the
- * thread count, so a fixed --threads gives bit-identical results. Whole-batch loops go parallel only
+ * thread count, so a fixed --threads gives bit-identical results. Shared-GEMM-path loops go parallel only
  * above PARALLEL_MIN_FLOATS: each OpenMP region costs a fork/join and leaves its workers spinning
  * for a while afterwards, which for a copy of less than a megabyte costs more than it saves.
  */
@@ -153,7 +156,7 @@ static size_t dw_partial_floats(const wcmi_conv2d_dims *d) {
 }
 
 /* The blocked path needs a private weight-gradient buffer per extra thread; past a limit (many threads
- * on a large 1x1 conv) the whole-batch path is used instead. */
+ * on a large 1x1 conv) the shared-GEMM path is used instead. */
 static int use_blocked(const wcmi_conv2d_dims *d, int T) {
   return (double)(T - 1) * (double)dw_partial_floats(d) <= (double)DW_PARTIAL_MAX_FLOATS;
 }
@@ -215,7 +218,7 @@ static void valid_range(int out_len, int in_len, int stride, int pad, int k, int
 }
 
 /* The lowering helpers below work on the samples [n0, n0 + g) and a column matrix of g*S columns.
- * `par` lets them open their own parallel loop (whole-batch path); the blocked path calls them from
+ * `par` lets them open their own parallel loop (shared-GEMM path); the blocked path calls them from
  * inside its parallel region with par = 0. */
 
 /* x (N, C, H, W) -> cols (K, g*S). One iteration fills the S columns of sample n0+j in row r. */
