@@ -335,19 +335,20 @@ static void resblock_part_fwd(layer_call *c) {
   const float *x = c->L->in_ptr;
   int N = c->N;
   int64_t n = (int64_t)N * rb->H * rb->S;
+  float *a = rb->a_in_output ? c->L->y : rb->a;
   wcmi_conv2d_dims d;
   switch (c->sub) {
   case RB_CONV0:
     d = dims_n(&rb->conv0, N);
-    wcmi_conv2d_forward(&d, x, net_pdata(net, rb->conv0.w), NULL, rb->a, net->ws);
+    wcmi_conv2d_forward(&d, x, net_pdata(net, rb->conv0.w), NULL, a, net->ws);
     break;
   case RB_BN_RELU:
     if (c->train)
-      wcmi_batchnorm_relu_forward_train(N, rb->H, rb->S, rb->a, net_pdata(net, bn->gamma), net_pdata(net, bn->beta),
+      wcmi_batchnorm_relu_forward_train(N, rb->H, rb->S, a, net_pdata(net, bn->gamma), net_pdata(net, bn->beta),
                                         net_pdata(net, bn->running_mean), net_pdata(net, bn->running_var),
                                         net->params[bn->num_batches].i64, MOM, E, rb->d, bn->mean, bn->rstd);
     else
-      wcmi_batchnorm_relu_forward_eval(N, rb->H, rb->S, rb->a, net_pdata(net, bn->gamma), net_pdata(net, bn->beta),
+      wcmi_batchnorm_relu_forward_eval(N, rb->H, rb->S, a, net_pdata(net, bn->gamma), net_pdata(net, bn->beta),
                                        net_pdata(net, bn->running_mean), net_pdata(net, bn->running_var), E, rb->d);
     break;
   case RB_CONV3:
@@ -374,7 +375,8 @@ static void resblock_part_fwd(layer_call *c) {
 }
 
 /* Backward of a resblock part; dy/dx are scratch buffers of the right size (values irrelevant). The
- * BN+ReLU part times the ReLU mask and the BN backward, both in place on d. */
+ * BN+ReLU part times the ReLU mask and the BN backward, both in place on d; conv0's part includes
+ * the recomputation of a where the block keeps it in its output buffer. */
 static void resblock_part_bwd(layer_call *c) {
   wcmi_net *net = c->net;
   resblock_state *rb = c->L->rb;
@@ -382,6 +384,7 @@ static void resblock_part_bwd(layer_call *c) {
   const float *x = c->L->in_ptr;
   int N = c->N, p = c->params;
   float *gx = c->dx ? c->gx : NULL; /* input-sized gradient */
+  float *a = rb->a_in_output ? c->L->y : rb->a;
   wcmi_conv2d_dims d;
   bn_relu_coefficients(rb->H, c->train, net_pdata(net, bn->gamma), net_pdata(net, bn->beta), bn->mean, bn->rstd,
                        net_pdata(net, bn->running_mean), net_pdata(net, bn->running_var), E, rb->bn_shift,
@@ -399,26 +402,20 @@ static void resblock_part_bwd(layer_call *c) {
     break;
   case RB_CONV3:
     d = dims_n(&rb->conv3, N);
-    conv2d_pointwise_backward(&d, rb->a, &xf, net_pdata(net, rb->conv3.w), rb->d, rb->d, PG(rb->conv3.w),
+    conv2d_pointwise_backward(&d, a, &xf, net_pdata(net, rb->conv3.w), rb->d, rb->d, 0, PG(rb->conv3.w),
                               PG(rb->conv3.b), net->ws);
     break;
   case RB_BN_RELU:
-    bn_relu_mask_grad(N, rb->H, rb->S, rb->a, xf.shift, xf.scale, xf.bias, rb->d);
-    bn_back(net, bn, N, rb->H, rb->S, rb->a, rb->d, rb->d, c->train, p);
+    bn_relu_mask_grad(N, rb->H, rb->S, a, xf.shift, xf.scale, xf.bias, rb->d);
+    bn_back(net, bn, N, rb->H, rb->S, a, rb->d, rb->d, c->train, p);
     break;
   case RB_CONV0:
     d = dims_n(&rb->conv0, N);
-    wcmi_conv2d_backward(&d, x, net_pdata(net, rb->conv0.w), rb->d, gx ? rb->a : NULL, PG(rb->conv0.w), NULL,
-                         net->ws);
+    if (rb->a_in_output) wcmi_conv2d_forward(&d, x, net_pdata(net, rb->conv0.w), NULL, a, net->ws);
+    conv2d_pointwise_backward(&d, x, NULL, net_pdata(net, rb->conv0.w), rb->d, gx, 1, PG(rb->conv0.w), NULL,
+                              net->ws);
     break;
-  case RB_ADD:
-    if (gx) {
-      int64_t nin = (int64_t)N * rb->in_ch * rb->S;
-      const float *ga = rb->a;
-#pragma omp parallel for schedule(static)
-      for (int64_t i = 0; i < nin; i++) gx[i] += ga[i];
-    }
-    break;
+  case RB_ADD: break; /* folded into conv0's backward (dx_add) */
   }
 #undef PG
 }

@@ -663,7 +663,8 @@ static void test_init_uniform_is_bounded_reproducible_and_uniform(void) {
 
 /* The residual block's pointwise entry points (src/nn/conv2d_internal.h): a 1x1 conv whose input goes
  * through BN+ReLU as it is read, run in place (y over x, dx over dy). Against the public conv on the
- * materialized BN+ReLU input, out of place, the results must be bit-identical: same blocks, same GEMMs.
+ * materialized BN+ReLU input, out of place, the results must be bit-identical: same blocks, same GEMMs;
+ * with dx_add the input gradient is added to dx's contents.
  * Shapes: 7x7 maps (blocked path), 1x1 maps (dense path, staged through the workspace), and at 3
  * threads a 1100->1100 conv whose per-thread dw partials exceed the blocked path's limit, with
  * 600 x 2 x 2 = 2400 GEMM columns: the shared-GEMM path in two chunks. Guard floats after the
@@ -716,10 +717,16 @@ static void test_conv2d_pointwise_inplace_with_bnrelu_input_matches_public_conv(
     memset(dw2, 0, nw * sizeof *dw2), memset(db2, 0, (size_t)C * sizeof *db2);
     wcmi_conv2d_backward(&d, b, w, dy, dx, dw, db, wsr);
     memcpy(io, dy, n * sizeof *io);
-    conv2d_pointwise_backward(&d, a, &xf, w, io, io, dw2, db2, ws);
+    conv2d_pointwise_backward(&d, a, &xf, w, io, io, 0, dw2, db2, ws);
     CHECK_MSG(memcmp(io, dx, n * sizeof *io) == 0, "case %d: in-place dx differs", k);
     CHECK_MSG(memcmp(dw2, dw, nw * sizeof *dw) == 0, "case %d: dw through the BN+ReLU input differs", k);
     CHECK_MSG(memcmp(db2, db, (size_t)C * sizeof *db) == 0, "case %d: db differs", k);
+    /* dx_add: the input gradient added to what dx holds (here y) */
+    memcpy(io, y, n * sizeof *io);
+    conv2d_pointwise_backward(&d, b, NULL, w, dy, io, 1, NULL, NULL, ws);
+    int add_bad = 0;
+    for (size_t i = 0; i < n; i++) add_bad += io[i] != y[i] + dx[i];
+    CHECK_MSG(add_bad == 0, "case %d: %d elements of dx += differ", k, add_bad);
     int guard_bad = 0;
     for (int g = 0; g < GUARD; g++) guard_bad += ws[nws + g] != 777.0f;
     CHECK_MSG(guard_bad == 0, "case %d: %d guard floats overwritten", k, guard_bad);

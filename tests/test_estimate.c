@@ -224,7 +224,28 @@ static void test_dim_gradient_in_the_lx_buffer_matches_a_separate_buffer(void) {
   wcmi_ctx_init(&ctx);
   wcmi_model m;
   CHECK_OK(&ctx, wcmi_model_init(&ctx, &m, "fashion-mnist", HS, WCMI_HEAD_LINEAR, N, 9));
+  /* The model's own local estimator takes its output gradient only in its output buffer
+   * (wcmi_net_set_grad_in_output; test_net checks that mode): a separate buffer is refused. */
   wcmi_dim d;
+  CHECK_OK(&ctx, wcmi_dim_init(&ctx, &d, &m, wcmi_mi_default_cfg(), WCMI_PATH_BOTH, N));
+  float *xr = calloc((size_t)N * 28 * 28, sizeof *xr), lr;
+  float *own = wcmi_alloc(&ctx, (size_t)N * d.H * d.L, sizeof(float)), *in_lx = d.dLx;
+  d.dLx = own;
+  CHECK(wcmi_dim_step(&d, xr, N, 0, 1, WCMI_DIM_ESTIMATOR_PARAMS, &lr, NULL) == WCMI_EINVAL);
+  CHECK(strstr(wcmi_errmsg(&ctx), "output buffer") != NULL);
+  d.dLx = in_lx;
+  wcmi_free(own), free(xr);
+  wcmi_dim_free(&d);
+  /* A local estimator built without that promise: conv, ReLU, the residual block. */
+  wcmi_net_free(m.local);
+  m.local = wcmi_net_new(&ctx, "dim_local", wcmi_shape3(1, 28, 28));
+  CHECK(m.local != NULL);
+  CHECK_OK(&ctx, wcmi_net_add_conv2d(m.local, "layer0.0", 8, 4, 2, 1, 0));
+  CHECK_OK(&ctx, wcmi_net_add_relu(m.local));
+  CHECK_OK(&ctx, wcmi_net_add_resblock(m.local, "", HS));
+  wcmi_rng rng;
+  wcmi_rng_seed(&rng, 10);
+  CHECK_OK(&ctx, wcmi_net_finalize(m.local, N, &rng));
   CHECK_OK(&ctx, wcmi_dim_init(&ctx, &d, &m, wcmi_mi_default_cfg(), WCMI_PATH_BOTH, N));
   CHECK(!d.dLx_owned && d.dLx == wcmi_net_output_for_grad(m.local));
   const int64_t nx = (int64_t)N * 28 * 28;

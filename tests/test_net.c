@@ -91,12 +91,15 @@ static double *to_double(const float *x, int64_t n) {
 
 /* Checks every parameter and the input of a resblock net against the double reference.
  * Tolerance: |analytic - numeric| <= 2e-3 + 2e-3 * |numeric| (float forward, eps = 1e-4 in double). */
-static void check_resblock(int train, int C, int H) {
+/* grad_in_output: the net is built with wcmi_net_set_grad_in_output (the block keeps its BN input in
+ * the output buffer and recomputes it there in backward) and dy is passed in that buffer. */
+static void check_resblock(int train, int C, int H, int grad_in_output) {
   const int N = 4, h = 2, w = 2, S = h * w;
   wcmi_rng rng;
   wcmi_rng_seed(&rng, 11 + train);
   wcmi_net *net = wcmi_net_new(&ctx, "dim_local", wcmi_shape3(C, h, w));
   CHECK_OK(&ctx, wcmi_net_add_resblock(net, "", H));
+  if (grad_in_output) CHECK_OK(&ctx, wcmi_net_set_grad_in_output(net));
   CHECK_OK(&ctx, wcmi_net_finalize(net, N, &rng));
   /* Perturb every parameter so no symmetry (BN gamma 1, LN gamma 1) hides a bug. */
   for (int i = 0; i < wcmi_net_num_params(net); i++) {
@@ -115,8 +118,19 @@ static void check_resblock(int train, int C, int H) {
   double *ref_rv = to_double(wcmi_net_find_param(net, "dim_local.block_nonlinear.1.running_var")->data, H);
   const float *y = wcmi_net_forward(net, x, N, train);
   CHECK(y != NULL);
+  if (!y) return;
+  double fl = 0; /* sum(y * R), read before a backward may reuse y's buffer */
+  for (int i = 0; i < N * H * S; i++) fl += (double)y[i] * R[i];
   wcmi_net_zero_grad(net);
-  CHECK_OK(&ctx, wcmi_net_backward(net, R, WCMI_GRAD_BOTH));
+  if (grad_in_output) {
+    CHECK(wcmi_net_backward(net, R, WCMI_GRAD_BOTH) == WCMI_EINVAL); /* dy elsewhere: refused */
+    float *dy = wcmi_net_output_for_grad(net);
+    CHECK(dy == y);
+    memcpy(dy, R, (size_t)N * H * S * sizeof *dy);
+    CHECK_OK(&ctx, wcmi_net_backward(net, dy, WCMI_GRAD_BOTH));
+  } else {
+    CHECK_OK(&ctx, wcmi_net_backward(net, R, WCMI_GRAD_BOTH));
+  }
 
   const char *names[] = {"block_nonlinear.0.weight", "block_nonlinear.1.weight", "block_nonlinear.1.bias",
                          "block_nonlinear.3.weight", "block_nonlinear.3.bias", "block_ln.1.weight",
@@ -137,8 +151,6 @@ static void check_resblock(int train, int C, int H) {
   double *xd = to_double(x, N * C * S), *Rd = to_double(R, N * H * S);
   ref_block rb = {N, C, H, S, train, pd[0], pd[1], pd[2], ref_rm, ref_rv, pd[3], pd[4], pd[5], pd[6], pd[7]};
   /* Forward value check: sum(y * R) float vs double. */
-  double fl = 0;
-  for (int i = 0; i < N * H * S; i++) fl += (double)y[i] * R[i];
   CHECK_CLOSE(fl, ref_block_loss(&rb, xd, Rd), 1e-4, 1e-4);
   const double eps = 1e-4;
   int bad = 0;
@@ -155,8 +167,9 @@ static void check_resblock(int train, int C, int H) {
       v[i] = keep;
       double num = (lp - lm) / (2 * eps);
       if (fabs(an[i] - num) > 2e-3 + 2e-3 * fabs(num) && bad++ < 5)
-        wt_fail(__FILE__, __LINE__, "resblock %s grad %s[%lld]: analytic %.6g numeric %.6g", train ? "train" : "eval",
-                k < 0 ? "input" : names[k], (long long)i, an[i], num);
+        wt_fail(__FILE__, __LINE__, "resblock %s%s grad %s[%lld]: analytic %.6g numeric %.6g",
+                train ? "train" : "eval", grad_in_output ? " (grad in output)" : "", k < 0 ? "input" : names[k],
+                (long long)i, an[i], num);
     }
   }
   CHECK(bad == 0);
@@ -168,15 +181,19 @@ static void check_resblock(int train, int C, int H) {
   wcmi_net_free(net);
 }
 
-/* C < H as in the paper; C > H too (backward then keeps the main branch's input gradient, C maps
- * wide, in the block's first buffer). */
+/* C < H as in the paper; C > H too (conv0's input gradient is then wider than the block's maps; it is
+ * added to dx directly). Each also with the BN input kept in the output buffer. */
 static void test_resblock_gradcheck_train_mode(void) {
-  check_resblock(1, 3, 5);
-  check_resblock(1, 6, 3);
+  for (int g = 0; g < 2; g++) {
+    check_resblock(1, 3, 5, g);
+    check_resblock(1, 6, 3, g);
+  }
 }
 static void test_resblock_gradcheck_eval_mode(void) {
-  check_resblock(0, 3, 5);
-  check_resblock(0, 6, 3);
+  for (int g = 0; g < 2; g++) {
+    check_resblock(0, 3, 5, g);
+    check_resblock(0, 6, 3, g);
+  }
 }
 
 static void test_resblock_shortcut_init_is_near_identity(void) {

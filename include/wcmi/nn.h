@@ -178,6 +178,11 @@ int wcmi_net_backward_from(wcmi_net *net, int last, const float *dy, int what);
  * size). NULL where backward reads that buffer itself (the output layer is a ReLU) or the output is
  * the net's input (a net of views only). */
 float *wcmi_net_output_for_grad(wcmi_net *net);
+/* Before finalize: promise that every backward through the last layer gets its dy in the buffer
+ * wcmi_net_output_for_grad returns (backward fails with WCMI_EINVAL otherwise). A residual block as
+ * last layer then keeps one activation map fewer (its BN input lives in the output buffer and is
+ * recomputed there in backward). The local estimator is built this way. */
+int wcmi_net_set_grad_in_output(wcmi_net *net);
 const float *wcmi_net_input_grad(const wcmi_net *net);
 void wcmi_net_zero_grad(wcmi_net *net);
 

@@ -390,8 +390,10 @@ static void gather_samples(int n0, int g, int R, int S, const float *src, const 
   }
 }
 
-/* src (R, g*S) -> dst (N, R, S) samples [n0, n0 + g), adding b (R) if given. */
-static void scatter_samples(int n0, int g, int R, int S, const float *src, const float *b, float *dst, int par) {
+/* src (R, g*S) -> dst (N, R, S) samples [n0, n0 + g), adding b (R) if given; added to dst's values
+ * when `add`, else overwriting them. */
+static void scatter_samples(int n0, int g, int R, int S, const float *src, const float *b, float *dst, int add,
+                            int par) {
   const int64_t items = (int64_t)g * R;
 #pragma omp parallel for schedule(static) if (par && items * S >= PARALLEL_MIN_FLOATS)
   for (int64_t it = 0; it < items; it++) {
@@ -399,7 +401,10 @@ static void scatter_samples(int n0, int g, int R, int S, const float *src, const
     const float *from = src + ((int64_t)r * g + j) * S;
     float *to = dst + ((int64_t)n0 * R + it) * S;
     const float bias = b ? b[r] : 0.0f;
-    for (int i = 0; i < S; i++) to[i] = from[i] + bias;
+    if (add)
+      for (int i = 0; i < S; i++) to[i] += from[i] + bias;
+    else
+      for (int i = 0; i < S; i++) to[i] = from[i] + bias;
   }
 }
 
@@ -414,10 +419,12 @@ static void lower_samples(const wcmi_conv2d_dims *d, const float *x, const conv2
     im2col_bounded(d, x, n0, g, cols, par);
 }
 
-/* dcols (K, g*S) -> dx samples [n0, n0 + g), overwritten */
-static void raise_samples(const wcmi_conv2d_dims *d, const float *dcols, int n0, int g, float *dx, int par) {
+/* dcols (K, g*S) -> dx samples [n0, n0 + g), overwritten, or added to dx for pointwise convs when
+ * `add` (the public entry points never add). */
+static void raise_samples(const wcmi_conv2d_dims *d, const float *dcols, int n0, int g, float *dx, int add,
+                          int par) {
   if (conv_is_pointwise(d))
-    scatter_samples(n0, g, d->C, d->H * d->W, dcols, NULL, dx, par);
+    scatter_samples(n0, g, d->C, d->H * d->W, dcols, NULL, dx, add, par);
   else if (padded_plane_fits(d))
     col2im_padded(d, dcols, n0, g, dx, par);
   else
@@ -439,8 +446,8 @@ static void bias_grad_accumulate(int N, int O, int S, const float *dy, float *db
 
 /* ---- blocked path ---------------------------------------------------------------------------- */
 
-static void forward_blocked(const wcmi_conv2d_dims *d, const float *x, const conv2d_bnrelu *xf, const float *w, const float *b, float *y,
-                            float *ws, int T) {
+static void forward_blocked(const wcmi_conv2d_dims *d, const float *x, const conv2d_bnrelu *xf, const float *w,
+                            const float *b, float *y, float *ws, int T) {
   const int O = d->O, K = (int)conv_K(d), S = d->Ho * d->Wo, g = block_samples(d, T);
   const int nb = (d->N + g - 1) / g;
   const size_t slot = block_slot_floats(d, T);
@@ -454,13 +461,13 @@ static void forward_blocked(const wcmi_conv2d_dims *d, const float *x, const con
       const int n0 = blk * g, gn = d->N - n0 < g ? d->N - n0 : g, cn = gn * S;
       lower_samples(d, x, xf, n0, gn, cols, 0);
       wcmi_sgemm(0, 0, O, cn, K, 1.0f, w, K, cols, cn, 0.0f, ybuf, cn);
-      scatter_samples(n0, gn, O, S, ybuf, b, y, 0);
+      scatter_samples(n0, gn, O, S, ybuf, b, y, 0, 0);
     }
   }
 }
 
-static void backward_blocked(const wcmi_conv2d_dims *d, const float *x, const conv2d_bnrelu *xf, const float *w, const float *dy, float *dx,
-                             float *dw, float *ws, int T) {
+static void backward_blocked(const wcmi_conv2d_dims *d, const float *x, const conv2d_bnrelu *xf, const float *w,
+                             const float *dy, float *dx, int dx_add, float *dw, float *ws, int T) {
   const int O = d->O, K = (int)conv_K(d), S = d->Ho * d->Wo, g = block_samples(d, T);
   const int nb = (d->N + g - 1) / g;
   const size_t slot = block_slot_floats(d, T), part = dw_partial_floats(d);
@@ -488,7 +495,7 @@ static void backward_blocked(const wcmi_conv2d_dims *d, const float *x, const co
       }
       if (dx) {
         wcmi_sgemm(1, 0, K, cn, O, 1.0f, w, K, dyb, cn, 0.0f, cols, cn);
-        raise_samples(d, cols, n0, gn, dx, 0);
+        raise_samples(d, cols, n0, gn, dx, dx_add, 0);
       }
     }
   }
@@ -497,20 +504,20 @@ static void backward_blocked(const wcmi_conv2d_dims *d, const float *x, const co
 
 /* ---- shared-GEMM path ------------------------------------------------------------------------ */
 
-static void forward_shared(const wcmi_conv2d_dims *d, const float *x, const conv2d_bnrelu *xf, const float *w, const float *b, float *y,
-                           float *ws) {
+static void forward_shared(const wcmi_conv2d_dims *d, const float *x, const conv2d_bnrelu *xf, const float *w,
+                           const float *b, float *y, float *ws) {
   const int N = d->N, O = d->O, K = (int)conv_K(d), S = d->Ho * d->Wo, g = shared_chunk_samples(d, N);
   for (int n0 = 0; n0 < N; n0 += g) {
     const int gn = N - n0 < g ? N - n0 : g, cn = gn * S;
     float *cols = ws, *ybuf = ws + (size_t)K * cn;
     lower_samples(d, x, xf, n0, gn, cols, 1);
     wcmi_sgemm(0, 0, O, cn, K, 1.0f, w, K, cols, cn, 0.0f, ybuf, cn);
-    scatter_samples(n0, gn, O, S, ybuf, b, y, 1);
+    scatter_samples(n0, gn, O, S, ybuf, b, y, 0, 1);
   }
 }
 
-static void backward_shared(const wcmi_conv2d_dims *d, const float *x, const conv2d_bnrelu *xf, const float *w, const float *dy, float *dx,
-                            float *dw, float *ws) {
+static void backward_shared(const wcmi_conv2d_dims *d, const float *x, const conv2d_bnrelu *xf, const float *w,
+                            const float *dy, float *dx, int dx_add, float *dw, float *ws) {
   const int N = d->N, O = d->O, K = (int)conv_K(d), S = d->Ho * d->Wo, g = shared_chunk_samples(d, N);
   for (int n0 = 0; n0 < N; n0 += g) {
     const int gn = N - n0 < g ? N - n0 : g, cn = gn * S;
@@ -522,7 +529,7 @@ static void backward_shared(const wcmi_conv2d_dims *d, const float *x, const con
     }
     if (dx) {
       wcmi_sgemm(1, 0, K, cn, O, 1.0f, w, K, dyb, cn, 0.0f, cols, cn);
-      raise_samples(d, cols, n0, gn, dx, 1);
+      raise_samples(d, cols, n0, gn, dx, dx_add, 1);
     }
   }
 }
@@ -554,9 +561,9 @@ void wcmi_conv2d_backward(const wcmi_conv2d_dims *d, const float *x, const float
   if (conv2d_thin_applies(d))
     conv2d_thin_backward(d, x, w, dy, dx, dw, ws, T);
   else if (use_blocked(d, T))
-    backward_blocked(d, x, NULL, w, dy, dx, dw, ws, T);
+    backward_blocked(d, x, NULL, w, dy, dx, 0, dw, ws, T);
   else
-    backward_shared(d, x, NULL, w, dy, dx, dw, ws);
+    backward_shared(d, x, NULL, w, dy, dx, 0, dw, ws);
 }
 
 /* ---- pointwise entry points for the residual block (conv2d_internal.h) ------------------------ */
@@ -614,19 +621,23 @@ void conv2d_pointwise_forward(const wcmi_conv2d_dims *d, const float *x, const c
 }
 
 void conv2d_pointwise_backward(const wcmi_conv2d_dims *d, const float *x, const conv2d_bnrelu *xf, const float *w,
-                               const float *dy, float *dx, float *dw, float *db, float *ws) {
+                               const float *dy, float *dx, int dx_add, float *dw, float *db, float *ws) {
   if (db) bias_grad_accumulate(d->N, d->O, d->Ho * d->Wo, dy, db);
   if (!dx && !dw) return;
   if (conv_is_dense(d)) {
     const float *in = dw ? dense_input(d, x, xf, ws) : x;
     float *gx = dx ? ws + (size_t)d->N * d->C : NULL;
     wcmi_linear_backward(d->N, d->C, d->O, in, w, dy, gx, dw, NULL);
-    if (dx) memcpy(dx, gx, (size_t)d->N * d->C * sizeof *dx);
+    const int64_t n = (int64_t)d->N * d->C;
+    if (dx && dx_add)
+      for (int64_t i = 0; i < n; i++) dx[i] += gx[i];
+    else if (dx)
+      memcpy(dx, gx, (size_t)n * sizeof *dx);
     return;
   }
   const int T = conv_threads(d);
   if (use_blocked(d, T))
-    backward_blocked(d, x, xf, w, dy, dx, dw, ws, T);
+    backward_blocked(d, x, xf, w, dy, dx, dx_add, dw, ws, T);
   else
-    backward_shared(d, x, xf, w, dy, dx, dw, ws);
+    backward_shared(d, x, xf, w, dy, dx, dx_add, dw, ws);
 }

@@ -25,13 +25,14 @@ typedef struct conv2d_bnrelu {
 /* 1x1 conv, stride 1, no padding (d must be one), for callers that keep no separate input map:
  *  - xf, when not NULL, transforms the input x as it is read (the conv sees max(0, BN(x)));
  *  - y may be x (forward) and dx may be dy (backward) when C == O: every sample block is read
- *    completely before its outputs are written. db is summed before dx overwrites dy.
+ *    completely before its outputs are written. db is summed before dx overwrites dy;
+ *  - dx_add: the input gradient is added to dx instead of overwriting it.
  * Otherwise as wcmi_conv2d_forward / wcmi_conv2d_backward. The workspace must hold
  * conv2d_pointwise_workspace_floats(d) floats. */
 size_t conv2d_pointwise_workspace_floats(const wcmi_conv2d_dims *d);
 void conv2d_pointwise_forward(const wcmi_conv2d_dims *d, const float *x, const conv2d_bnrelu *xf, const float *w,
                               const float *b, float *y, float *ws);
 void conv2d_pointwise_backward(const wcmi_conv2d_dims *d, const float *x, const conv2d_bnrelu *xf, const float *w,
-                               const float *dy, float *dx, float *dw, float *db, float *ws);
+                               const float *dy, float *dx, int dx_add, float *dw, float *db, float *ws);
 
 #endif

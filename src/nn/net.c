@@ -324,7 +324,9 @@ int wcmi_net_finalize(wcmi_net *net, int max_batch, wcmi_rng *rng) {
     } else if (L->kind == LAYER_RESBLOCK) {
       size_t ws = resblock_workspace_floats(L, max_batch);
       if (ws > net->ws_floats) net->ws_floats = ws;
-      int rc = resblock_alloc(net, L);
+      /* the last layer of a net whose output buffer carries the output gradient keeps its BN
+       * input there (resblock.c) */
+      int rc = resblock_alloc(net, L, net->grad_in_output && i == net->n_layers - 1);
       if (rc) return rc;
     }
   }
@@ -525,6 +527,11 @@ int wcmi_net_backward_from(wcmi_net *net, int last, const float *dy, int what) {
   if (last < 0 || last >= net->n_layers)
     return wcmi_fail(net->ctx, WCMI_EINVAL, "net %s: backward from layer %d outside [0, %d)", net->prefix, last,
                      net->n_layers);
+  if (net->grad_in_output && last == net->n_layers - 1 && dy != wcmi_net_output_for_grad(net))
+    return wcmi_fail(net->ctx, WCMI_EINVAL,
+                     "net %s: was built to take the output gradient in its output buffer (wcmi_net_output_for_grad), "
+                     "got another buffer",
+                     net->prefix);
   if (!(what & WCMI_GRAD_BOTH)) return WCMI_OK;
   int want_input = (what & WCMI_GRAD_INPUT) != 0, want_params = (what & WCMI_GRAD_PARAMS) != 0;
   /* Without the input gradient, backward stops at the first layer that has parameters. */
@@ -591,6 +598,13 @@ int wcmi_net_num_layers(const wcmi_net *net) { return net->n_layers; }
 const char *wcmi_net_layer_name(const wcmi_net *net, int i) {
   return i >= 0 && i < net->n_layers ? net->layers[i].name : NULL;
 }
+int wcmi_net_set_grad_in_output(wcmi_net *net) {
+  if (net->finalized)
+    return wcmi_fail(net->ctx, WCMI_EINVAL, "net %s: wcmi_net_set_grad_in_output after finalize", net->prefix);
+  net->grad_in_output = 1;
+  return WCMI_OK;
+}
+
 float *wcmi_net_output_for_grad(wcmi_net *net) {
   for (int i = net->n_layers - 1; i >= 0; i--) {
     const net_layer *L = &net->layers[i];

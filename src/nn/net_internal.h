@@ -32,7 +32,9 @@ typedef struct resblock_state {
   conv_params conv0, conv3, shortcut;
   bn_params bn;
   int ln_gamma, ln_beta;
-  float *a; /* conv0 output, the BN input (N, H, S); backward: conv0's input gradient (max(in, H) wide) */
+  float *a; /* conv0 output, the BN input (N, H, S); NULL when it lives in the block's output buffer
+               (a_in_output: see resblock.c) */
+  int a_in_output;
   float *d; /* ReLU(BN(a)), then conv3's output in place, then the pre-LayerNorm sum (N, H, S); backward:
                the gradient flowing down the main branch, in place */
   float *ln_mean, *ln_rstd;             /* (N*S) */
@@ -69,6 +71,7 @@ struct wcmi_net {
   int64_t n_float, n_trainable, n_counters;
   int max_batch;
   int finalized;
+  int grad_in_output; /* wcmi_net_set_grad_in_output: backward's dy is always the output buffer */
   int last_N, last_train;
   float *ws;          /* conv workspace, shared by all convs */
   size_t ws_floats;
@@ -92,7 +95,7 @@ float *net_pgrad(wcmi_net *net, int idx);
 /* resblock.c */
 int resblock_build(wcmi_net *net, net_layer *L, const char *name, int H);
 size_t resblock_workspace_floats(const net_layer *L, int max_batch);
-int resblock_alloc(wcmi_net *net, net_layer *L);
+int resblock_alloc(wcmi_net *net, net_layer *L, int a_in_output);
 void resblock_init(wcmi_net *net, net_layer *L, wcmi_rng *rng);
 void resblock_forward(wcmi_net *net, net_layer *L, const float *x, float *y, int N, int train);
 void resblock_backward(wcmi_net *net, net_layer *L, const float *x, const float *dy, float *dx, int N, int want_params);

@@ -67,18 +67,19 @@ size_t resblock_workspace_floats(const net_layer *L, int max_batch) {
   for (int i = 0; i < 3; i++) {
     wcmi_conv2d_dims d = cs[i]->dims;
     d.N = max_batch;
-    /* conv3 runs in place through the pointwise entry points, the others as plain convs */
-    size_t w = i == 2 ? conv2d_pointwise_workspace_floats(&d) : wcmi_conv2d_workspace_floats(&d);
+    /* all run as plain convs; conv0 and conv3 also through the pointwise entry points */
+    size_t w = wcmi_conv2d_workspace_floats(&d);
     if (w > ws) ws = w;
+    if (i != 1 && (w = conv2d_pointwise_workspace_floats(&d)) > ws) ws = w;
   }
   return ws;
 }
 
-int resblock_alloc(wcmi_net *net, net_layer *L) {
+int resblock_alloc(wcmi_net *net, net_layer *L, int a_in_output) {
   resblock_state *rb = L->rb;
   size_t mb = (size_t)net->max_batch, hs = (size_t)rb->H * (size_t)rb->S;
-  size_t wide = (size_t)(rb->H > rb->in_ch ? rb->H : rb->in_ch) * (size_t)rb->S;
-  rb->a = wcmi_alloc(net->ctx, mb * wide, sizeof(float)); /* also the main branch's input gradient */
+  rb->a_in_output = a_in_output;
+  rb->a = a_in_output ? NULL : wcmi_alloc(net->ctx, mb * hs, sizeof(float));
   rb->d = wcmi_alloc(net->ctx, mb * hs, sizeof(float));
   rb->bn_shift = wcmi_alloc(net->ctx, (size_t)rb->H, sizeof(float));
   rb->bn_scale = wcmi_alloc(net->ctx, (size_t)rb->H, sizeof(float));
@@ -87,7 +88,7 @@ int resblock_alloc(wcmi_net *net, net_layer *L) {
   rb->ln_rstd = wcmi_alloc(net->ctx, mb * (size_t)rb->S, sizeof(float));
   rb->bn.mean = wcmi_alloc(net->ctx, (size_t)rb->H, sizeof(float));
   rb->bn.rstd = wcmi_alloc(net->ctx, (size_t)rb->H, sizeof(float));
-  if (!rb->a || !rb->d || !rb->bn_shift || !rb->bn_scale || !rb->bn_bias || !rb->ln_mean || !rb->ln_rstd ||
+  if ((!rb->a && !a_in_output) || !rb->d || !rb->bn_shift || !rb->bn_scale || !rb->bn_bias || !rb->ln_mean || !rb->ln_rstd ||
       !rb->bn.mean || !rb->bn.rstd)
     return net->ctx->status;
   return WCMI_OK;
@@ -133,25 +134,30 @@ static wcmi_conv2d_dims with_batch(const conv_params *c, int N) {
  *   backward: d = dL/d(sum) by LN backward in place;  dx = shortcut backward of d;
  *             conv3 backward: weight gradient from d and ReLU(BN(a)) formed as it is read,
  *             input gradient over d in place;  ReLU mask from a;  BN backward in place;
- *             conv0 backward into a (dead by then, max(in, H) maps wide), dx += a. */
+ *             conv0 backward, its input gradient added to dx.
+ * a_in_output (the last layer of a net built with wcmi_net_set_grad_in_output): a lives in the
+ * output buffer y until the shortcut overwrites it, and backward, whose dy is y, recomputes it there
+ * once LN backward has read dy: one map fewer for one extra conv0 (in -> H, the block's cheapest
+ * conv) per backward. */
 void resblock_forward(wcmi_net *net, net_layer *L, const float *x, float *y, int N, int train) {
   resblock_state *rb = L->rb;
   int64_t n = (int64_t)N * rb->H * rb->S;
   wcmi_conv2d_dims d0 = with_batch(&rb->conv0, N), d3 = with_batch(&rb->conv3, N), ds = with_batch(&rb->shortcut, N);
-  wcmi_conv2d_forward(&d0, x, net_pdata(net, rb->conv0.w), NULL, rb->a, net->ws);
+  float *a = rb->a_in_output ? y : rb->a;
+  wcmi_conv2d_forward(&d0, x, net_pdata(net, rb->conv0.w), NULL, a, net->ws);
   bn_params *bn = &rb->bn;
   if (train)
-    wcmi_batchnorm_relu_forward_train(N, rb->H, rb->S, rb->a, net_pdata(net, bn->gamma), net_pdata(net, bn->beta),
+    wcmi_batchnorm_relu_forward_train(N, rb->H, rb->S, a, net_pdata(net, bn->gamma), net_pdata(net, bn->beta),
                                       net_pdata(net, bn->running_mean), net_pdata(net, bn->running_var),
                                       net->params[bn->num_batches].i64, BN_MOMENTUM, BN_EPS, rb->d, bn->mean,
                                       bn->rstd);
   else
-    wcmi_batchnorm_relu_forward_eval(N, rb->H, rb->S, rb->a, net_pdata(net, bn->gamma), net_pdata(net, bn->beta),
+    wcmi_batchnorm_relu_forward_eval(N, rb->H, rb->S, a, net_pdata(net, bn->gamma), net_pdata(net, bn->beta),
                                      net_pdata(net, bn->running_mean), net_pdata(net, bn->running_var), BN_EPS,
                                      rb->d);
   conv2d_pointwise_forward(&d3, rb->d, NULL, net_pdata(net, rb->conv3.w), net_pdata(net, rb->conv3.b), rb->d,
                            net->ws);
-  /* y holds the shortcut for a moment; LayerNorm overwrites it at the end. */
+  /* y holds the shortcut for a moment (a is dead by now); LayerNorm overwrites it at the end. */
   wcmi_conv2d_forward(&ds, x, net_pdata(net, rb->shortcut.w), NULL, y, net->ws);
   float *dsum = rb->d;
 #pragma omp parallel for schedule(static)
@@ -175,24 +181,23 @@ void resblock_backward(wcmi_net *net, net_layer *L, const float *x, const float 
 #define PG(idx) (params ? net_pgrad(net, (idx)) : NULL)
   wcmi_layernorm_channel_backward(N, rb->H, rb->S, rb->d, net_pdata(net, rb->ln_gamma), rb->ln_mean, rb->ln_rstd, dy,
                                   rb->d, PG(rb->ln_gamma), PG(rb->ln_beta));
+  float *a = rb->a;
+  if (rb->a_in_output) { /* dy is L->y (net.c checks) and was last read just above */
+    a = L->y;
+    wcmi_conv2d_forward(&d0, x, net_pdata(net, rb->conv0.w), NULL, a, net->ws);
+  }
   wcmi_conv2d_backward(&ds, x, net_pdata(net, rb->shortcut.w), rb->d, dx, PG(rb->shortcut.w), NULL, net->ws);
   const conv2d_bnrelu xf = bn_relu_of_last_forward(net, rb);
-  conv2d_pointwise_backward(&d3, rb->a, &xf, net_pdata(net, rb->conv3.w), rb->d, rb->d, PG(rb->conv3.w),
+  conv2d_pointwise_backward(&d3, a, &xf, net_pdata(net, rb->conv3.w), rb->d, rb->d, 0, PG(rb->conv3.w),
                             PG(rb->conv3.b), net->ws);
-  bn_relu_mask_grad(N, rb->H, rb->S, rb->a, xf.shift, xf.scale, xf.bias, rb->d);
+  bn_relu_mask_grad(N, rb->H, rb->S, a, xf.shift, xf.scale, xf.bias, rb->d);
   bn_params *bn = &rb->bn;
   if (net->last_train)
-    wcmi_batchnorm_backward_train(N, rb->H, rb->S, rb->a, net_pdata(net, bn->gamma), bn->mean, bn->rstd, rb->d, rb->d,
+    wcmi_batchnorm_backward_train(N, rb->H, rb->S, a, net_pdata(net, bn->gamma), bn->mean, bn->rstd, rb->d, rb->d,
                                   PG(bn->gamma), PG(bn->beta));
   else
-    wcmi_batchnorm_backward_eval(N, rb->H, rb->S, rb->a, net_pdata(net, bn->gamma), net_pdata(net, bn->running_mean),
+    wcmi_batchnorm_backward_eval(N, rb->H, rb->S, a, net_pdata(net, bn->gamma), net_pdata(net, bn->running_mean),
                                  net_pdata(net, bn->running_var), BN_EPS, rb->d, rb->d, PG(bn->gamma), PG(bn->beta));
-  wcmi_conv2d_backward(&d0, x, net_pdata(net, rb->conv0.w), rb->d, dx ? rb->a : NULL, PG(rb->conv0.w), NULL, net->ws);
+  conv2d_pointwise_backward(&d0, x, NULL, net_pdata(net, rb->conv0.w), rb->d, dx, 1, PG(rb->conv0.w), NULL, net->ws);
 #undef PG
-  if (dx) {
-    int64_t nin = (int64_t)N * rb->in_ch * rb->S;
-    const float *ga = rb->a;
-#pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < nin; i++) dx[i] += ga[i];
-  }
 }
