@@ -24,16 +24,20 @@ static void dv_row_max(const float *u, int N, int L, double *row_max, int nt) {
   }
 }
 
-// row_b[i, loc] = sum_{j != i} exp(u[i, j, loc] - shift[loc]), accumulated in double.
-static void dv_row_sumexp(const float *u, int N, int L, const double *shift, double *row_sum, int nt) {
+// row_b[i, loc] = sum_{j != i} exp(u[i, j, loc] - shift[loc]), the terms in float (mi_expf, over a
+// row of L so the loop vectorizes), their sum in double.
+static void dv_row_sumexp(const float *u, int N, int L, const double *shift, double *row_sum, float *scratch,
+                          int nt) {
 #pragma omp parallel for schedule(static) num_threads(nt)
   for (int i = 0; i < N; i++) {
     double *s = row_sum + (size_t)i * L;
+    float *e = scratch + (size_t)i * L; /* row i's terms of one j at a time */
     for (int loc = 0; loc < L; loc++) s[loc] = 0.0;
     for (int j = 0; j < N; j++) {
       if (j == i) continue;
       const float *uij = u + ((size_t)i * N + j) * L;
-      for (int loc = 0; loc < L; loc++) s[loc] += exp((double)uij[loc] - shift[loc]);
+      for (int loc = 0; loc < L; loc++) e[loc] = mi_expf((float)((double)uij[loc] - shift[loc]));
+      for (int loc = 0; loc < L; loc++) s[loc] += (double)e[loc];
     }
   }
 }
@@ -49,7 +53,7 @@ double wcmi_mi_dv_loss(const mi_ws *ws, int N, int L, int nt) {
     for (int i = 0; i < N; i++) m = fmax(m, ws->row_a[(size_t)i * L + loc]);
     lse[loc] = m;
   }
-  dv_row_sumexp(u, N, L, lse, ws->row_b, nt);
+  dv_row_sumexp(u, N, L, lse, ws->row_b, ws->du, nt); /* du is free until the gradient */
   const double log_count = log((double)N * (double)(N - 1));
   double total = 0.0;
   for (int loc = 0; loc < L; loc++) {
@@ -80,7 +84,11 @@ void wcmi_mi_dv_grad(const mi_ws *ws, int N, int L, float dloss, int nt) {
       if (j == i) {
         for (int loc = 0; loc < L; loc++) duij[loc] = pos_grad;
       } else {
-        for (int loc = 0; loc < L; loc++) duij[loc] = mi_du(scale * exp((double)uij[loc] - lse[loc]));
+        /* exp(u - lse) <= 1 in float (mi_expf), scaled and flushed by mi_du's rule */
+        for (int loc = 0; loc < L; loc++) {
+          const float v = (float)scale * mi_expf((float)((double)uij[loc] - lse[loc]));
+          duij[loc] = fabsf(v) >= FLT_MIN ? v : 0.0f;
+        }
       }
     }
   }
