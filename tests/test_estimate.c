@@ -249,7 +249,8 @@ static void test_dim_gradient_in_the_lx_buffer_matches_a_separate_buffer(void) {
   CHECK_OK(&ctx, wcmi_dim_init(&ctx, &d, &m, wcmi_mi_default_cfg(), WCMI_PATH_BOTH, N));
   CHECK(!d.dLx_owned && d.dLx == wcmi_net_output_for_grad(m.local));
   const int64_t nx = (int64_t)N * 28 * 28;
-  float *x = malloc((size_t)nx * sizeof *x), *g1 = malloc((size_t)nx * sizeof *g1), *g2 = malloc((size_t)nx * sizeof *g2);
+  float *x = malloc((size_t)nx * sizeof *x), *g1 = malloc((size_t)nx * sizeof *g1);
+  float *g2 = malloc((size_t)nx * sizeof *g2);
   fill_inputs(x, 13);
   wcmi_net *nets[4];
   const int nn = wcmi_model_nets(&m, nets);

@@ -337,6 +337,63 @@ static void test_eval_input_gradient_same_with_fused_bn_relu(void) {
   }
 }
 
+/* wcmi_net_set_relu_in_place: ReLUs after BN (fused into the BN's pass), conv and linear layers
+ * overwrite those layers' outputs. Outputs, parameter gradients and input gradients must be
+ * bit-identical to the same net without it, in train mode and in eval mode (there also the fused
+ * eval BN+ReLU input-only backward), and the net must keep fewer buffers: the ReLU shares the
+ * previous layer's output. */
+static wcmi_net *relu_net(int in_place) {
+  wcmi_rng rng;
+  wcmi_rng_seed(&rng, 31);
+  wcmi_net *net = wcmi_net_new(&ctx, "encoder", wcmi_shape3(2, 8, 8));
+  wcmi_net_add_conv2d(net, "c0", 4, 4, 2, 1, 0);
+  wcmi_net_add_batchnorm(net, "b0");
+  wcmi_net_add_relu(net);
+  wcmi_net_add_conv2d(net, "c1", 5, 3, 1, 1, 1);
+  wcmi_net_add_relu(net);
+  wcmi_net_add_flatten(net);
+  wcmi_net_add_linear(net, "l0", 7, 1);
+  wcmi_net_add_relu(net);
+  wcmi_net_add_linear(net, "l1", 3, 1);
+  if (in_place) CHECK_OK(&ctx, wcmi_net_set_relu_in_place(net));
+  CHECK_OK(&ctx, wcmi_net_finalize(net, 4, &rng));
+  CHECK(wcmi_net_set_relu_in_place(net) == WCMI_EINVAL); /* too late after finalize */
+  return net;
+}
+
+static void test_relu_in_place_changes_nothing_but_memory(void) {
+  wcmi_net *a = relu_net(0), *b = relu_net(1);
+  wcmi_rng rng;
+  wcmi_rng_seed(&rng, 32);
+  float x[4 * 128], dy[4 * 3];
+  fill_uniform(&rng, x, 4 * 128, -1, 1);
+  fill_uniform(&rng, dy, 12, -1, 1);
+  for (int pass = 0; pass < 3; pass++) {
+    const int train = pass == 0, what = pass == 2 ? WCMI_GRAD_INPUT : WCMI_GRAD_BOTH;
+    const float *ya = wcmi_net_forward(a, x, 4, train), *yb = wcmi_net_forward(b, x, 4, train);
+    CHECK(ya && yb && memcmp(ya, yb, 12 * sizeof(float)) == 0);
+    /* the ReLUs share their producers' outputs only in b */
+    CHECK(wcmi_net_layer_output(a, 1, NULL) != wcmi_net_layer_output(a, 2, NULL));
+    CHECK(wcmi_net_layer_output(b, 1, NULL) == wcmi_net_layer_output(b, 2, NULL));
+    CHECK(wcmi_net_layer_output(b, 3, NULL) == wcmi_net_layer_output(b, 4, NULL));
+    wcmi_net_zero_grad(a), wcmi_net_zero_grad(b);
+    CHECK_OK(&ctx, wcmi_net_backward(a, dy, what));
+    CHECK_OK(&ctx, wcmi_net_backward(b, dy, what));
+    CHECK_MSG(memcmp(wcmi_net_input_grad(a), wcmi_net_input_grad(b), 4 * 128 * sizeof(float)) == 0,
+              "pass %d: input gradients differ", pass);
+    for (int i = 0; i < wcmi_net_num_params(a); i++) {
+      wcmi_param *pa = wcmi_net_param(a, i), *pb = wcmi_net_param(b, i);
+      if (pa->kind != WCMI_PARAM_TRAINABLE) continue;
+      CHECK_MSG(memcmp(pa->grad, pb->grad, (size_t)wcmi_shape_numel(&pa->shape) * sizeof(float)) == 0,
+                "pass %d: gradient of %s differs", pass, pa->name);
+      CHECK_MSG(memcmp(pa->data, pb->data, (size_t)wcmi_shape_numel(&pa->shape) * sizeof(float)) == 0,
+                "pass %d: %s differs", pass, pa->name);
+    }
+  }
+  wcmi_net_free(a);
+  wcmi_net_free(b);
+}
+
 static void test_param_names_follow_pytorch(void) {
   wcmi_net *net = small_convnet(1, 2);
   CHECK(net != NULL);
@@ -521,6 +578,7 @@ int main(void) {
   RUN(test_normalize_forward_and_gradient);
   RUN(test_backward_computes_only_what_is_asked);
   RUN(test_eval_input_gradient_same_with_fused_bn_relu);
+  RUN(test_relu_in_place_changes_nothing_but_memory);
   RUN(test_param_names_follow_pytorch);
   RUN(test_shape_errors_name_the_layer);
   RUN(test_adam_step_matches_closed_form);

@@ -183,6 +183,11 @@ float *wcmi_net_output_for_grad(wcmi_net *net);
  * last layer then keeps one activation map fewer (its BN input lives in the output buffer and is
  * recomputed there in backward). The local estimator is built this way. */
 int wcmi_net_set_grad_in_output(wcmi_net *net);
+/* Before finalize: every ReLU that directly follows a BatchNorm, conv or linear layer overwrites that
+ * layer's output instead of keeping its own (after a BatchNorm, in the same pass): one activation
+ * map fewer per pair, at the price of that layer's own output (see wcmi_net_layer_output). The MI
+ * estimators are built this way; the encoder, whose BN outputs the per-neuron analysis reads, is not. */
+int wcmi_net_set_relu_in_place(wcmi_net *net);
 const float *wcmi_net_input_grad(const wcmi_net *net);
 void wcmi_net_zero_grad(wcmi_net *net);
 
@@ -194,7 +199,9 @@ wcmi_param *wcmi_net_param(wcmi_net *net, int i);
 wcmi_param *wcmi_net_find_param(wcmi_net *net, const char *name);
 int64_t wcmi_net_num_trainable(const wcmi_net *net); /* scalar count */
 /* Output of intermediate layer i (0-based, in build order) from the last forward, and its
- * per-sample shape; for saliency and per-neuron analysis. Returns NULL if out of range. */
+ * per-sample shape; for saliency and per-neuron analysis. Returns NULL if out of range. In a net
+ * built with wcmi_net_set_relu_in_place, the output of a BatchNorm, conv or linear layer followed
+ * by a ReLU reads as the ReLU's output (the same buffer). */
 const float *wcmi_net_layer_output(const wcmi_net *net, int i, wcmi_shape *shape);
 int wcmi_net_num_layers(const wcmi_net *net);
 const char *wcmi_net_layer_name(const wcmi_net *net, int i); /* "layer0.0", "relu" ... */

@@ -71,8 +71,10 @@ wcmi_net *wcmi_build_local_estimator(wcmi_ctx *ctx, const wcmi_input_spec *in, i
   rc = rc ? rc : conv_bn_relu(net, 0, 64);
   rc = rc ? rc : conv_bn_relu(net, 1, 128);
   rc = rc ? rc : wcmi_net_add_resblock(net, "", hsize);
-  /* wcmi_dim passes dL/dLx in Lx's buffer: the block keeps one (N, H, 7, 7) map fewer */
+  /* wcmi_dim passes dL/dLx in Lx's buffer: the block keeps one (N, H, 7, 7) map fewer; nobody
+   * reads the hidden BN outputs of a critic, so its ReLUs work in place */
   rc = rc ? rc : wcmi_net_set_grad_in_output(net);
+  rc = rc ? rc : wcmi_net_set_relu_in_place(net);
   return finish(net, rc, max_batch, rng);
 }
 

@@ -36,7 +36,7 @@ void wcmi_net_free(wcmi_net *net) {
   if (!net) return;
   for (int i = 0; i < net->n_layers; i++) {
     net_layer *L = &net->layers[i];
-    wcmi_free(L->y);
+    if (!L->relu_in_place) wcmi_free(L->y);
     wcmi_free(L->bn.mean);
     wcmi_free(L->bn.rstd);
     wcmi_free(L->dropout_mask);
@@ -241,6 +241,13 @@ void net_bn_reset(wcmi_net *net, const bn_params *bn) {
 
 static int is_view(layer_kind k) { return k == LAYER_FLATTEN || k == LAYER_VIEW_MAP; }
 
+/* With wcmi_net_set_relu_in_place, a ReLU works in place on the output of a layer whose backward
+ * never reads that output (BN, conv and linear read their input): one activation map fewer per such
+ * pair. The layer's own output (wcmi_net_layer_output) then holds the ReLU's result. */
+static int relu_may_borrow(const net_layer *P) {
+  return P->kind == LAYER_BATCHNORM || P->kind == LAYER_CONV2D || P->kind == LAYER_LINEAR;
+}
+
 static void init_params(wcmi_net *net, wcmi_rng *rng) {
   for (int i = 0; i < net->n_layers; i++) {
     net_layer *L = &net->layers[i];
@@ -305,7 +312,12 @@ int wcmi_net_finalize(wcmi_net *net, int max_batch, wcmi_rng *rng) {
   for (int i = 0; i < net->n_layers; i++) {
     net_layer *L = &net->layers[i];
     if (i + 1 < net->n_layers && L->out_numel > max_numel) max_numel = L->out_numel;
-    if (!is_view(L->kind)) {
+    if (L->kind == LAYER_RELU && net->relu_in_place && i > 0 && relu_may_borrow(&net->layers[i - 1])) {
+      net_layer *P = &net->layers[i - 1];
+      L->y = P->y;
+      L->relu_in_place = 1;
+      P->relu_fused = P->kind == LAYER_BATCHNORM;
+    } else if (!is_view(L->kind)) {
       L->y = wcmi_alloc(net->ctx, mb * (size_t)L->out_numel, sizeof(float));
       if (!L->y) return net->ctx->status;
     }
@@ -371,17 +383,23 @@ static void normalize_backward(const net_layer *L, const float *x, const float *
   }
 }
 
+/* With relu_fused, BN and the following ReLU in one pass (bit-identical to the two passes). */
 static void bn_forward(wcmi_net *net, net_layer *L, const float *x, float *y, int N, int train) {
   bn_params *bn = &L->bn;
   int C = (int)L->in.d[0];
   int S = (int)(L->in_numel / C);
-  if (train)
-    wcmi_batchnorm_forward_train(N, C, S, x, net_pdata(net, bn->gamma), net_pdata(net, bn->beta),
-                                 net_pdata(net, bn->running_mean), net_pdata(net, bn->running_var),
-                                 net->params[bn->num_batches].i64, BN_MOMENTUM, BN_EPS, y, bn->mean, bn->rstd);
+  float *g = net_pdata(net, bn->gamma), *b = net_pdata(net, bn->beta), *rm = net_pdata(net, bn->running_mean),
+        *rv = net_pdata(net, bn->running_var);
+  if (train && L->relu_fused)
+    wcmi_batchnorm_relu_forward_train(N, C, S, x, g, b, rm, rv, net->params[bn->num_batches].i64, BN_MOMENTUM, BN_EPS,
+                                      y, bn->mean, bn->rstd);
+  else if (train)
+    wcmi_batchnorm_forward_train(N, C, S, x, g, b, rm, rv, net->params[bn->num_batches].i64, BN_MOMENTUM, BN_EPS, y,
+                                 bn->mean, bn->rstd);
+  else if (L->relu_fused)
+    wcmi_batchnorm_relu_forward_eval(N, C, S, x, g, b, rm, rv, BN_EPS, y);
   else
-    wcmi_batchnorm_forward_eval(N, C, S, x, net_pdata(net, bn->gamma), net_pdata(net, bn->beta),
-                                net_pdata(net, bn->running_mean), net_pdata(net, bn->running_var), BN_EPS, y);
+    wcmi_batchnorm_forward_eval(N, C, S, x, g, b, rm, rv, BN_EPS, y);
 }
 
 static void layer_forward(wcmi_net *net, net_layer *L, const float *x, int N, int train) {
@@ -404,7 +422,7 @@ static void layer_forward(wcmi_net *net, net_layer *L, const float *x, int N, in
     bn_forward(net, L, x, y, N, train);
     break;
   case LAYER_RELU:
-    wcmi_relu_forward((int64_t)N * L->out_numel, x, y);
+    if (!(L->relu_in_place && L[-1].relu_fused)) wcmi_relu_forward((int64_t)N * L->out_numel, x, y); /* x may be y */
     break;
   case LAYER_DROPOUT:
     if (train && L->dropout_p > 0.0f)
@@ -598,6 +616,13 @@ int wcmi_net_num_layers(const wcmi_net *net) { return net->n_layers; }
 const char *wcmi_net_layer_name(const wcmi_net *net, int i) {
   return i >= 0 && i < net->n_layers ? net->layers[i].name : NULL;
 }
+int wcmi_net_set_relu_in_place(wcmi_net *net) {
+  if (net->finalized)
+    return wcmi_fail(net->ctx, WCMI_EINVAL, "net %s: wcmi_net_set_relu_in_place after finalize", net->prefix);
+  net->relu_in_place = 1;
+  return WCMI_OK;
+}
+
 int wcmi_net_set_grad_in_output(wcmi_net *net) {
   if (net->finalized)
     return wcmi_fail(net->ctx, WCMI_EINVAL, "net %s: wcmi_net_set_grad_in_output after finalize", net->prefix);

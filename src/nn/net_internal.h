@@ -51,6 +51,10 @@ typedef struct net_layer {
   bn_params bn;
   float dropout_p;
   float *dropout_mask;
+  /* A ReLU right after a BN, conv or linear layer (whose backward reads only its input) works in
+   * place in that layer's output buffer: relu_in_place on the ReLU (its y is borrowed), relu_fused
+   * on a BN, which then applies the ReLU in the same pass and leaves the ReLU nothing to do. */
+  int relu_in_place, relu_fused;
   float norm_mean[4], norm_std[4];
   resblock_state *rb;
   float *y;         /* own output buffer (max_batch * out_numel), NULL for views */
@@ -72,6 +76,7 @@ struct wcmi_net {
   int max_batch;
   int finalized;
   int grad_in_output; /* wcmi_net_set_grad_in_output: backward's dy is always the output buffer */
+  int relu_in_place;  /* wcmi_net_set_relu_in_place: ReLUs overwrite the output they follow */
   int last_N, last_train;
   float *ws;          /* conv workspace, shared by all convs */
   size_t ws_floats;

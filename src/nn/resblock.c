@@ -88,8 +88,8 @@ int resblock_alloc(wcmi_net *net, net_layer *L, int a_in_output) {
   rb->ln_rstd = wcmi_alloc(net->ctx, mb * (size_t)rb->S, sizeof(float));
   rb->bn.mean = wcmi_alloc(net->ctx, (size_t)rb->H, sizeof(float));
   rb->bn.rstd = wcmi_alloc(net->ctx, (size_t)rb->H, sizeof(float));
-  if ((!rb->a && !a_in_output) || !rb->d || !rb->bn_shift || !rb->bn_scale || !rb->bn_bias || !rb->ln_mean || !rb->ln_rstd ||
-      !rb->bn.mean || !rb->bn.rstd)
+  if ((!rb->a && !a_in_output) || !rb->d || !rb->bn_shift || !rb->bn_scale || !rb->bn_bias || !rb->ln_mean ||
+      !rb->ln_rstd || !rb->bn.mean || !rb->bn.rstd)
     return net->ctx->status;
   return WCMI_OK;
 }
