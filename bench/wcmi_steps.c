@@ -296,14 +296,21 @@ static void normalize_fwd(const net_layer *L, const float *x, float *y, int N) {
 
 static const float MOM = 0.1f, E = 1e-5f; /* BatchNorm momentum and eps, as net.c and resblock.c */
 
-static void bn_call(wcmi_net *net, bn_params *bn, int N, int C, int S, const float *x, float *y, int train) {
-  if (train)
-    wcmi_batchnorm_forward_train(N, C, S, x, net_pdata(net, bn->gamma), net_pdata(net, bn->beta),
-                                 net_pdata(net, bn->running_mean), net_pdata(net, bn->running_var),
-                                 net->params[bn->num_batches].i64, MOM, E, y, bn->mean, bn->rstd);
+/* A BN forward as net.c runs it: with the following ReLU in the same pass when that ReLU works in
+ * place (relu_fused; the ReLU's own part then does nothing). */
+static void bn_call(wcmi_net *net, bn_params *bn, int N, int C, int S, const float *x, float *y, int train,
+                    int relu) {
+  float *g = net_pdata(net, bn->gamma), *b = net_pdata(net, bn->beta), *rm = net_pdata(net, bn->running_mean),
+        *rv = net_pdata(net, bn->running_var);
+  int64_t *nbt = net->params[bn->num_batches].i64;
+  if (train && relu)
+    wcmi_batchnorm_relu_forward_train(N, C, S, x, g, b, rm, rv, nbt, MOM, E, y, bn->mean, bn->rstd);
+  else if (train)
+    wcmi_batchnorm_forward_train(N, C, S, x, g, b, rm, rv, nbt, MOM, E, y, bn->mean, bn->rstd);
+  else if (relu)
+    wcmi_batchnorm_relu_forward_eval(N, C, S, x, g, b, rm, rv, E, y);
   else
-    wcmi_batchnorm_forward_eval(N, C, S, x, net_pdata(net, bn->gamma), net_pdata(net, bn->beta),
-                                net_pdata(net, bn->running_mean), net_pdata(net, bn->running_var), E, y);
+    wcmi_batchnorm_forward_eval(N, C, S, x, g, b, rm, rv, E, y);
 }
 
 static void bn_back(wcmi_net *net, bn_params *bn, int N, int C, int S, const float *x, const float *dy, float *dx,
@@ -331,7 +338,6 @@ static const char *const RB_NAMES[RB_PARTS] = {"block_nonlinear.0 (1x1 in->H)", 
 static void resblock_part_fwd(layer_call *c) {
   wcmi_net *net = c->net;
   resblock_state *rb = c->L->rb;
-  bn_params *bn = &rb->bn;
   const float *x = c->L->in_ptr;
   int N = c->N;
   int64_t n = (int64_t)N * rb->H * rb->S;
@@ -342,15 +348,7 @@ static void resblock_part_fwd(layer_call *c) {
     d = dims_n(&rb->conv0, N);
     wcmi_conv2d_forward(&d, x, net_pdata(net, rb->conv0.w), NULL, a, net->ws);
     break;
-  case RB_BN_RELU:
-    if (c->train)
-      wcmi_batchnorm_relu_forward_train(N, rb->H, rb->S, a, net_pdata(net, bn->gamma), net_pdata(net, bn->beta),
-                                        net_pdata(net, bn->running_mean), net_pdata(net, bn->running_var),
-                                        net->params[bn->num_batches].i64, MOM, E, rb->d, bn->mean, bn->rstd);
-    else
-      wcmi_batchnorm_relu_forward_eval(N, rb->H, rb->S, a, net_pdata(net, bn->gamma), net_pdata(net, bn->beta),
-                                       net_pdata(net, bn->running_mean), net_pdata(net, bn->running_var), E, rb->d);
-    break;
+  case RB_BN_RELU: bn_call(net, &rb->bn, N, rb->H, rb->S, a, rb->d, c->train, 1); break;
   case RB_CONV3:
     d = dims_n(&rb->conv3, N);
     conv2d_pointwise_forward(&d, rb->d, NULL, net_pdata(net, rb->conv3.w), net_pdata(net, rb->conv3.b), rb->d,
@@ -438,9 +436,11 @@ static void layer_fwd_call(void *arg) {
                         L->y);
     break;
   case LAYER_BATCHNORM:
-    bn_call(net, &L->bn, N, (int)L->in.d[0], (int)(L->in_numel / L->in.d[0]), x, L->y, c->train);
+    bn_call(net, &L->bn, N, (int)L->in.d[0], (int)(L->in_numel / L->in.d[0]), x, L->y, c->train, L->relu_fused);
     break;
-  case LAYER_RELU: wcmi_relu_forward((int64_t)N * L->out_numel, x, L->y); break;
+  case LAYER_RELU:
+    if (!(L->relu_in_place && L[-1].relu_fused)) wcmi_relu_forward((int64_t)N * L->out_numel, x, L->y);
+    break;
   case LAYER_RESBLOCK: resblock_part_fwd(c); break;
   default: break; /* views, dropout (not in these nets) */
   }

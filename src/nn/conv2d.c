@@ -37,9 +37,10 @@
  *
  * Determinism: every loop is statically partitioned and every output element is written by one
  * iteration in a fixed order; the partition (and with it dw's summation order) depends only on the
- * thread count, so a fixed --threads gives bit-identical results. Shared-GEMM-path loops go parallel only
- * above PARALLEL_MIN_FLOATS: each OpenMP region costs a fork/join and leaves its workers spinning
- * for a while afterwards, which for a copy of less than a megabyte costs more than it saves.
+ * thread count, so a fixed --threads gives bit-identical results. The shared-GEMM path's loops go
+ * parallel only above PARALLEL_MIN_FLOATS: each OpenMP region costs a fork/join and leaves its
+ * workers spinning for a while afterwards, which for a copy of less than a megabyte costs more than
+ * it saves.
  */
 #include "nn/conv2d_internal.h"
 #include "wcmi/blas.h"
@@ -192,16 +193,20 @@ static size_t workspace_for_threads(const wcmi_conv2d_dims *d, int T) {
   return shared_workspace_floats(d);
 }
 
-/* Sized for every thread count a call may run with (1 .. d->threads) and every batch up to d->N. */
-size_t wcmi_conv2d_workspace_floats(const wcmi_conv2d_dims *d) {
-  if (conv_is_dense(d)) return 0;
+/* Sized for every thread count a call may run with (1 .. d->threads) and every batch up to d->N;
+ * `thin`: the call may take the direct thin kernel. */
+static size_t workspace_any_threads(const wcmi_conv2d_dims *d, int thin) {
   const int T = sized_threads(d);
   size_t need = 0;
   for (int t = 1; t <= T; t++) {
-    const size_t n = conv2d_thin_applies(d) ? conv2d_thin_workspace_floats(d, t) : workspace_for_threads(d, t);
+    const size_t n = thin ? conv2d_thin_workspace_floats(d, t) : workspace_for_threads(d, t);
     if (n > need) need = n;
   }
   return need;
+}
+
+size_t wcmi_conv2d_workspace_floats(const wcmi_conv2d_dims *d) {
+  return conv_is_dense(d) ? 0 : workspace_any_threads(d, conv2d_thin_applies(d));
 }
 
 /* Output columns [lo, hi) read input columns inside [0, W) for kernel offset k (first/last valid
@@ -579,14 +584,7 @@ static size_t pointwise_dense_floats(const wcmi_conv2d_dims *d) {
 }
 
 size_t conv2d_pointwise_workspace_floats(const wcmi_conv2d_dims *d) {
-  if (conv_is_dense(d)) return pointwise_dense_floats(d);
-  const int T = sized_threads(d);
-  size_t need = 0;
-  for (int t = 1; t <= T; t++) {
-    const size_t n = workspace_for_threads(d, t);
-    if (n > need) need = n;
-  }
-  return need;
+  return conv_is_dense(d) ? pointwise_dense_floats(d) : workspace_any_threads(d, 0);
 }
 
 /* Dense shapes: x (N, C) through xf into ws (same expression as gather_samples), or x itself. */
