@@ -449,11 +449,37 @@ static void bias_grad_accumulate(int N, int O, int S, const float *dy, float *db
   }
 }
 
+/* One block of samples [n0, n0 + gn) through the GEMMs, with the block's column matrix in cols and
+ * its output (gradient) matrix in buf; both paths below run their blocks through these. `par`: the
+ * layout loops may open their own parallel region. */
+static void forward_samples(const wcmi_conv2d_dims *d, const float *x, const conv2d_bnrelu *xf, const float *w,
+                            const float *b, float *y, int n0, int gn, float *cols, float *buf, int par) {
+  const int O = d->O, K = (int)conv_K(d), S = d->Ho * d->Wo, cn = gn * S;
+  lower_samples(d, x, xf, n0, gn, cols, par);
+  wcmi_sgemm(0, 0, O, cn, K, 1.0f, w, K, cols, cn, 0.0f, buf, cn);
+  scatter_samples(n0, gn, O, S, buf, b, y, 0, par);
+}
+
+static void backward_samples(const wcmi_conv2d_dims *d, const float *x, const conv2d_bnrelu *xf, const float *w,
+                             const float *dy, float *dx, int dx_add, float *dw, int n0, int gn, float *cols,
+                             float *buf, int par) {
+  const int O = d->O, K = (int)conv_K(d), S = d->Ho * d->Wo, cn = gn * S;
+  gather_samples(n0, gn, O, S, dy, NULL, buf, par);
+  if (dw) {
+    lower_samples(d, x, xf, n0, gn, cols, par);
+    wcmi_sgemm(0, 1, O, K, cn, 1.0f, buf, cn, cols, cn, 1.0f, dw, K);
+  }
+  if (dx) {
+    wcmi_sgemm(1, 0, K, cn, O, 1.0f, w, K, buf, cn, 0.0f, cols, cn);
+    raise_samples(d, cols, n0, gn, dx, dx_add, par);
+  }
+}
+
 /* ---- blocked path ---------------------------------------------------------------------------- */
 
 static void forward_blocked(const wcmi_conv2d_dims *d, const float *x, const conv2d_bnrelu *xf, const float *w,
                             const float *b, float *y, float *ws, int T) {
-  const int O = d->O, K = (int)conv_K(d), S = d->Ho * d->Wo, g = block_samples(d, T);
+  const int K = (int)conv_K(d), S = d->Ho * d->Wo, g = block_samples(d, T);
   const int nb = (d->N + g - 1) / g;
   const size_t slot = block_slot_floats(d, T);
 #pragma omp parallel num_threads(T)
@@ -463,10 +489,8 @@ static void forward_blocked(const wcmi_conv2d_dims *d, const float *x, const con
     int lo, hi;
     wcmi_thread_range(nb, t, team, &lo, &hi);
     for (int blk = lo; blk < hi; blk++) {
-      const int n0 = blk * g, gn = d->N - n0 < g ? d->N - n0 : g, cn = gn * S;
-      lower_samples(d, x, xf, n0, gn, cols, 0);
-      wcmi_sgemm(0, 0, O, cn, K, 1.0f, w, K, cols, cn, 0.0f, ybuf, cn);
-      scatter_samples(n0, gn, O, S, ybuf, b, y, 0, 0);
+      const int n0 = blk * g, gn = d->N - n0 < g ? d->N - n0 : g;
+      forward_samples(d, x, xf, w, b, y, n0, gn, cols, ybuf, 0);
     }
   }
 }
@@ -492,16 +516,8 @@ static void backward_blocked(const wcmi_conv2d_dims *d, const float *x, const co
     int lo, hi;
     wcmi_thread_range(nb, t, team, &lo, &hi);
     for (int blk = lo; blk < hi; blk++) {
-      const int n0 = blk * g, gn = d->N - n0 < g ? d->N - n0 : g, cn = gn * S;
-      gather_samples(n0, gn, O, S, dy, NULL, dyb, 0);
-      if (dw) {
-        lower_samples(d, x, xf, n0, gn, cols, 0);
-        wcmi_sgemm(0, 1, O, K, cn, 1.0f, dyb, cn, cols, cn, 1.0f, dwt, K);
-      }
-      if (dx) {
-        wcmi_sgemm(1, 0, K, cn, O, 1.0f, w, K, dyb, cn, 0.0f, cols, cn);
-        raise_samples(d, cols, n0, gn, dx, dx_add, 0);
-      }
+      const int n0 = blk * g, gn = d->N - n0 < g ? d->N - n0 : g;
+      backward_samples(d, x, xf, w, dy, dx, dx_add, dwt, n0, gn, cols, dyb, 0);
     }
   }
   if (dw) wcmi_add_partials(dw, partials, team_size - 1, part, (size_t)O * K);
@@ -511,31 +527,19 @@ static void backward_blocked(const wcmi_conv2d_dims *d, const float *x, const co
 
 static void forward_shared(const wcmi_conv2d_dims *d, const float *x, const conv2d_bnrelu *xf, const float *w,
                            const float *b, float *y, float *ws) {
-  const int N = d->N, O = d->O, K = (int)conv_K(d), S = d->Ho * d->Wo, g = shared_chunk_samples(d, N);
+  const int N = d->N, K = (int)conv_K(d), S = d->Ho * d->Wo, g = shared_chunk_samples(d, N);
   for (int n0 = 0; n0 < N; n0 += g) {
-    const int gn = N - n0 < g ? N - n0 : g, cn = gn * S;
-    float *cols = ws, *ybuf = ws + (size_t)K * cn;
-    lower_samples(d, x, xf, n0, gn, cols, 1);
-    wcmi_sgemm(0, 0, O, cn, K, 1.0f, w, K, cols, cn, 0.0f, ybuf, cn);
-    scatter_samples(n0, gn, O, S, ybuf, b, y, 0, 1);
+    const int gn = N - n0 < g ? N - n0 : g;
+    forward_samples(d, x, xf, w, b, y, n0, gn, ws, ws + (size_t)K * gn * S, 1);
   }
 }
 
 static void backward_shared(const wcmi_conv2d_dims *d, const float *x, const conv2d_bnrelu *xf, const float *w,
                             const float *dy, float *dx, int dx_add, float *dw, float *ws) {
-  const int N = d->N, O = d->O, K = (int)conv_K(d), S = d->Ho * d->Wo, g = shared_chunk_samples(d, N);
+  const int N = d->N, K = (int)conv_K(d), S = d->Ho * d->Wo, g = shared_chunk_samples(d, N);
   for (int n0 = 0; n0 < N; n0 += g) {
-    const int gn = N - n0 < g ? N - n0 : g, cn = gn * S;
-    float *cols = ws, *dyb = ws + (size_t)K * cn;
-    gather_samples(n0, gn, O, S, dy, NULL, dyb, 1);
-    if (dw) {
-      lower_samples(d, x, xf, n0, gn, cols, 1);
-      wcmi_sgemm(0, 1, O, K, cn, 1.0f, dyb, cn, cols, cn, 1.0f, dw, K);
-    }
-    if (dx) {
-      wcmi_sgemm(1, 0, K, cn, O, 1.0f, w, K, dyb, cn, 0.0f, cols, cn);
-      raise_samples(d, cols, n0, gn, dx, dx_add, 1);
-    }
+    const int gn = N - n0 < g ? N - n0 : g;
+    backward_samples(d, x, xf, w, dy, dx, dx_add, dw, n0, gn, ws, ws + (size_t)K * gn * S, 1);
   }
 }
 
