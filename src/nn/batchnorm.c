@@ -77,14 +77,10 @@ static void bn_sum_dy_dyxmu(const float *x, const float *dy, int len, double mu,
  * wcmi_relu_forward: v < 0 ? 0 : v, so NaN stays NaN). Subtracting the (float) mean before scaling
  * avoids the cancellation of x*scale + (beta - mean*scale) when |mean| >> std. */
 static inline void bn_row_apply(const float *xr, int S, float mean, float scale, float beta, int relu, float *yr) {
-  if (relu) {
-    for (int s = 0; s < S; s++) {
-      const float v = (xr[s] - mean) * scale + beta;
-      yr[s] = v < 0.0f ? 0.0f : v;
-    }
-  } else {
-    for (int s = 0; s < S; s++) yr[s] = (xr[s] - mean) * scale + beta;
-  }
+  if (relu)
+    for (int s = 0; s < S; s++) yr[s] = bn_relu(bn_affine(xr[s], mean, scale, beta));
+  else
+    for (int s = 0; s < S; s++) yr[s] = bn_affine(xr[s], mean, scale, beta);
 }
 
 /* bn_row_apply on every row of channel c. */
@@ -293,9 +289,8 @@ void bn_relu_mask_grad(int N, int C, int S, const float *x, const float *shift, 
     const float *xr = x + r * S;
     float *g = dy + r * S;
     for (int s = 0; s < S; s++) {
-      const float v = (xr[s] - m) * k + be; /* bn_row_apply's expression: the forward's ReLU input */
-      const float gs = g[s];
-      g[s] = v > 0.0f ? gs : 0.0f;
+      const float gs = g[s]; /* loaded unconditionally so the select vectorizes */
+      g[s] = bn_affine(xr[s], m, k, be) > 0.0f ? gs : 0.0f; /* the forward's ReLU input */
     }
   }
 }

@@ -3,6 +3,14 @@
 #ifndef WCMI_BATCHNORM_INTERNAL_H
 #define WCMI_BATCHNORM_INTERNAL_H
 
+/* The BN forward's per-element expression, (x - shift) * scale + bias: the one place it is written,
+ * because the BN+ReLU recomputations below and in conv2d.c must reproduce the forward bit for bit
+ * (C11 mode keeps the multiply and the add separately rounded). */
+static inline float bn_affine(float x, float shift, float scale, float bias) { return (x - shift) * scale + bias; }
+
+/* ReLU as wcmi_relu_forward applies it (v < 0 ? 0 : v, so NaN stays NaN). */
+static inline float bn_relu(float v) { return v < 0.0f ? 0.0f : v; }
+
 /* The per-channel coefficients with which the last forward computed
  *   y = max(0, (x - shift[c]) * scale[c] + bias[c]),
  * bit for bit: from the batch mean and rstd it saved (train) or from the running statistics (eval).

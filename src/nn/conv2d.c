@@ -42,6 +42,7 @@
  * workers spinning for a while afterwards, which for a copy of less than a megabyte costs more than
  * it saves.
  */
+#include "nn/batchnorm_internal.h"
 #include "nn/conv2d_internal.h"
 #include "wcmi/blas.h"
 #include "wcmi/nn.h"
@@ -374,7 +375,7 @@ static int padded_plane_fits(const wcmi_conv2d_dims *d) {
 }
 
 /* src (N, R, S) samples [n0, n0 + g) -> dst (R, g*S), through the BN+ReLU map of row r when xf is
- * given (the same expression as batchnorm.c's forward, so the values are bit-identical to it). */
+ * given (batchnorm_internal.h's bn_affine / bn_relu, so the values are bit-identical to the BN forward). */
 static void gather_samples(int n0, int g, int R, int S, const float *src, const conv2d_bnrelu *xf, float *dst,
                            int par) {
   const int64_t items = (int64_t)R * g;
@@ -388,10 +389,7 @@ static void gather_samples(int n0, int g, int R, int S, const float *src, const 
       continue;
     }
     const float m = xf->shift[r], k = xf->scale[r], be = xf->bias[r];
-    for (int i = 0; i < S; i++) {
-      const float v = (from[i] - m) * k + be;
-      to[i] = v < 0.0f ? 0.0f : v;
-    }
+    for (int i = 0; i < S; i++) to[i] = bn_relu(bn_affine(from[i], m, k, be));
   }
 }
 
@@ -591,17 +589,14 @@ size_t conv2d_pointwise_workspace_floats(const wcmi_conv2d_dims *d) {
   return conv_is_dense(d) ? pointwise_dense_floats(d) : workspace_any_threads(d, 0);
 }
 
-/* Dense shapes: x (N, C) through xf into ws (same expression as gather_samples), or x itself. */
+/* Dense shapes: x (N, C) through xf into ws (as gather_samples), or x itself. */
 static const float *dense_input(const wcmi_conv2d_dims *d, const float *x, const conv2d_bnrelu *xf, float *ws) {
   if (!xf) return x;
   const int C = d->C;
   for (int n = 0; n < d->N; n++) {
     const float *from = x + (size_t)n * C;
     float *to = ws + (size_t)n * C;
-    for (int c = 0; c < C; c++) {
-      const float v = (from[c] - xf->shift[c]) * xf->scale[c] + xf->bias[c];
-      to[c] = v < 0.0f ? 0.0f : v;
-    }
+    for (int c = 0; c < C; c++) to[c] = bn_relu(bn_affine(from[c], xf->shift[c], xf->scale[c], xf->bias[c]));
   }
   return ws;
 }
