@@ -72,7 +72,7 @@ static double gemm_ref_run(const gemm_ref *g) {
 
 /* Times one layer, interleaved with reference SGEMMs; prints a table row. Returns 0 on success. */
 static int bench_conv(wcmi_ctx *ctx, const bench_layer *L, int N, int iters, const gemm_ref *g) {
-  wcmi_conv2d_dims d = {N, L->C, L->H, L->H, L->O, L->k, L->k, L->stride, L->pad, 0, 0, 0};
+  wcmi_conv2d_dims d = {N, L->C, L->H, L->H, L->O, L->k, L->k, L->stride, L->pad, 0, 0, 0, 0};
   if (wcmi_conv2d_dims_init(ctx, L->name, &d)) return 1;
   size_t nx = (size_t)N * L->C * L->H * L->H, nw = (size_t)L->O * L->C * L->k * L->k;
   size_t ny = (size_t)N * L->O * d.Ho * d.Wo, nws = wcmi_conv2d_workspace_floats(&d);

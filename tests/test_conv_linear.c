@@ -202,7 +202,7 @@ static void check_op_against_reference(const op_ref *op, size_t nx, size_t nw, s
 }
 
 static wcmi_conv2d_dims conv_dims(int N, int C, int H, int W, int O, int k, int stride, int pad) {
-  wcmi_conv2d_dims d = {N, C, H, W, O, k, k, stride, pad, 0, 0, 0};
+  wcmi_conv2d_dims d = {N, C, H, W, O, k, k, stride, pad, 0, 0, 0, 0};
   return d;
 }
 
@@ -233,7 +233,7 @@ static void test_conv2d_gradients_match_double_finite_differences(void) {
 
 static void test_conv2d_odd_shapes_and_dense_paths_match_reference(void) {
   /* rectangular input and kernel, no bias */
-  wcmi_conv2d_dims d = {2, 2, 6, 9, 3, 3, 2, 2, 1, 0, 0, 0};
+  wcmi_conv2d_dims d = {2, 2, 6, 9, 3, 3, 2, 2, 1, 0, 0, 0, 0};
   check_conv(d, 0, 1);
   /* kernel covering the whole input (the dense path: a linear layer in disguise) */
   check_conv(conv_dims(2, 3, 5, 5, 4, 5, 1, 0), 1, 2);
@@ -247,7 +247,7 @@ static void test_conv2d_odd_shapes_and_dense_paths_match_reference(void) {
   check_conv(conv_dims(2, 2, 5, 5, 3, 2, 1000, 1), 1, 7);
   /* a padded plane of 5 x 1102 floats is too large for the stack-staged im2col/col2im, so this one
    * takes the bounds-checked path */
-  wcmi_conv2d_dims wide = {1, 1, 3, 1100, 1, 3, 3, 2, 1, 0, 0, 0};
+  wcmi_conv2d_dims wide = {1, 1, 3, 1100, 1, 3, 3, 2, 1, 0, 0, 0, 0};
   check_conv(wide, 1, 6);
 }
 
@@ -255,7 +255,7 @@ static void test_conv2d_odd_shapes_and_dense_paths_match_reference(void) {
 static void test_conv2d_forward_matches_reference_with_many_channels(void) {
   wcmi_ctx ctx;
   wcmi_ctx_init(&ctx);
-  wcmi_conv2d_dims cases[] = {{3, 33, 11, 9, 17, 4, 4, 2, 1, 0, 0, 0}, {4, 64, 5, 5, 40, 1, 1, 1, 0, 0, 0, 0}};
+  wcmi_conv2d_dims cases[] = {{3, 33, 11, 9, 17, 4, 4, 2, 1, 0, 0, 0, 0}, {4, 64, 5, 5, 40, 1, 1, 1, 0, 0, 0, 0, 0}};
   for (int t = 0; t < 2; t++) {
     wcmi_conv2d_dims d = cases[t];
     CHECK_OK(&ctx, wcmi_conv2d_dims_init(&ctx, "many", &d));
@@ -295,20 +295,23 @@ static void conv_backward_into(const wcmi_conv2d_dims *d, const float *x, const 
  * threads, checked against the double reference forward and backward. The third case has a weight
  * of 1500x1500: at 2 and 3 threads its per-thread dw partials (2.25M floats each) exceed the blocked
  * path's limit (2^21 floats), so it takes the shared-GEMM path. The fourth is the paper's first conv
- * (K = 16: the direct thin kernel) on 5 samples. */
+ * (K = 16: the direct thin kernel) on 5 samples; the fifth a 4x4 stride-2 conv with a 6x3 output
+ * (Winograd, two tiles per column whose input windows overlap). */
 static void test_conv2d_parallel_sizes_match_double_reference(void) {
   wcmi_ctx ctx;
   wcmi_ctx_init(&ctx);
   const int threads_before = ctx.num_threads;
-  wcmi_conv2d_dims cases[] = {{16, 32, 14, 14, 48, 4, 4, 2, 1, 0, 0, 0},
-                              {16, 64, 16, 16, 64, 1, 1, 1, 0, 0, 0, 0},
-                              {3, 1500, 2, 2, 1500, 1, 1, 1, 0, 0, 0, 0},
-                              {5, 1, 28, 28, 64, 4, 4, 2, 1, 0, 0, 0}};
-  for (int run = 0; run < 12; run++) {
-    const int t = run % 4;
-    wcmi_set_threads(&ctx, run / 4 + 1);
+  wcmi_conv2d_dims cases[] = {{16, 32, 14, 14, 48, 4, 4, 2, 1, 0, 0, 0, 0},
+                              {16, 64, 16, 16, 64, 1, 1, 1, 0, 0, 0, 0, 0},
+                              {3, 1500, 2, 2, 1500, 1, 1, 1, 0, 0, 0, 0, 0},
+                              {5, 1, 28, 28, 64, 4, 4, 2, 1, 0, 0, 0, 0},
+                              {12, 24, 13, 7, 20, 4, 4, 2, 1, 0, 0, 0, 0}};
+  for (int run = 0; run < 15; run++) {
+    const int t = run % 5;
+    wcmi_set_threads(&ctx, run / 5 + 1);
     wcmi_conv2d_dims d = cases[t];
     CHECK_OK(&ctx, wcmi_conv2d_dims_init(&ctx, "parallel", &d));
+    CHECK(conv2d_winograd_applies(&d) == (t == 4));
     size_t nx = (size_t)d.N * d.C * d.H * d.W, nw = (size_t)d.O * d.C * d.KH * d.KW, nb = (size_t)d.O;
     size_t ny = (size_t)d.N * d.O * d.Ho * d.Wo, nws = wcmi_conv2d_workspace_floats(&d);
     wcmi_rng r;
@@ -350,7 +353,7 @@ static void test_conv2d_workspace_serves_every_smaller_batch(void) {
   wcmi_ctx_init(&ctx);
   const int threads_before = ctx.num_threads;
   enum { NMAX = 128, GUARD = 256 };
-  const wcmi_conv2d_dims shapes[] = {{NMAX, 4, 14, 14, 6, 4, 4, 2, 1, 0, 0, 0}, {NMAX, 6, 7, 7, 5, 4, 4, 2, 1, 0, 0, 0}};
+  const wcmi_conv2d_dims shapes[] = {{NMAX, 4, 14, 14, 6, 4, 4, 2, 1, 0, 0, 0, 0}, {NMAX, 6, 7, 7, 5, 4, 4, 2, 1, 0, 0, 0, 0}};
   for (int T = 1; T <= 3; T++) {
     wcmi_set_threads(&ctx, T);
     for (int k = 0; k < 2; k++) {
@@ -400,7 +403,7 @@ static void test_conv2d_hostile_thread_counts_are_clamped(void) {
   wcmi_ctx ctx;
   wcmi_ctx_init(&ctx);
   enum { GUARD = 64 };
-  wcmi_conv2d_dims good = {3, 2, 6, 6, 4, 4, 4, 2, 1, 0, 0, 0};
+  wcmi_conv2d_dims good = {3, 2, 6, 6, 4, 4, 4, 2, 1, 0, 0, 0, 0};
   CHECK_OK(&ctx, wcmi_conv2d_dims_init(&ctx, "hostile", &good));
   const size_t nx = 3 * 2 * 6 * 6, nw = 4 * 2 * 4 * 4, ny = (size_t)3 * 4 * good.Ho * good.Wo;
   float *x = new_floats(nx), *w = new_floats(nw), *dy = new_floats(ny);
@@ -446,7 +449,7 @@ static void test_conv2d_hand_computed_2x2_kernel(void) {
    *              = [12 16; 24 28];  db = 4
    *   dx[i][j] = sum of the weights that touch (i, j) = [1 3 2; 4 10 6; 3 7 4]. */
   {
-    wcmi_conv2d_dims d = {1, 1, 3, 3, 1, 2, 2, 1, 0, 0, 0, 0};
+    wcmi_conv2d_dims d = {1, 1, 3, 3, 1, 2, 2, 1, 0, 0, 0, 0, 0};
     CHECK_OK(&ctx, wcmi_conv2d_dims_init(&ctx, "hand", &d));
     CHECK(d.Ho == 2 && d.Wo == 2);
     float x[9] = {1, 2, 3, 4, 5, 6, 7, 8, 9}, w[4] = {1, 2, 3, 4}, b[1] = {0.5f}, y[4], dy[4] = {1, 1, 1, 1};
@@ -468,7 +471,7 @@ static void test_conv2d_hand_computed_2x2_kernel(void) {
    * With dy = [1 2; 3 4]: dx(0,0) = 4*dy00 = 4, dx(0,1) = 3*dy01 = 6, dx(1,0) = 2*dy10 = 6,
    *   dx(1,1) = 1*dy11 = 4; dw = [4*4, 3*3; 2*2, 1*1] = [16 9; 4 1] (weight (kh,kw) sees one pixel). */
   {
-    wcmi_conv2d_dims d = {1, 1, 2, 2, 1, 2, 2, 2, 1, 0, 0, 0};
+    wcmi_conv2d_dims d = {1, 1, 2, 2, 1, 2, 2, 2, 1, 0, 0, 0, 0};
     CHECK_OK(&ctx, wcmi_conv2d_dims_init(&ctx, "hand_s2", &d));
     CHECK(d.Ho == 2 && d.Wo == 2);
     float x[4] = {1, 2, 3, 4}, w[4] = {1, 2, 3, 4}, y[4], dy[4] = {1, 2, 3, 4}, dx[4], dw[4] = {0};
@@ -486,7 +489,7 @@ static void test_conv2d_hand_computed_2x2_kernel(void) {
 static void test_conv2d_null_gradients_are_skipped_and_params_accumulate(void) {
   wcmi_ctx ctx;
   wcmi_ctx_init(&ctx);
-  wcmi_conv2d_dims cases[] = {{4, 5, 9, 9, 6, 4, 4, 2, 1, 0, 0, 0}, {4, 5, 1, 1, 6, 1, 1, 1, 0, 0, 0, 0}};
+  wcmi_conv2d_dims cases[] = {{4, 5, 9, 9, 6, 4, 4, 2, 1, 0, 0, 0, 0}, {4, 5, 1, 1, 6, 1, 1, 1, 0, 0, 0, 0, 0}};
   for (int t = 0; t < 2; t++) {
     wcmi_conv2d_dims d = cases[t];
     CHECK_OK(&ctx, wcmi_conv2d_dims_init(&ctx, "nulls", &d));
@@ -524,10 +527,9 @@ static void test_conv2d_null_gradients_are_skipped_and_params_accumulate(void) {
   }
 }
 
-static void test_conv2d_is_bit_reproducible(void) {
+static void check_conv2d_bit_reproducible(wcmi_conv2d_dims d) {
   wcmi_ctx ctx;
   wcmi_ctx_init(&ctx);
-  wcmi_conv2d_dims d = {8, 16, 14, 14, 32, 4, 4, 2, 1, 0, 0, 0};
   CHECK_OK(&ctx, wcmi_conv2d_dims_init(&ctx, "repro", &d));
   size_t nx = (size_t)d.N * d.C * d.H * d.W, nw = (size_t)d.O * d.C * d.KH * d.KW;
   size_t ny = (size_t)d.N * d.O * d.Ho * d.Wo, nws = wcmi_conv2d_workspace_floats(&d);
@@ -552,6 +554,77 @@ static void test_conv2d_is_bit_reproducible(void) {
   free(x), free(w), free(b), free(dy), free(ws);
 }
 
+/* The blocked im2col path, then the Winograd one. */
+static void test_conv2d_is_bit_reproducible(void) {
+  check_conv2d_bit_reproducible(conv_dims(8, 16, 14, 14, 32, 4, 2, 1));
+  check_conv2d_bit_reproducible(conv_dims(8, 16, 7, 7, 32, 4, 2, 1));
+}
+
+/* Winograd F(3x3, 2x2) against im2col + GEMM (algo WCMI_CONV_GEMM) on the same data, at 1-3 threads:
+ * square and rectangular outputs with several tiles, padding 0, 1 and 2, an odd padded size whose
+ * last input row and column the conv never reads (their dx must be exactly 0), a bias, dw
+ * accumulated onto what it held and dx overwritten (poisoned with NaN first). Tolerance: both are
+ * float sums of up to 16 C = 512 products of magnitude <= 0.25, the transforms add a few roundings. */
+static void test_conv2d_winograd_agrees_with_gemm_path(void) {
+  wcmi_ctx ctx;
+  wcmi_ctx_init(&ctx);
+  const int threads_before = ctx.num_threads;
+  const wcmi_conv2d_dims cases[] = {{4, 32, 7, 7, 24, 4, 4, 2, 1, 0, 0, 0, 0},   /* the encoder's 3x3 */
+                                    {3, 9, 13, 19, 11, 4, 4, 2, 1, 0, 0, 0, 0},  /* 6x9: 2x3 tiles */
+                                    {2, 5, 8, 8, 7, 4, 4, 2, 0, 0, 0, 0, 0},     /* no padding */
+                                    {2, 3, 4, 10, 5, 4, 4, 2, 2, 0, 0, 0, 0},    /* 3x6, padding 2 */
+                                    {3, 4, 9, 15, 6, 4, 4, 2, 0, 0, 0, 0, 0}};   /* row 8, col 14 unread */
+  for (int T = 1; T <= 3; T++) {
+    wcmi_set_threads(&ctx, T);
+    for (int k = 0; k < 5; k++) {
+      wcmi_conv2d_dims dw_ = cases[k], dg = cases[k];
+      dg.algo = WCMI_CONV_GEMM;
+      CHECK_OK(&ctx, wcmi_conv2d_dims_init(&ctx, "wino", &dw_));
+      CHECK_OK(&ctx, wcmi_conv2d_dims_init(&ctx, "gemm", &dg));
+      CHECK_MSG(conv2d_winograd_applies(&dw_) && !conv2d_winograd_applies(&dg), "case %d: paths not as intended", k);
+      const wcmi_conv2d_dims *d = &dw_;
+      const size_t nx = (size_t)d->N * d->C * d->H * d->W, nw = (size_t)d->O * d->C * 16, nb = (size_t)d->O;
+      const size_t ny = (size_t)d->N * d->O * d->Ho * d->Wo;
+      float *x = new_floats(nx), *w = new_floats(nw), *b = new_floats(nb), *dy = new_floats(ny);
+      float *ws = new_floats(wcmi_conv2d_workspace_floats(d)), *wsg = new_floats(wcmi_conv2d_workspace_floats(&dg));
+      float *y[2], *dx[2], *dwt[2];
+      wcmi_rng r;
+      wcmi_rng_seed(&r, 300 + (uint64_t)k);
+      fill_uniform(&r, x, nx, -1, 1);
+      fill_uniform(&r, w, nw, -0.25f, 0.25f);
+      fill_uniform(&r, b, nb, -1, 1);
+      fill_uniform(&r, dy, ny, -1, 1);
+      for (int a = 0; a < 2; a++) {
+        y[a] = new_floats(ny), dx[a] = new_floats(nx), dwt[a] = new_floats(nw);
+        for (size_t i = 0; i < nx; i++) dx[a][i] = NAN;
+        for (size_t i = 0; i < nw; i++) dwt[a][i] = 0.5f; /* accumulated onto */
+        const wcmi_conv2d_dims *da = a ? &dg : d;
+        wcmi_conv2d_forward(da, x, w, b, y[a], a ? wsg : ws);
+        wcmi_conv2d_backward(da, x, w, dy, dx[a], dwt[a], NULL, a ? wsg : ws);
+      }
+      double *ref = new_doubles(nx > nw ? (nx > ny ? nx : ny) : (nw > ny ? nw : ny));
+      to_double(y[1], ref, ny);
+      check_all_close("y", y[0], ref, ny, 1e-5, 1e-5);
+      to_double(dx[1], ref, nx);
+      check_all_close("dx", dx[0], ref, nx, 1e-5, 1e-5);
+      to_double(dwt[1], ref, nw);
+      check_all_close("dw", dwt[0], ref, nw, 1e-4, 1e-5);
+      /* inputs the conv never reads get an exact zero */
+      const int hp_used = 2 * d->Ho + 2 - d->pad, wp_used = 2 * d->Wo + 2 - d->pad;
+      int unread_nonzero = 0;
+      for (size_t nc = 0; nc < (size_t)d->N * d->C; nc++)
+        for (int i = 0; i < d->H; i++)
+          for (int j = 0; j < d->W; j++)
+            if ((i >= hp_used || j >= wp_used) && dx[0][(nc * d->H + i) * d->W + j] != 0.0f) unread_nonzero++;
+      CHECK_MSG(unread_nonzero == 0, "case %d: %d unread inputs got a nonzero gradient", k, unread_nonzero);
+      if (wt_failures_in_test) fprintf(stderr, "    (case %d, %d threads)\n", k, T);
+      for (int a = 0; a < 2; a++) free(y[a]), free(dx[a]), free(dwt[a]);
+      free(x), free(w), free(b), free(dy), free(ws), free(wsg), free(ref);
+    }
+  }
+  wcmi_set_threads(&ctx, threads_before);
+}
+
 static void expect_rejected(wcmi_conv2d_dims d, const char *name, const char *needle) {
   wcmi_ctx ctx;
   wcmi_ctx_init(&ctx);
@@ -564,9 +637,12 @@ static void expect_rejected(wcmi_conv2d_dims d, const char *name, const char *ne
 
 static void test_conv2d_dims_init_rejects_impossible_shapes(void) {
   expect_rejected(conv_dims(2, 3, 2, 2, 4, 5, 1, 1), "encoder.layer2.0", "kernel height 5");
-  wcmi_conv2d_dims wide = {2, 3, 8, 2, 4, 3, 4, 1, 0, 0, 0, 0};
+  wcmi_conv2d_dims wide = {2, 3, 8, 2, 4, 3, 4, 1, 0, 0, 0, 0, 0};
   expect_rejected(wide, "encoder.layer1.0", "kernel width 4");
   expect_rejected(conv_dims(2, 0, 8, 8, 4, 3, 1, 1), "layer0.0", "input channels");
+  wcmi_conv2d_dims odd_algo = conv_dims(2, 3, 8, 8, 4, 3, 1, 1);
+  odd_algo.algo = 7;
+  expect_rejected(odd_algo, "layer3.0", "unknown algorithm 7");
   expect_rejected(conv_dims(0, 3, 8, 8, 4, 3, 1, 1), "layer0.0", "batch");
   expect_rejected(conv_dims(2, 3, 8, 8, -1, 3, 1, 1), "layer0.0", "output channels");
   expect_rejected(conv_dims(2, 3, 8, 8, 4, 0, 1, 1), "layer0.0", "kernel height");
@@ -678,7 +754,7 @@ static void test_conv2d_pointwise_inplace_with_bnrelu_input_matches_public_conv(
   for (int k = 0; k < 4; k++) {
     wcmi_set_threads(&ctx, cases[k].T);
     const int C = cases[k].C, HW = cases[k].HW;
-    wcmi_conv2d_dims d = {cases[k].N, C, HW, HW, C, 1, 1, 1, 0, 0, 0, 0};
+    wcmi_conv2d_dims d = {cases[k].N, C, HW, HW, C, 1, 1, 1, 0, 0, 0, 0, 0};
     CHECK_OK(&ctx, wcmi_conv2d_dims_init(&ctx, "pointwise", &d));
     const size_t n = (size_t)d.N * C * HW * HW, nw = (size_t)C * C;
     const size_t nws = conv2d_pointwise_workspace_floats(&d), nref = wcmi_conv2d_workspace_floats(&d);
@@ -746,6 +822,7 @@ int main(void) {
   RUN(test_conv2d_hand_computed_2x2_kernel);
   RUN(test_conv2d_null_gradients_are_skipped_and_params_accumulate);
   RUN(test_conv2d_is_bit_reproducible);
+  RUN(test_conv2d_winograd_agrees_with_gemm_path);
   RUN(test_conv2d_dims_init_rejects_impossible_shapes);
   RUN(test_conv2d_pointwise_inplace_with_bnrelu_input_matches_public_conv);
   RUN(test_linear_gradients_match_double_finite_differences);

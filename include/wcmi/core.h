@@ -36,6 +36,8 @@ typedef struct wcmi_ctx {
   char msg[512];       /* last error message: one line, names the file / layer and the problem */
   int num_threads;     /* threads for OpenMP regions and the BLAS */
   volatile int interrupt; /* set asynchronously (signal handler) to ask long loops to stop */
+  int conv_algo;       /* convolution algorithm for layers built from now on: WCMI_CONV_AUTO (0, the
+                          default) or WCMI_CONV_GEMM (wcmi/nn.h) */
 } wcmi_ctx;
 
 /* Initializes ctx: num_threads from WCMI_NUM_THREADS if set, else all cores. */

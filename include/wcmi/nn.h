@@ -25,6 +25,12 @@ extern "C" {
 /* ================================ kernels ================================================== */
 
 /* ---- conv2d (torch.nn.Conv2d, groups=1, dilation=1) -------------------------------------- */
+/* Algorithm choice (wcmi_conv2d_dims.algo, wcmi_ctx.conv_algo). AUTO takes Winograd's F(3x3, 2x2)
+ * for 4x4 stride-2 convs whose output sides are multiples of 3 (2.25x fewer FLOPs, float results
+ * within rounding of the direct product) and im2col + GEMM or a direct kernel otherwise; GEMM never
+ * takes Winograd (the reference, and what PyTorch's default CPU path computes). */
+enum { WCMI_CONV_AUTO = 0, WCMI_CONV_GEMM = 1 };
+
 typedef struct wcmi_conv2d_dims {
   int N, C, H, W;       /* input (N, C, H, W) */
   int O, KH, KW;        /* weight (O, C, KH, KW) */
@@ -33,10 +39,12 @@ typedef struct wcmi_conv2d_dims {
   int threads;          /* threads the workspace is sized for: set to the OpenMP thread count by
                            wcmi_conv2d_dims_init; calls never use more (below 1 counts as 1,
                            above 256 as 256) */
+  int algo;             /* WCMI_CONV_AUTO (0) or WCMI_CONV_GEMM; wcmi_conv2d_dims_init replaces AUTO
+                           by the context's conv_algo */
 } wcmi_conv2d_dims;
 
-/* Fills Ho, Wo and threads. Returns WCMI_EINVAL (message names the layer `name`) if the shape is
- * impossible. */
+/* Fills Ho, Wo and threads (and algo from ctx when it is AUTO). Returns WCMI_EINVAL (message names
+ * the layer `name`) if the shape is impossible or algo unknown. */
 int wcmi_conv2d_dims_init(wcmi_ctx *ctx, const char *name, wcmi_conv2d_dims *d);
 /* Floats of scratch space forward/backward need (im2col columns etc.) for these dims: enough for any
  * batch up to d->N and any thread count up to d->threads. */

@@ -15,6 +15,16 @@ void conv2d_thin_forward(const wcmi_conv2d_dims *d, const float *x, const float 
 void conv2d_thin_backward(const wcmi_conv2d_dims *d, const float *x, const float *w, const float *dy, float *dx,
                           float *dw, float *ws, int T);
 
+/* Nonzero when Winograd F(3x3, 2x2) handles d (conv2d_winograd.c): 4x4 kernels, stride 2, output
+ * sides multiples of 3, d->algo WCMI_CONV_AUTO. Its workspace does not depend on the thread count;
+ * dw is accumulated, dx overwritten, as in the public entry points. */
+int conv2d_winograd_applies(const wcmi_conv2d_dims *d);
+size_t conv2d_winograd_workspace_floats(const wcmi_conv2d_dims *d);
+void conv2d_winograd_forward(const wcmi_conv2d_dims *d, const float *x, const float *w, const float *b, float *y,
+                             float *ws, int T);
+void conv2d_winograd_backward(const wcmi_conv2d_dims *d, const float *x, const float *w, const float *dy, float *dx,
+                              float *dw, float *ws, int T);
+
 /* BN+ReLU applied to a pointwise conv's input as it is read: x[c] -> max(0, (x[c] - shift[c]) *
  * scale[c] + bias[c]), the expression of batchnorm.c's forward, so the input equals (bit for bit) the
  * BN+ReLU output it replaces. */
