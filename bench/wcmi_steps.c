@@ -20,7 +20,11 @@
  * and Adam, and prints where a worst-case iteration spends its time.
  *
  * usage: bench_wcmi_steps --row worst|normal|attack [--hsize N] [--threads T] [--iters K]
- *          [--warmup W] [--seed S] [--grad-path encoder|both] [--gemm N] [--per-layer] [--json]
+ *          [--warmup W] [--seed S] [--grad-path encoder|both] [--gemm N] [--conv-algo auto|gemm]
+ *          [--per-layer] [--json]
+ * --conv-algo gemm turns off the Winograd convolutions (wcmi_ctx.conv_algo): the FLOP count is the
+ * direct convolution's either way, so with auto (the default) "achieved GFLOP/s" counts the multiplies
+ * Winograd saves as if they were done (an effective rate).
  */
 #include "nn/batchnorm_internal.h"
 #include "nn/conv2d_internal.h"
@@ -46,6 +50,7 @@ typedef struct opts {
   const char *row_name;
   int hsize, threads, iters, warmup, seed, gemm_n, json, per_layer;
   wcmi_grad_path path;
+  int conv_algo; /* WCMI_CONV_AUTO or WCMI_CONV_GEMM */
 } opts;
 
 /* ---------------------------------------------------------------- small helpers ----------- */
@@ -663,12 +668,13 @@ static int parse_int(const char *s, int lo, int hi, int *out) {
 
 static int usage(void) {
   fprintf(stderr, "usage: bench_wcmi_steps --row worst|normal|attack [--hsize N] [--threads T] [--iters K] [--warmup W]\n"
-                  "         [--seed S] [--grad-path encoder|both] [--gemm N] [--per-layer] [--json]\n");
+                  "         [--seed S] [--grad-path encoder|both] [--gemm N] [--conv-algo auto|gemm] [--per-layer]\n"
+                  "         [--json]\n");
   return 2;
 }
 
 static int parse_opts(int argc, char **argv, opts *o) {
-  *o = (opts){ROW_WORST, "worst", 2048, 1, 10, 2, 0, 2048, 0, 0, WCMI_PATH_ENCODER};
+  *o = (opts){ROW_WORST, "worst", 2048, 1, 10, 2, 0, 2048, 0, 0, WCMI_PATH_ENCODER, WCMI_CONV_AUTO};
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
     int bad = 0;
@@ -685,6 +691,11 @@ static int parse_opts(int argc, char **argv, opts *o) {
       i++;
       if (!strcmp(v, "encoder")) o->path = WCMI_PATH_ENCODER;
       else if (!strcmp(v, "both")) o->path = WCMI_PATH_BOTH;
+      else bad = 1;
+    } else if (!strcmp(a, "--conv-algo")) {
+      i++;
+      if (!strcmp(v, "auto")) o->conv_algo = WCMI_CONV_AUTO;
+      else if (!strcmp(v, "gemm")) o->conv_algo = WCMI_CONV_GEMM;
       else bad = 1;
     } else if (!strcmp(a, "--hsize")) bad = parse_int(v, 1, 65536, &o->hsize), i++;
     else if (!strcmp(a, "--threads")) bad = parse_int(v, 1, 1024, &o->threads), i++;
@@ -713,6 +724,7 @@ static void write_json(const opts *o, const bench *b, const double *times, doubl
   wcmi_jsonw_kv_int(&w, "batch", BATCH);
   wcmi_jsonw_kv_int(&w, "threads", o->threads);
   wcmi_jsonw_kv_string(&w, "grad_path", o->path == WCMI_PATH_BOTH ? "both" : "encoder");
+  wcmi_jsonw_kv_string(&w, "conv_algo", o->conv_algo == WCMI_CONV_GEMM ? "gemm" : "auto");
   wcmi_jsonw_kv_int(&w, "warmup", o->warmup);
   wcmi_jsonw_kv_int(&w, "iters", o->iters);
   wcmi_jsonw_kv_double(&w, "median_s", med);
@@ -756,6 +768,7 @@ int main(int argc, char **argv) {
   wcmi_ctx ctx;
   wcmi_ctx_init(&ctx);
   wcmi_set_threads(&ctx, o.threads);
+  ctx.conv_algo = o.conv_algo;
   bench b;
   int rc = bench_init(&b, &ctx, &o);
   double *times = malloc((size_t)o.iters * sizeof *times), *ph0 = malloc((size_t)o.iters * sizeof *ph0),

@@ -1,325 +1,554 @@
-/* Winograd convolution for 4x4 kernels at stride 2 whose output sides are multiples of 3: the
- * paper's third encoder conv on 28x28 inputs (128->256, 7x7 -> 3x3) is one.
+/* Winograd convolution for 4x4 kernels at stride 2 (the paper's encoder and local-estimator convs
+ * after the first): F(m x m, 2 x 2) with m = 3 or 4, on the space-to-depth form of the conv.
  *
- * Space-to-depth first: with the zero-padded input P split into its four phases
+ * Space-to-depth: with the zero-padded input P split into its four phases
  * Z_ab[i][j] = P[2i + a][2j + b] (a, b in {0, 1}), the 4x4 stride-2 correlation is a 2x2 stride-1
- * correlation over 4C channels c' = (c, a, b) with the 2x2 kernels g_ab[u][v] = w[2u + a][2v + b]:
- *   y[oh][ow] = sum_{c,a,b} sum_{u,v} g_ab[u][v] Z_ab[oh + u][ow + v].
- * Each 3x3 output tile is then Winograd's F(3x3, 2x2) over a 4x4 input tile (points 0, 1, -1, inf):
- *   Y = A^T [ sum_c' (G g G^T) . (B^T d B) ] A        ("." elementwise over 16 positions xi)
- *   B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 -1 0 1],  G = [1 0; .5 .5; .5 -.5; 0 1],
- *   A^T = [1 1 1 0; 0 1 -1 0; 0 1 1 1].
- * The sum over c' is one GEMM per position xi: 16 products of (P, 4C) by (4C, O), P = tiles. That is
- * 16 multiplies per tile and channel pair where the direct conv needs 36 (9 outputs x 4 taps): 2.25x
- * fewer FLOPs, which is the point. Every coefficient is 0, +-1 or +-1/2, so the transforms add no
- * error beyond float rounding of a few additions (tests: agreement with im2col + GEMM).
+ * correlation over 4C channels c' = (a, b, c) with the 2x2 kernels g_ab[u][v] = w[2u + a][2v + b]:
+ *   y[oh][ow] = sum_{a,b,c} sum_{u,v} g_ab[u][v] Z_ab[oh + u][ow + v].
+ * Each m x m output tile is then Winograd's F(m x m, 2 x 2) over an n x n input tile, n = m + 1:
+ *   Y = A^T [ sum_c' (G g G^T) . (B^T d B) ] A        ("." elementwise over n^2 positions xi)
+ * and the sum over c' is one GEMM per position: (P, 4C) x (4C, O), P = tiles. Per tile and channel
+ * pair that is n^2 multiplies where the direct conv needs 4 m^2: 2.25x fewer for m = 3 (16 vs 36),
+ * 2.56x for m = 4 (25 vs 64), less the tiles' overhang past the output's edge. The matrices (points
+ * 0, 1, -1, inf for m = 3; 0, 1, -1, -2, inf for m = 4, chosen among the usual sets for the smallest
+ * float error in a numerical trial: 1.4e-6 and 5.2e-6 of the output's magnitude over 256 channel
+ * pairs) are in TF3 and TF4 below. m per shape: the one with the fewest multiplies, and Winograd only
+ * where that saves at least WINO_MIN_GAIN (the paper's 28x28 encoder: 7x7 outputs take m = 4, 3x3
+ * outputs m = 3). WCMI_CONV_GEMM turns it off.
  *
  * The backward passes are the exact adjoints of these linear maps:
  *   dM = A dY A^T,  dV_xi = dM_xi . U_xi,  dU_xi = dM_xi^T . V_xi,  dd = B dV B^T,  dg = G^T dU G.
  *
- * Workspace (floats): V (16, P, 4C) the transformed input (reused for dV), M (16, P, O) the
- * products (reused for dM), h (2, O, 4C) and one (O, 4C) slot for the transformed weights. The 16
- * transformed weights (16 O 4C floats, 4x the weights) are never held at once: position (p, q)'s is
- * G[p][0] h_q[0] + G[p][1] h_q[1] with h_q[u] = sum_v G[q][v] g[u][v], so the positions are taken
- * column by column (q), and p = 0 and p = 3 use h_q[0] and h_q[1] themselves.
+ * Layout and memory. The batch runs in chunks of samples whose transformed input V (n^2, rows, 4C)
+ * and products M (n^2, rows, O) fit CHUNK_FLOATS (reused for dV and dM). Inside a chunk the n^2
+ * transformed weights (n^2 O 4C floats, 4n^2/16 times the weights) are never held at once: position
+ * (p, q)'s is G[p][0] h_q[0] + G[p][1] h_q[1] with h_q[u] = sum_v G[q][v] g[u][v], so positions are
+ * taken column by column (q) from two (O, 4C) matrices h and one slot. c' runs phase-major
+ * (ab * C + c) so that 8 consecutive channels are 8 consecutive floats of V: the transforms work on
+ * 8 channels (or 8 output channels) at once as 8-lane vectors.
  *
- * Threads: the transforms are parallel over (sample, channel) planes, each written by one iteration;
- * each GEMM is split by wcmi_sgemm. Nothing depends on the thread count but the GEMM split. */
+ * Threads: the transforms are parallel over (sample, 8-channel group) items, each written by one
+ * iteration; each GEMM is split by wcmi_sgemm. Nothing depends on the thread count but the GEMM split. */
 #include "nn/conv2d_internal.h"
 #include "wcmi/blas.h"
 
 #include <string.h>
 
 enum {
-  XI = 16,          /* transformed positions per tile (4x4) */
-  STAGE_MAX = 4096, /* floats of the zero-padded input plane staged per (sample, channel) */
+  LANES = 8,              /* channels per vector in the transforms */
+  NMAX = 5, MMAX = 4,     /* largest input / output tile side */
+  STAGE_MAX = 16384,      /* floats of one item's zero-padded, channel-interleaved input plane */
+  CHUNK_FLOATS = 1 << 21, /* V + M of one chunk of samples */
 };
 
-/* G's rows: position p (or q) takes G[p][0] of tap u = 0 (v = 0) and G[p][1] of tap 1. */
-static const float G[4][2] = {{1.0f, 0.0f}, {0.5f, 0.5f}, {0.5f, -0.5f}, {0.0f, 1.0f}};
+/* Least multiply saving (direct / Winograd) for which the Winograd path is taken, in tenths. */
+static const int WINO_MIN_GAIN_X10 = 15;
+
+/* m, n and G; B^T and A^T are spelled out as the vector functions bt4 ... a5 below:
+ *   F(3x3): B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 -1 0 1],  A^T = [1 1 1 0; 0 1 -1 0; 0 1 1 1]
+ *   F(4x4): B^T = [2 1 -2 -1 0; 0 2 3 1 0; 0 -2 1 1 0; 0 1 0 -1 0; 0 -2 -1 2 1],
+ *           A^T = [1 1 1 1 0; 0 1 -1 -2 0; 0 1 1 4 0; 0 1 -1 -8 1]. */
+typedef struct wino_tf {
+  int m, n;
+  float G[NMAX][2]; /* (n, 2) */
+} wino_tf;
+
+static const wino_tf TF3 = {3, 4, {{1, 0}, {0.5f, 0.5f}, {0.5f, -0.5f}, {0, 1}}};
+static const wino_tf TF4 = {4, 5, {{0.5f, 0}, {1.0f / 6, 1.0f / 6}, {0.5f, -0.5f}, {1.0f / 6, -1.0f / 3}, {0, 1}}};
+
+typedef float vec __attribute__((vector_size(LANES * sizeof(float))));
+#define VSPLAT(a) ((vec){(a), (a), (a), (a), (a), (a), (a), (a)})
+
+/* Loads and stores through pointers only: 32-byte vectors passed by value would change the ABI
+ * between builds with and without AVX. memcpy: the floats need not be 32-byte aligned. */
+static inline void vload(vec *v, const float *p) { memcpy(v, p, sizeof *v); }
+
+static inline void vstore(float *p, const vec *v) { memcpy(p, v, sizeof *v); }
+
+/* The first `cnt` lanes of v into p (all when cnt == LANES), or from p with the other lanes zero. */
+static inline void vstore_n(float *p, const vec *v, int cnt) {
+  if (cnt == LANES) vstore(p, v);
+  else memcpy(p, v, (size_t)cnt * sizeof(float));
+}
+
+static inline void vload_n(vec *v, const float *p, int cnt) {
+  if (cnt == LANES) {
+    vload(v, p);
+    return;
+  }
+  *v = VSPLAT(0.0f);
+  memcpy(v, p, (size_t)cnt * sizeof(float));
+}
+
+/* The 1-D transforms on 8-lane vectors, element k of x and y at x[k * s] and y[k * s]. */
+/* y = B^T x, F(3x3): n = 4 -> 4 */
+static inline void bt4(vec *y, const vec *x, int s) {
+  y[0 * s] = x[0 * s] - x[2 * s];
+  y[1 * s] = x[1 * s] + x[2 * s];
+  y[2 * s] = -x[1 * s] + x[2 * s];
+  y[3 * s] = -x[1 * s] + x[3 * s];
+}
+
+/* y = B x (the adjoint), F(3x3) */
+static inline void b4(vec *y, const vec *x, int s) {
+  y[0 * s] = x[0 * s];
+  y[1 * s] = x[1 * s] - x[2 * s] - x[3 * s];
+  y[2 * s] = -x[0 * s] + x[1 * s] + x[2 * s];
+  y[3 * s] = x[3 * s];
+}
+
+/* y = A^T x, F(3x3): 4 -> 3 */
+static inline void at4(vec *y, const vec *x, int s) {
+  y[0 * s] = x[0 * s] + x[1 * s] + x[2 * s];
+  y[1 * s] = x[1 * s] - x[2 * s];
+  y[2 * s] = x[1 * s] + x[2 * s] + x[3 * s];
+}
+
+/* y = A x (the adjoint), F(3x3): 3 -> 4 */
+static inline void a4(vec *y, const vec *x, int s) {
+  y[0 * s] = x[0 * s];
+  y[1 * s] = x[0 * s] + x[1 * s] + x[2 * s];
+  y[2 * s] = x[0 * s] - x[1 * s] + x[2 * s];
+  y[3 * s] = x[2 * s];
+}
+
+/* y = B^T x, F(4x4): 5 -> 5 */
+static inline void bt5(vec *y, const vec *x, int s) {
+  y[0 * s] = VSPLAT(2.0f) * x[0 * s] + x[1 * s] - VSPLAT(2.0f) * x[2 * s] - x[3 * s];
+  y[1 * s] = VSPLAT(2.0f) * x[1 * s] + VSPLAT(3.0f) * x[2 * s] + x[3 * s];
+  y[2 * s] = -VSPLAT(2.0f) * x[1 * s] + x[2 * s] + x[3 * s];
+  y[3 * s] = x[1 * s] - x[3 * s];
+  y[4 * s] = -VSPLAT(2.0f) * x[1 * s] - x[2 * s] + VSPLAT(2.0f) * x[3 * s] + x[4 * s];
+}
+
+/* y = B x (the adjoint), F(4x4) */
+static inline void b5(vec *y, const vec *x, int s) {
+  y[0 * s] = VSPLAT(2.0f) * x[0 * s];
+  y[1 * s] = x[0 * s] + VSPLAT(2.0f) * x[1 * s] - VSPLAT(2.0f) * x[2 * s] + x[3 * s] - VSPLAT(2.0f) * x[4 * s];
+  y[2 * s] = -VSPLAT(2.0f) * x[0 * s] + VSPLAT(3.0f) * x[1 * s] + x[2 * s] - x[4 * s];
+  y[3 * s] = -x[0 * s] + x[1 * s] + x[2 * s] - x[3 * s] + VSPLAT(2.0f) * x[4 * s];
+  y[4 * s] = x[4 * s];
+}
+
+/* y = A^T x, F(4x4): 5 -> 4 */
+static inline void at5(vec *y, const vec *x, int s) {
+  y[0 * s] = x[0 * s] + x[1 * s] + x[2 * s] + x[3 * s];
+  y[1 * s] = x[1 * s] - x[2 * s] - VSPLAT(2.0f) * x[3 * s];
+  y[2 * s] = x[1 * s] + x[2 * s] + VSPLAT(4.0f) * x[3 * s];
+  y[3 * s] = x[1 * s] - x[2 * s] - VSPLAT(8.0f) * x[3 * s] + x[4 * s];
+}
+
+/* y = A x (the adjoint), F(4x4): 4 -> 5 */
+static inline void a5(vec *y, const vec *x, int s) {
+  y[0 * s] = x[0 * s];
+  y[1 * s] = x[0 * s] + x[1 * s] + x[2 * s] + x[3 * s];
+  y[2 * s] = x[0 * s] - x[1 * s] + x[2 * s] - x[3 * s];
+  y[3 * s] = x[0 * s] - VSPLAT(2.0f) * x[1 * s] + VSPLAT(4.0f) * x[2 * s] - VSPLAT(8.0f) * x[3 * s];
+  y[4 * s] = x[3 * s];
+}
+
+
+/* The 2-D transforms of one tile: a 1-D transform down every column, then along every row. The
+ * arrays are row-major n x n (m x m for dY and Y); each pair of arrays is distinct. */
+static inline void tile_input(int n, const vec *d, vec *e, vec *v) { /* v = B^T d B */
+  if (n == 4) {
+    for (int j = 0; j < 4; j++) bt4(e + j, d + j, 4);
+    for (int i = 0; i < 4; i++) bt4(v + i * 4, e + i * 4, 1);
+  } else {
+    for (int j = 0; j < 5; j++) bt5(e + j, d + j, 5);
+    for (int i = 0; i < 5; i++) bt5(v + i * 5, e + i * 5, 1);
+  }
+}
+
+static inline void tile_input_grad(int n, const vec *v, vec *f, vec *dd) { /* dd = B v B^T */
+  if (n == 4) {
+    for (int j = 0; j < 4; j++) b4(f + j, v + j, 4);
+    for (int i = 0; i < 4; i++) b4(dd + i * 4, f + i * 4, 1);
+  } else {
+    for (int j = 0; j < 5; j++) b5(f + j, v + j, 5);
+    for (int i = 0; i < 5; i++) b5(dd + i * 5, f + i * 5, 1);
+  }
+}
+
+static inline void tile_output(int n, const vec *mm, vec *s, vec *y) { /* y = A^T mm A (m x m) */
+  if (n == 4) {
+    for (int j = 0; j < 4; j++) at4(s + j, mm + j, 4);
+    for (int i = 0; i < 3; i++) at4(y + i * 3, s + i * 4, 1);
+  } else {
+    for (int j = 0; j < 5; j++) at5(s + j, mm + j, 5);
+    for (int i = 0; i < 4; i++) at5(y + i * 4, s + i * 5, 1);
+  }
+}
+
+static inline void tile_output_grad(int n, const vec *e, vec *f, vec *dm) { /* dm = A e A^T (n x n) */
+  if (n == 4) {
+    for (int j = 0; j < 3; j++) a4(f + j, e + j, 3);
+    for (int i = 0; i < 4; i++) a4(dm + i * 4, f + i * 3, 1);
+  } else {
+    for (int j = 0; j < 4; j++) a5(f + j, e + j, 4);
+    for (int i = 0; i < 5; i++) a5(dm + i * 5, f + i * 4, 1);
+  }
+}
 
 typedef struct wino_geom {
+  const wino_tf *tf;
   int N, C, O, H, W, pad, Ho, Wo;
+  int m, n, XI; /* output / input tile side, positions n^2 */
   int TH, TW;   /* tiles per output column / row */
-  int P, C4;    /* GEMM rows (tiles), GEMM inner size (4C) */
-  int Hs, Ws;   /* staged plane: padded rows / columns [0, 2Ho+2) x [0, 2Wo+2) */
-  size_t vs, ms; /* floats from one position's plane of V (P, 4C) / of M (P, O) to the next */
+  int Hs, Ws;   /* staged padded plane: rows / columns [0, 2 m TH + 2) x [0, 2 m TW + 2) */
+  int C4;       /* GEMM inner size 4C */
+  int chunk;    /* samples per chunk: even chunks of at most `rows_for` samples */
+  int rows_for; /* samples the workspace layout is laid out for: min(N, cap), never less than chunk
+                   and never more for a smaller batch than for a larger one */
 } wino_geom;
 
-/* The 16 planes a tile's transform reads or writes would be a power-of-two distance apart for the
- * paper's shapes (V: 128 x 512 floats), so all 16 would map to the same cache sets and alias in the
- * store buffer's 4 KiB check; one cache line of padding per plane spreads them. */
-static size_t plane_stride(size_t rows, size_t width) { return (rows * width + 15) / 16 * 16 + 16; }
+/* Multiplies per (tile row, tile column, channel pair) of F(m x m, 2 x 2) over an Ho x Wo output. */
+static int64_t wino_work(int m, int Ho, int Wo) {
+  return (int64_t)(m + 1) * (m + 1) * ((Ho + m - 1) / m) * ((Wo + m - 1) / m);
+}
+
+/* The transform for d, or NULL when Winograd does not apply or would not save enough. */
+static const wino_tf *wino_pick(const wcmi_conv2d_dims *d) {
+  if (d->algo != WCMI_CONV_AUTO || d->KH != 4 || d->KW != 4 || d->stride != 2) return NULL;
+  const int64_t direct = 4 * (int64_t)d->Ho * d->Wo, w3 = wino_work(3, d->Ho, d->Wo), w4 = wino_work(4, d->Ho, d->Wo);
+  const wino_tf *tf = w4 < w3 ? &TF4 : &TF3;
+  const int64_t best = w4 < w3 ? w4 : w3;
+  if (direct * 10 < best * WINO_MIN_GAIN_X10) return NULL;
+  const int64_t side_h = 2 * (int64_t)tf->m * ((d->Ho + tf->m - 1) / tf->m) + 2;
+  const int64_t side_w = 2 * (int64_t)tf->m * ((d->Wo + tf->m - 1) / tf->m) + 2;
+  if (side_h * side_w * LANES > STAGE_MAX) return NULL;
+  return tf;
+}
+
+static size_t plane_stride(size_t rows, size_t width);
 
 static wino_geom wino_geometry(const wcmi_conv2d_dims *d) {
   wino_geom g;
+  g.tf = wino_pick(d);
   g.N = d->N, g.C = d->C, g.O = d->O, g.H = d->H, g.W = d->W, g.pad = d->pad, g.Ho = d->Ho, g.Wo = d->Wo;
-  g.TH = d->Ho / 3, g.TW = d->Wo / 3;
-  g.P = d->N * g.TH * g.TW, g.C4 = 4 * d->C;
-  g.Hs = 2 * d->Ho + 2, g.Ws = 2 * d->Wo + 2;
-  g.vs = plane_stride((size_t)g.P, (size_t)g.C4), g.ms = plane_stride((size_t)g.P, (size_t)g.O);
+  g.m = g.tf->m, g.n = g.tf->n, g.XI = g.n * g.n;
+  g.TH = (d->Ho + g.m - 1) / g.m, g.TW = (d->Wo + g.m - 1) / g.m;
+  g.Hs = 2 * g.m * g.TH + 2, g.Ws = 2 * g.m * g.TW + 2;
+  g.C4 = 4 * d->C;
+  const int64_t per_sample = (int64_t)g.XI * g.TH * g.TW * (g.C4 + g.O);
+  int64_t cap = CHUNK_FLOATS / per_sample;
+  if (cap < 1) cap = 1;
+  if (cap > d->N) cap = d->N;
+  const int64_t chunks = (d->N + cap - 1) / cap;
+  g.chunk = (int)((d->N + chunks - 1) / chunks);
+  g.rows_for = (int)cap;
   return g;
 }
 
-int conv2d_winograd_applies(const wcmi_conv2d_dims *d) {
-  return d->algo == WCMI_CONV_AUTO && d->KH == 4 && d->KW == 4 && d->stride == 2 && d->Ho % 3 == 0 &&
-         d->Wo % 3 == 0 && (2 * (int64_t)d->Ho + 2) * (2 * (int64_t)d->Wo + 2) <= STAGE_MAX;
+int conv2d_winograd_applies(const wcmi_conv2d_dims *d) { return wino_pick(d) != NULL; }
+
+/* The n^2 planes a tile's transform reads or writes would be a power-of-two distance apart for the
+ * paper's shapes (V: 128 x 512 floats for the 3x3 outputs), so all of them would map to the same
+ * cache sets and alias in the store buffer's 4 KiB check (measured: 2x slower); one cache line of
+ * padding per plane spreads them. */
+static size_t plane_stride(size_t rows, size_t width) { return (rows * width + 15) / 16 * 16 + 16; }
+
+typedef struct wino_bufs {
+  float *V, *M, *h, *slot;
+  size_t vs, ms; /* plane strides of V (rows, 4C) and M (rows, O) */
+} wino_bufs;
+
+/* Plane strides and the offsets of M, h and the slot in the workspace; returns its size in floats. */
+static size_t wino_offsets(const wino_geom *g, size_t *vs, size_t *ms, size_t *off_m, size_t *off_h,
+                           size_t *off_slot) {
+  const size_t rows = (size_t)g->rows_for * g->TH * g->TW, n = (size_t)g->O * g->C4;
+  *vs = plane_stride(rows, (size_t)g->C4), *ms = plane_stride(rows, (size_t)g->O);
+  *off_m = (size_t)g->XI * *vs, *off_h = *off_m + (size_t)g->XI * *ms, *off_slot = *off_h + 2 * n;
+  return *off_slot + n;
+}
+
+static wino_bufs wino_layout(const wino_geom *g, float *ws) {
+  wino_bufs b;
+  size_t off_m, off_h, off_slot;
+  wino_offsets(g, &b.vs, &b.ms, &off_m, &off_h, &off_slot);
+  b.V = ws, b.M = ws + off_m, b.h = ws + off_h, b.slot = ws + off_slot;
+  return b;
 }
 
 size_t conv2d_winograd_workspace_floats(const wcmi_conv2d_dims *d) {
   const wino_geom g = wino_geometry(d);
-  return XI * g.vs + XI * g.ms + 3 * (size_t)g.O * (size_t)g.C4;
+  size_t vs, ms, off_m, off_h, off_slot;
+  return wino_offsets(&g, &vs, &ms, &off_m, &off_h, &off_slot);
 }
 
-/* Offset of (tile, column) in position xi's plane. */
-static inline size_t plane_at(int xi, int tp, int col, size_t stride, size_t width) {
-  return (size_t)xi * stride + (size_t)tp * width + (size_t)col;
+/* ---- transforms ------------------------------------------------------------------------------ */
+
+/* Stages channels c0 .. c0+cnt of sample plane set x (C, H, W) into st (Hs, Ws, LANES), zero-padded
+ * and with the lanes past cnt zero. */
+static void stage_channels(const wino_geom *g, const float *xn, int c0, int cnt, float *st) {
+  memset(st, 0, (size_t)g->Hs * g->Ws * LANES * sizeof *st);
+  for (int l = 0; l < cnt; l++) {
+    const float *xp = xn + (size_t)(c0 + l) * g->H * g->W;
+    for (int r = g->pad; r < g->Hs && r - g->pad < g->H; r++)
+      for (int q = g->pad; q < g->Ws && q - g->pad < g->W; q++)
+        st[((size_t)r * g->Ws + q) * LANES + l] = xp[(size_t)(r - g->pad) * g->W + (q - g->pad)];
+  }
 }
 
-/* Copies plane (n, c) of x into the zero-padded stage: stage[r][q] = x[r - pad][q - pad]. */
-static void stage_plane(const wino_geom *g, const float *xp, float *st) {
-  memset(st, 0, (size_t)g->Hs * g->Ws * sizeof *st);
-  const int q0 = g->pad, q1 = g->W + g->pad < g->Ws ? g->W + g->pad : g->Ws;
-  for (int r = g->pad; r < g->Hs && r - g->pad < g->H; r++)
-    if (q1 > q0) memcpy(st + (size_t)r * g->Ws + q0, xp + (size_t)(r - g->pad) * g->W, (size_t)(q1 - q0) * sizeof *st);
-}
-
-/* V[xi][tile][c*4 + ab] = (B^T d B)[xi] for every tile and phase ab of every (n, c) plane. */
-static void input_transform(const wino_geom *g, const float *x, float *V, int T) {
-  const int64_t items = (int64_t)g->N * g->C;
+/* V[xi][tile][ab * C + c] = (B^T d_ab B)[xi] for the chunk's samples [n0, n0 + nc). */
+static void input_transform(const wino_geom *g, const wino_bufs *bf, const float *x, int n0, int nc, int T) {
+  const int n = g->n, groups = (g->C + LANES - 1) / LANES;
+  const int64_t items = (int64_t)nc * groups;
 #pragma omp parallel num_threads(T)
   {
     float st[STAGE_MAX];
 #pragma omp for schedule(static)
     for (int64_t it = 0; it < items; it++) {
-      const int n = (int)(it / g->C), c = (int)(it % g->C);
-      stage_plane(g, x + (size_t)it * g->H * g->W, st);
+      const int nl = (int)(it / groups), c0 = (int)(it % groups) * LANES;
+      const int cnt = g->C - c0 < LANES ? g->C - c0 : LANES;
+      stage_channels(g, x + (size_t)(n0 + nl) * g->C * g->H * g->W, c0, cnt, st);
       for (int th = 0; th < g->TH; th++)
         for (int tw = 0; tw < g->TW; tw++) {
-          const int tp = (n * g->TH + th) * g->TW + tw;
-          const float *base = st + (size_t)(6 * th) * g->Ws + 6 * tw;
+          const size_t tp = ((size_t)nl * g->TH + th) * g->TW + tw;
+          const float *base = st + ((size_t)(2 * g->m * th) * g->Ws + 2 * g->m * tw) * LANES;
           for (int ab = 0; ab < 4; ab++) {
             const int a = ab >> 1, b = ab & 1;
-            float dd[4][4], e[4][4];
-            for (int i = 0; i < 4; i++)
-              for (int j = 0; j < 4; j++) dd[i][j] = base[(2 * i + a) * g->Ws + 2 * j + b];
-            for (int j = 0; j < 4; j++) { /* B^T d */
-              e[0][j] = dd[0][j] - dd[2][j];
-              e[1][j] = dd[1][j] + dd[2][j];
-              e[2][j] = dd[2][j] - dd[1][j];
-              e[3][j] = dd[3][j] - dd[1][j];
-            }
-            for (int i = 0; i < 4; i++) { /* (B^T d) B */
-              const float v[4] = {e[i][0] - e[i][2], e[i][1] + e[i][2], e[i][2] - e[i][1], e[i][3] - e[i][1]};
-              for (int j = 0; j < 4; j++) V[plane_at(i * 4 + j, tp, c * 4 + ab, g->vs, (size_t)g->C4)] = v[j];
-            }
+            vec d[NMAX * NMAX], e[NMAX * NMAX], v[NMAX * NMAX];
+            for (int i = 0; i < n; i++)
+              for (int j = 0; j < n; j++) vload(&d[i * n + j], base + ((size_t)(2 * i + a) * g->Ws + 2 * j + b) * LANES);
+            tile_input(n, d, e, v);
+            float *dst = bf->V + tp * g->C4 + (size_t)ab * g->C + c0;
+            for (int xi = 0; xi < g->XI; xi++) vstore_n(dst + (size_t)xi * bf->vs, &v[xi], cnt);
           }
         }
     }
   }
 }
 
-/* dx plane (n, c) = the adjoint of input_transform applied to dV: dd = B dV B^T scattered onto the
- * staged plane, whose interior is dx (positions the conv never reads get 0). */
-static void input_grad_transform(const wino_geom *g, const float *dV, float *dx, int T) {
-  const int64_t items = (int64_t)g->N * g->C;
+/* dx for the chunk = the adjoint of input_transform applied to dV: dd = B dV B^T added onto the
+ * staged plane, whose interior is dx (inputs the conv never reads get exactly 0). */
+static void input_grad_transform(const wino_geom *g, const wino_bufs *bf, float *dx, int n0, int nc, int T) {
+  const int n = g->n, groups = (g->C + LANES - 1) / LANES;
+  const int64_t items = (int64_t)nc * groups;
 #pragma omp parallel num_threads(T)
   {
     float st[STAGE_MAX];
 #pragma omp for schedule(static)
     for (int64_t it = 0; it < items; it++) {
-      const int n = (int)(it / g->C), c = (int)(it % g->C);
-      memset(st, 0, (size_t)g->Hs * g->Ws * sizeof *st);
+      const int nl = (int)(it / groups), c0 = (int)(it % groups) * LANES;
+      const int cnt = g->C - c0 < LANES ? g->C - c0 : LANES;
+      memset(st, 0, (size_t)g->Hs * g->Ws * LANES * sizeof *st);
       for (int th = 0; th < g->TH; th++)
         for (int tw = 0; tw < g->TW; tw++) {
-          const int tp = (n * g->TH + th) * g->TW + tw;
-          float *base = st + (size_t)(6 * th) * g->Ws + 6 * tw;
+          const size_t tp = ((size_t)nl * g->TH + th) * g->TW + tw;
+          float *base = st + ((size_t)(2 * g->m * th) * g->Ws + 2 * g->m * tw) * LANES;
           for (int ab = 0; ab < 4; ab++) {
             const int a = ab >> 1, b = ab & 1;
-            float v[4][4], f[4][4];
-            for (int i = 0; i < 4; i++)
-              for (int j = 0; j < 4; j++) v[i][j] = dV[plane_at(i * 4 + j, tp, c * 4 + ab, g->vs, (size_t)g->C4)];
-            for (int j = 0; j < 4; j++) { /* B dV */
-              f[0][j] = v[0][j];
-              f[1][j] = v[1][j] - v[2][j] - v[3][j];
-              f[2][j] = v[1][j] + v[2][j] - v[0][j];
-              f[3][j] = v[3][j];
-            }
-            for (int i = 0; i < 4; i++) { /* (B dV) B^T, onto the phase-ab positions */
-              const float dd[4] = {f[i][0], f[i][1] - f[i][2] - f[i][3], f[i][1] + f[i][2] - f[i][0], f[i][3]};
-              for (int j = 0; j < 4; j++) base[(2 * i + a) * g->Ws + 2 * j + b] += dd[j];
-            }
+            vec v[NMAX * NMAX], f[NMAX * NMAX], dd[NMAX * NMAX];
+            const float *src = bf->V + tp * g->C4 + (size_t)ab * g->C + c0;
+            for (int xi = 0; xi < g->XI; xi++) vload_n(&v[xi], src + (size_t)xi * bf->vs, cnt);
+            tile_input_grad(n, v, f, dd);
+            for (int i = 0; i < n; i++)
+              for (int j = 0; j < n; j++) {
+                float *p = base + ((size_t)(2 * i + a) * g->Ws + 2 * j + b) * LANES;
+                vec acc;
+                vload(&acc, p);
+                acc += dd[i * n + j];
+                vstore(p, &acc);
+              }
           }
         }
-      float *dxp = dx + (size_t)it * g->H * g->W;
-      for (int r = 0; r < g->H; r++)
-        for (int q = 0; q < g->W; q++) {
-          const int sr = r + g->pad, sq = q + g->pad;
-          dxp[(size_t)r * g->W + q] = sr < g->Hs && sq < g->Ws ? st[(size_t)sr * g->Ws + sq] : 0.0f;
-        }
+      float *dxn = dx + (size_t)(n0 + nl) * g->C * g->H * g->W;
+      for (int l = 0; l < cnt; l++) {
+        float *dxp = dxn + (size_t)(c0 + l) * g->H * g->W;
+        for (int r = 0; r < g->H; r++)
+          for (int q = 0; q < g->W; q++) {
+            /* the conv reads padded rows and columns below 2 Ho + 2 and 2 Wo + 2; past them the stage
+             * holds only the rounding residue of the last tiles' overhang, whose dy was 0 */
+            const int sr = r + g->pad, sq = q + g->pad;
+            const int read = sr < 2 * g->Ho + 2 && sq < 2 * g->Wo + 2;
+            dxp[(size_t)r * g->W + q] = read ? st[((size_t)sr * g->Ws + sq) * LANES + l] : 0.0f;
+          }
+      }
     }
   }
 }
 
-/* y tile = A^T M A (+ bias) for every tile of every (n, o) plane. */
-static void output_transform(const wino_geom *g, const float *M, const float *bias, float *y, int T) {
-  const int64_t items = (int64_t)g->N * g->O;
+/* y tile = A^T M A (+ bias) for every tile of the chunk, 8 output channels at a time; the rows and
+ * columns of the last tiles past the output's edge are dropped. */
+static void output_transform(const wino_geom *g, const wino_bufs *bf, const float *bias, float *y, int n0, int nc,
+                             int T) {
+  const int n = g->n, m = g->m, groups = (g->O + LANES - 1) / LANES;
+  const int64_t items = (int64_t)nc * groups;
 #pragma omp parallel for schedule(static) num_threads(T)
   for (int64_t it = 0; it < items; it++) {
-    const int n = (int)(it / g->O), o = (int)(it % g->O);
-    const float bo = bias ? bias[o] : 0.0f;
-    float *yp = y + (size_t)it * g->Ho * g->Wo;
+    const int nl = (int)(it / groups), o0 = (int)(it % groups) * LANES;
+    const int cnt = g->O - o0 < LANES ? g->O - o0 : LANES;
+    float bo[LANES] = {0};
+    if (bias) memcpy(bo, bias + o0, (size_t)cnt * sizeof *bo);
+    float *yn = y + ((size_t)(n0 + nl) * g->O + o0) * g->Ho * g->Wo;
     for (int th = 0; th < g->TH; th++)
       for (int tw = 0; tw < g->TW; tw++) {
-        const int tp = (n * g->TH + th) * g->TW + tw;
-        float m[4][4], s[3][4];
-        for (int i = 0; i < 4; i++)
-          for (int j = 0; j < 4; j++) m[i][j] = M[plane_at(i * 4 + j, tp, o, g->ms, (size_t)g->O)];
-        for (int j = 0; j < 4; j++) { /* A^T M */
-          s[0][j] = m[0][j] + m[1][j] + m[2][j];
-          s[1][j] = m[1][j] - m[2][j];
-          s[2][j] = m[1][j] + m[2][j] + m[3][j];
-        }
-        for (int i = 0; i < 3; i++) { /* (A^T M) A */
-          float *row = yp + (size_t)(3 * th + i) * g->Wo + 3 * tw;
-          row[0] = s[i][0] + s[i][1] + s[i][2] + bo;
-          row[1] = s[i][1] - s[i][2] + bo;
-          row[2] = s[i][1] + s[i][2] + s[i][3] + bo;
-        }
+        const size_t tp = ((size_t)nl * g->TH + th) * g->TW + tw;
+        vec mm[NMAX * NMAX], s[MMAX * NMAX], out[MMAX * MMAX];
+        const float *src = bf->M + tp * g->O + o0;
+        for (int xi = 0; xi < g->XI; xi++) vload_n(&mm[xi], src + (size_t)xi * bf->ms, cnt);
+        tile_output(n, mm, s, out);
+        for (int i = 0; i < m && m * th + i < g->Ho; i++)
+          for (int j = 0; j < m && m * tw + j < g->Wo; j++) {
+            float lanes[LANES];
+            vstore(lanes, &out[i * m + j]);
+            const size_t at = (size_t)(m * th + i) * g->Wo + m * tw + j;
+            for (int l = 0; l < cnt; l++) yn[(size_t)l * g->Ho * g->Wo + at] = lanes[l] + bo[l];
+          }
       }
   }
 }
 
-/* dM tile = A dY A^T: the adjoint of output_transform. */
-static void output_grad_transform(const wino_geom *g, const float *dy, float *dM, int T) {
-  const int64_t items = (int64_t)g->N * g->O;
+/* dM tile = A dY A^T: the adjoint of output_transform (positions past the output's edge count as 0). */
+static void output_grad_transform(const wino_geom *g, const wino_bufs *bf, const float *dy, int n0, int nc, int T) {
+  const int n = g->n, m = g->m, groups = (g->O + LANES - 1) / LANES;
+  const int64_t items = (int64_t)nc * groups;
 #pragma omp parallel for schedule(static) num_threads(T)
   for (int64_t it = 0; it < items; it++) {
-    const int n = (int)(it / g->O), o = (int)(it % g->O);
-    const float *dyp = dy + (size_t)it * g->Ho * g->Wo;
+    const int nl = (int)(it / groups), o0 = (int)(it % groups) * LANES;
+    const int cnt = g->O - o0 < LANES ? g->O - o0 : LANES;
+    const float *dyn = dy + ((size_t)(n0 + nl) * g->O + o0) * g->Ho * g->Wo;
     for (int th = 0; th < g->TH; th++)
       for (int tw = 0; tw < g->TW; tw++) {
-        const int tp = (n * g->TH + th) * g->TW + tw;
-        float e[3][3], f[4][3];
-        for (int i = 0; i < 3; i++)
-          for (int j = 0; j < 3; j++) e[i][j] = dyp[(size_t)(3 * th + i) * g->Wo + 3 * tw + j];
-        for (int j = 0; j < 3; j++) { /* A dY */
-          f[0][j] = e[0][j];
-          f[1][j] = e[0][j] + e[1][j] + e[2][j];
-          f[2][j] = e[0][j] - e[1][j] + e[2][j];
-          f[3][j] = e[2][j];
-        }
-        for (int i = 0; i < 4; i++) { /* (A dY) A^T */
-          const float dm[4] = {f[i][0], f[i][0] + f[i][1] + f[i][2], f[i][0] - f[i][1] + f[i][2], f[i][2]};
-          for (int j = 0; j < 4; j++) dM[plane_at(i * 4 + j, tp, o, g->ms, (size_t)g->O)] = dm[j];
-        }
+        const size_t tp = ((size_t)nl * g->TH + th) * g->TW + tw;
+        vec e[MMAX * MMAX], f[NMAX * MMAX], dm[NMAX * NMAX];
+        for (int i = 0; i < m; i++)
+          for (int j = 0; j < m; j++) {
+            float lanes[LANES] = {0};
+            if (m * th + i < g->Ho && m * tw + j < g->Wo) {
+              const size_t at = (size_t)(m * th + i) * g->Wo + m * tw + j;
+              for (int l = 0; l < cnt; l++) lanes[l] = dyn[(size_t)l * g->Ho * g->Wo + at];
+            }
+            vload(&e[i * m + j], lanes);
+          }
+        tile_output_grad(n, e, f, dm);
+        float *dst = bf->M + tp * g->O + o0;
+        for (int xi = 0; xi < g->XI; xi++) vstore_n(dst + (size_t)xi * bf->ms, &dm[xi], cnt);
       }
   }
 }
 
-/* h_u[o][c*4 + ab] = sum_v G[q][v] g_ab[u][v] = G[q][0] w[o][c][2u+a][b] + G[q][1] w[o][c][2u+a][2+b]
+/* h_u[o][ab * C + c] = sum_v G[q][v] g_ab[u][v] = G[q][0] w[o][c][2u+a][b] + G[q][1] w[o][c][2u+a][2+b]
  * for u = 0, 1 (h: two (O, 4C) matrices). */
 static void weight_half_transform(const wino_geom *g, const float *w, int q, float *h, int T) {
-  const float g0 = G[q][0], g1 = G[q][1];
+  const float g0 = g->tf->G[q][0], g1 = g->tf->G[q][1];
   const size_t plane = (size_t)g->O * g->C4;
 #pragma omp parallel for schedule(static) num_threads(T)
   for (int o = 0; o < g->O; o++)
-    for (int c = 0; c < g->C; c++) {
-      const float *k = w + ((size_t)o * g->C + c) * 16; /* (kh, kw) */
-      for (int u = 0; u < 2; u++)
-        for (int ab = 0; ab < 4; ab++) {
-          const int a = ab >> 1, b = ab & 1;
-          const float *row = k + (2 * u + a) * 4;
-          h[u * plane + (size_t)o * g->C4 + c * 4 + ab] = g0 * row[b] + g1 * row[2 + b];
-        }
-    }
+    for (int u = 0; u < 2; u++)
+      for (int ab = 0; ab < 4; ab++) {
+        const int a = ab >> 1, b = ab & 1;
+        const float *k = w + (size_t)o * g->C * 16 + (2 * u + a) * 4;
+        float *dst = h + u * plane + (size_t)o * g->C4 + (size_t)ab * g->C;
+        for (int c = 0; c < g->C; c++) dst[c] = g0 * k[(size_t)c * 16 + b] + g1 * k[(size_t)c * 16 + 2 + b];
+      }
 }
 
 /* The transformed weights (O, 4C) of position (p, q) from h_q: G[p][0] h_q[0] + G[p][1] h_q[1]. */
 static const float *weight_at(const wino_geom *g, const float *h, int p, float *slot, int T) {
   const size_t n = (size_t)g->O * g->C4;
-  if (p == 0) return h;
-  if (p == 3) return h + n;
-  const float s = G[p][1] / G[p][0]; /* +-1: slot = 0.5 * (h0 +- h1) */
+  const float g0 = g->tf->G[p][0], g1 = g->tf->G[p][1];
+  if (g0 == 1.0f && g1 == 0.0f) return h;
+  if (g0 == 0.0f && g1 == 1.0f) return h + n;
   const float *h0 = h, *h1 = h + n;
 #pragma omp parallel for schedule(static) num_threads(T)
-  for (size_t i = 0; i < n; i++) slot[i] = 0.5f * (h0[i] + s * h1[i]);
+  for (size_t i = 0; i < n; i++) slot[i] = g0 * h0[i] + g1 * h1[i];
   return slot;
 }
 
-/* dw[o][c][2u+a][2v+b] += G[q][v] t_u[o][c*4 + ab]: column q's share of dg = G^T dU G, where
+/* dw[o][c][2u+a][2v+b] += G[q][v] t_u[o][ab * C + c]: column q's share of dg = G^T dU G, where
  * t_u = sum_p G[p][u] dU_(p,q). */
 static void weight_grad_accumulate(const wino_geom *g, const float *t, int q, float *dw, int T) {
+  const float g0 = g->tf->G[q][0], g1 = g->tf->G[q][1];
   const size_t plane = (size_t)g->O * g->C4;
 #pragma omp parallel for schedule(static) num_threads(T)
   for (int o = 0; o < g->O; o++)
-    for (int c = 0; c < g->C; c++) {
-      float *k = dw + ((size_t)o * g->C + c) * 16;
-      for (int u = 0; u < 2; u++)
-        for (int ab = 0; ab < 4; ab++) {
-          const int a = ab >> 1, b = ab & 1;
-          const float tv = t[u * plane + (size_t)o * g->C4 + c * 4 + ab];
-          float *row = k + (2 * u + a) * 4;
-          if (G[q][0] != 0.0f) row[b] += G[q][0] * tv;
-          if (G[q][1] != 0.0f) row[2 + b] += G[q][1] * tv;
+    for (int u = 0; u < 2; u++)
+      for (int ab = 0; ab < 4; ab++) {
+        const int a = ab >> 1, b = ab & 1;
+        const float *src = t + u * plane + (size_t)o * g->C4 + (size_t)ab * g->C;
+        float *k = dw + (size_t)o * g->C * 16 + (2 * u + a) * 4;
+        for (int c = 0; c < g->C; c++) {
+          if (g0 != 0.0f) k[(size_t)c * 16 + b] += g0 * src[c];
+          if (g1 != 0.0f) k[(size_t)c * 16 + 2 + b] += g1 * src[c];
         }
+      }
+}
+
+/* t_u += G[p][u] slot for u = 0, 1 (t: two (O, 4C) matrices). */
+static void weight_grad_gather(const wino_geom *g, const float *slot, int p, float *t, int T) {
+  const size_t n = (size_t)g->O * g->C4;
+  const float g0 = g->tf->G[p][0], g1 = g->tf->G[p][1];
+#pragma omp parallel for schedule(static) num_threads(T)
+  for (size_t i = 0; i < n; i++) {
+    t[i] += g0 * slot[i];
+    t[n + i] += g1 * slot[i];
+  }
+}
+
+/* ---- passes ---------------------------------------------------------------------------------- */
+
+/* M_xi = V_xi U_xi^T (forward) or dV_xi = dM_xi U_xi (input gradient) for every position, with the
+ * transformed weights built column by column. */
+static void products_with_weights(const wino_geom *g, const wino_bufs *bf, const float *w, int rows, int grad,
+                                  int T) {
+  for (int q = 0; q < g->n; q++) {
+    weight_half_transform(g, w, q, bf->h, T);
+    for (int p = 0; p < g->n; p++) {
+      const size_t xi = (size_t)(p * g->n + q);
+      const float *U = weight_at(g, bf->h, p, bf->slot, T);
+      if (grad) /* dV overwrites V position by position: the weight gradient is done with it */
+        wcmi_sgemm(0, 0, rows, g->C4, g->O, 1.0f, bf->M + xi * bf->ms, g->O, U, g->C4, 0.0f, bf->V + xi * bf->vs,
+                   g->C4);
+      else
+        wcmi_sgemm(0, 1, rows, g->O, g->C4, 1.0f, bf->V + xi * bf->vs, g->C4, U, g->C4, 0.0f, bf->M + xi * bf->ms,
+                   g->O);
     }
+  }
+}
+
+/* dw += G^T (sum over the chunk of dM_xi^T V_xi) G, column by column. */
+static void weight_gradient(const wino_geom *g, const wino_bufs *bf, int rows, float *dw, int T) {
+  const size_t n = (size_t)g->O * g->C4;
+  for (int q = 0; q < g->n; q++) {
+    memset(bf->h, 0, 2 * n * sizeof *bf->h);
+    for (int p = 0; p < g->n; p++) {
+      const size_t xi = (size_t)(p * g->n + q);
+      wcmi_sgemm(1, 0, g->O, g->C4, rows, 1.0f, bf->M + xi * bf->ms, g->O, bf->V + xi * bf->vs, g->C4, 0.0f,
+                 bf->slot, g->C4);
+      weight_grad_gather(g, bf->slot, p, bf->h, T);
+    }
+    weight_grad_accumulate(g, bf->h, q, dw, T);
+  }
 }
 
 void conv2d_winograd_forward(const wcmi_conv2d_dims *d, const float *x, const float *w, const float *b, float *y,
                              float *ws, int T) {
   const wino_geom g = wino_geometry(d);
-  const size_t C4 = (size_t)g.C4, O = (size_t)g.O;
-  float *V = ws, *M = V + XI * g.vs, *h = M + XI * g.ms, *slot = h + 2 * O * C4;
-  input_transform(&g, x, V, T);
-  for (int q = 0; q < 4; q++) {
-    weight_half_transform(&g, w, q, h, T);
-    for (int p = 0; p < 4; p++) {
-      const int xi = p * 4 + q;
-      const float *U = weight_at(&g, h, p, slot, T);
-      wcmi_sgemm(0, 1, g.P, g.O, g.C4, 1.0f, V + xi * g.vs, g.C4, U, g.C4, 0.0f, M + xi * g.ms, g.O);
-    }
+  const wino_bufs bf = wino_layout(&g, ws);
+  for (int n0 = 0; n0 < g.N; n0 += g.chunk) {
+    const int nc = g.N - n0 < g.chunk ? g.N - n0 : g.chunk, rows = nc * g.TH * g.TW;
+    input_transform(&g, &bf, x, n0, nc, T);
+    products_with_weights(&g, &bf, w, rows, 0, T);
+    output_transform(&g, &bf, b, y, n0, nc, T);
   }
-  output_transform(&g, M, b, y, T);
 }
 
 void conv2d_winograd_backward(const wcmi_conv2d_dims *d, const float *x, const float *w, const float *dy, float *dx,
                               float *dw, float *ws, int T) {
   const wino_geom g = wino_geometry(d);
-  const size_t n = (size_t)g.O * (size_t)g.C4;
-  float *V = ws, *dM = V + XI * g.vs, *h = dM + XI * g.ms, *slot = h + 2 * n;
-  output_grad_transform(&g, dy, dM, T);
-  if (dw) {
-    input_transform(&g, x, V, T);
-    float *t0 = h, *t1 = h + n;
-    static const int order[4] = {0, 3, 1, 2}; /* p = 0 and 3 initialize t0 and t1 */
-    for (int q = 0; q < 4; q++) {
-      for (int k = 0; k < 4; k++) {
-        const int p = order[k], xi = p * 4 + q;
-        float *dst = p == 0 ? t0 : p == 3 ? t1 : slot;
-        wcmi_sgemm(1, 0, g.O, g.C4, g.P, 1.0f, dM + xi * g.ms, g.O, V + xi * g.vs, g.C4, 0.0f, dst, g.C4);
-        if (p == 1 || p == 2) {
-          const float s = G[p][1] / G[p][0]; /* t0 += 0.5 dU, t1 += +-0.5 dU */
-#pragma omp parallel for schedule(static) num_threads(T)
-          for (size_t i = 0; i < n; i++) {
-            t0[i] += 0.5f * slot[i];
-            t1[i] += s * 0.5f * slot[i];
-          }
-        }
-      }
-      weight_grad_accumulate(&g, h, q, dw, T);
+  const wino_bufs bf = wino_layout(&g, ws);
+  for (int n0 = 0; n0 < g.N; n0 += g.chunk) {
+    const int nc = g.N - n0 < g.chunk ? g.N - n0 : g.chunk, rows = nc * g.TH * g.TW;
+    output_grad_transform(&g, &bf, dy, n0, nc, T);
+    if (dw) {
+      input_transform(&g, &bf, x, n0, nc, T);
+      weight_gradient(&g, &bf, rows, dw, T);
     }
-  }
-  if (dx) {
-    for (int q = 0; q < 4; q++) {
-      weight_half_transform(&g, w, q, h, T);
-      for (int p = 0; p < 4; p++) {
-        const int xi = p * 4 + q;
-        const float *U = weight_at(&g, h, p, slot, T);
-        /* dV overwrites V position by position: the weight gradient above is done with it */
-        wcmi_sgemm(0, 0, g.P, g.C4, g.O, 1.0f, dM + xi * g.ms, g.O, U, g.C4, 0.0f, V + xi * g.vs, g.C4);
-      }
+    if (dx) {
+      products_with_weights(&g, &bf, w, rows, 1, T);
+      input_grad_transform(&g, &bf, dx, n0, nc, T);
     }
-    input_grad_transform(&g, V, dx, T);
   }
 }
