@@ -59,11 +59,15 @@ static const wino_tf TF4 = {4, 5, {{0.5f, 0}, {1.0f / 6, 1.0f / 6}, {0.5f, -0.5f
 typedef float vec __attribute__((vector_size(LANES * sizeof(float))));
 #define VSPLAT(a) ((vec){(a), (a), (a), (a), (a), (a), (a), (a)})
 
-/* Loads and stores through pointers only: 32-byte vectors passed by value would change the ABI
- * between builds with and without AVX. memcpy: the floats need not be 32-byte aligned. */
-static inline void vload(vec *v, const float *p) { memcpy(v, p, sizeof *v); }
+/* The same through pointers into float arrays, which need not be 32-byte aligned. (memcpy here
+ * became two 16-byte moves feeding one 32-byte load: a store-forwarding stall per vector.) */
+typedef float vecu __attribute__((vector_size(LANES * sizeof(float)), aligned(4)));
 
-static inline void vstore(float *p, const vec *v) { memcpy(p, v, sizeof *v); }
+/* Loads and stores through pointers only: 32-byte vectors passed by value would change the ABI
+ * between builds with and without AVX. */
+static inline void vload(vec *v, const float *p) { *v = *(const vecu *)p; }
+
+static inline void vstore(float *p, const vec *v) { *(vecu *)p = *v; }
 
 /* The first `cnt` lanes of v into p (all when cnt == LANES), or from p with the other lanes zero. */
 static inline void vstore_n(float *p, const vec *v, int cnt) {
@@ -278,154 +282,245 @@ size_t conv2d_winograd_workspace_floats(const wcmi_conv2d_dims *d) {
 
 /* ---- transforms ------------------------------------------------------------------------------ */
 
-/* Stages channels c0 .. c0+cnt of sample plane set x (C, H, W) into st (Hs, Ws, LANES), zero-padded
- * and with the lanes past cnt zero. */
-static void stage_channels(const wino_geom *g, const float *xn, int c0, int cnt, float *st) {
+/* r[j][i] <- r[i][j] for an 8 x 8 block (three rounds of pair shuffles). */
+static inline void transpose8(vec *r) {
+  vec t[LANES], u[LANES];
+  for (int k = 0; k < 8; k += 2) {
+    t[k] = __builtin_shufflevector(r[k], r[k + 1], 0, 8, 1, 9, 4, 12, 5, 13);
+    t[k + 1] = __builtin_shufflevector(r[k], r[k + 1], 2, 10, 3, 11, 6, 14, 7, 15);
+  }
+  for (int k = 0; k < 8; k += 4) {
+    u[k] = __builtin_shufflevector(t[k], t[k + 2], 0, 1, 8, 9, 4, 5, 12, 13);
+    u[k + 1] = __builtin_shufflevector(t[k], t[k + 2], 2, 3, 10, 11, 6, 7, 14, 15);
+    u[k + 2] = __builtin_shufflevector(t[k + 1], t[k + 3], 0, 1, 8, 9, 4, 5, 12, 13);
+    u[k + 3] = __builtin_shufflevector(t[k + 1], t[k + 3], 2, 3, 10, 11, 6, 7, 14, 15);
+  }
+  for (int k = 0; k < 4; k++) {
+    r[k] = __builtin_shufflevector(u[k], u[k + 4], 0, 1, 2, 3, 8, 9, 10, 11);
+    r[k + 4] = __builtin_shufflevector(u[k], u[k + 4], 4, 5, 6, 7, 12, 13, 14, 15);
+  }
+}
+
+/* Stages channels c0 .. c0+cnt of one sample's planes xn (C, H, W) into st (Hs, Ws, LANES),
+ * zero-padded and with the lanes past cnt zero: per input row, blocks of 8 columns of the 8 channels
+ * are loaded as rows and transposed (a block past the row's end goes through a zeroed copy, so
+ * nothing past x is read). */
+static inline void stage_channels(const wino_geom *g, const float *xn, int c0, int cnt, float *st) {
   memset(st, 0, (size_t)g->Hs * g->Ws * LANES * sizeof *st);
-  for (int l = 0; l < cnt; l++) {
-    const float *xp = xn + (size_t)(c0 + l) * g->H * g->W;
-    for (int r = g->pad; r < g->Hs && r - g->pad < g->H; r++)
-      for (int q = g->pad; q < g->Ws && q - g->pad < g->W; q++)
-        st[((size_t)r * g->Ws + q) * LANES + l] = xp[(size_t)(r - g->pad) * g->W + (q - g->pad)];
-  }
-}
-
-/* V[xi][tile][ab * C + c] = (B^T d_ab B)[xi] for the chunk's samples [n0, n0 + nc). */
-static void input_transform(const wino_geom *g, const wino_bufs *bf, const float *x, int n0, int nc, int T) {
-  const int n = g->n, groups = (g->C + LANES - 1) / LANES;
-  const int64_t items = (int64_t)nc * groups;
-#pragma omp parallel num_threads(T)
-  {
-    float st[STAGE_MAX];
-#pragma omp for schedule(static)
-    for (int64_t it = 0; it < items; it++) {
-      const int nl = (int)(it / groups), c0 = (int)(it % groups) * LANES;
-      const int cnt = g->C - c0 < LANES ? g->C - c0 : LANES;
-      stage_channels(g, x + (size_t)(n0 + nl) * g->C * g->H * g->W, c0, cnt, st);
-      for (int th = 0; th < g->TH; th++)
-        for (int tw = 0; tw < g->TW; tw++) {
-          const size_t tp = ((size_t)nl * g->TH + th) * g->TW + tw;
-          const float *base = st + ((size_t)(2 * g->m * th) * g->Ws + 2 * g->m * tw) * LANES;
-          for (int ab = 0; ab < 4; ab++) {
-            const int a = ab >> 1, b = ab & 1;
-            vec d[NMAX * NMAX], e[NMAX * NMAX], v[NMAX * NMAX];
-            for (int i = 0; i < n; i++)
-              for (int j = 0; j < n; j++) vload(&d[i * n + j], base + ((size_t)(2 * i + a) * g->Ws + 2 * j + b) * LANES);
-            tile_input(n, d, e, v);
-            float *dst = bf->V + tp * g->C4 + (size_t)ab * g->C + c0;
-            for (int xi = 0; xi < g->XI; xi++) vstore_n(dst + (size_t)xi * bf->vs, &v[xi], cnt);
-          }
-        }
+  const size_t plane = (size_t)g->H * g->W;
+  const float *x0 = xn + (size_t)c0 * plane;
+  const int rows = g->H < g->Hs - g->pad ? g->H : g->Hs - g->pad, cols = g->W < g->Ws - g->pad ? g->W : g->Ws - g->pad;
+  for (int r = 0; r < rows; r++)
+    for (int q0 = 0; q0 < cols; q0 += LANES) {
+      const int w = cols - q0 < LANES ? cols - q0 : LANES;
+      vec blk[LANES];
+      for (int l = 0; l < LANES; l++) {
+        const float *src = x0 + (size_t)l * plane + (size_t)r * g->W + q0;
+        if (l >= cnt) blk[l] = VSPLAT(0.0f);
+        else if (w == LANES) vload(&blk[l], src);
+        else vload_n(&blk[l], src, w);
+      }
+      transpose8(blk);
+      float *dst = st + ((size_t)(r + g->pad) * g->Ws + q0 + g->pad) * LANES;
+      for (int k = 0; k < w; k++) vstore(dst + (size_t)k * LANES, &blk[k]);
     }
-  }
 }
 
-/* dx for the chunk = the adjoint of input_transform applied to dV: dd = B dV B^T added onto the
- * staged plane, whose interior is dx (inputs the conv never reads get exactly 0). */
-static void input_grad_transform(const wino_geom *g, const wino_bufs *bf, float *dx, int n0, int nc, int T) {
-  const int n = g->n, groups = (g->C + LANES - 1) / LANES;
-  const int64_t items = (int64_t)nc * groups;
-#pragma omp parallel num_threads(T)
-  {
-    float st[STAGE_MAX];
-#pragma omp for schedule(static)
-    for (int64_t it = 0; it < items; it++) {
-      const int nl = (int)(it / groups), c0 = (int)(it % groups) * LANES;
-      const int cnt = g->C - c0 < LANES ? g->C - c0 : LANES;
-      memset(st, 0, (size_t)g->Hs * g->Ws * LANES * sizeof *st);
-      for (int th = 0; th < g->TH; th++)
-        for (int tw = 0; tw < g->TW; tw++) {
-          const size_t tp = ((size_t)nl * g->TH + th) * g->TW + tw;
-          float *base = st + ((size_t)(2 * g->m * th) * g->Ws + 2 * g->m * tw) * LANES;
-          for (int ab = 0; ab < 4; ab++) {
-            const int a = ab >> 1, b = ab & 1;
-            vec v[NMAX * NMAX], f[NMAX * NMAX], dd[NMAX * NMAX];
-            const float *src = bf->V + tp * g->C4 + (size_t)ab * g->C + c0;
-            for (int xi = 0; xi < g->XI; xi++) vload_n(&v[xi], src + (size_t)xi * bf->vs, cnt);
-            tile_input_grad(n, v, f, dd);
-            for (int i = 0; i < n; i++)
-              for (int j = 0; j < n; j++) {
-                float *p = base + ((size_t)(2 * i + a) * g->Ws + 2 * j + b) * LANES;
-                vec acc;
-                vload(&acc, p);
-                acc += dd[i * n + j];
-                vstore(p, &acc);
-              }
-          }
-        }
-      float *dxn = dx + (size_t)(n0 + nl) * g->C * g->H * g->W;
-      for (int l = 0; l < cnt; l++) {
-        float *dxp = dxn + (size_t)(c0 + l) * g->H * g->W;
-        for (int r = 0; r < g->H; r++)
-          for (int q = 0; q < g->W; q++) {
-            /* the conv reads padded rows and columns below 2 Ho + 2 and 2 Wo + 2; past them the stage
-             * holds only the rounding residue of the last tiles' overhang, whose dy was 0 */
-            const int sr = r + g->pad, sq = q + g->pad;
-            const int read = sr < 2 * g->Ho + 2 && sq < 2 * g->Wo + 2;
-            dxp[(size_t)r * g->W + q] = read ? st[((size_t)sr * g->Ws + sq) * LANES + l] : 0.0f;
+/* The reverse for dx: channels c0 .. c0+cnt of one sample's planes dxn (C, H, W) from the stage,
+ * positions at padded row >= read_h or column >= read_w set to 0. */
+static inline void unstage_channels(const wino_geom *g, const float *st, int c0, int cnt, int read_h, int read_w,
+                                    float *dxn) {
+  const size_t plane = (size_t)g->H * g->W;
+  float *dx0 = dxn + (size_t)c0 * plane;
+  for (int r = 0; r < g->H; r++)
+    for (int q0 = 0; q0 < g->W; q0 += LANES) {
+      const int w = g->W - q0 < LANES ? g->W - q0 : LANES;
+      vec blk[LANES];
+      for (int k = 0; k < LANES; k++) {
+        const int sr = r + g->pad, sq = q0 + k + g->pad;
+        if (k < w && sr < read_h && sq < read_w) vload(&blk[k], st + ((size_t)sr * g->Ws + sq) * LANES);
+        else blk[k] = VSPLAT(0.0f);
+      }
+      transpose8(blk);
+      for (int l = 0; l < cnt; l++) vstore_n(dx0 + (size_t)l * plane + (size_t)r * g->W + q0, &blk[l], w);
+    }
+}
+
+/* The per-item transform bodies are built for AVX2 and baseline x86-64 and picked at load time (as
+ * conv2d_thin.c's kernels), so installed builds stay portable while 8-lane vectors are one register;
+ * they take pointers only, so the clones share the baseline ABI. Sanitizer builds skip the clones:
+ * their ifunc resolvers run before the sanitizer runtime starts. */
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(undefined_behavior_sanitizer)
+#define WINO_NO_CLONES 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__)
+#define WINO_NO_CLONES 1
+#endif
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(WINO_NO_CLONES)
+#define WINO_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define WINO_CLONES
+#endif
+
+/* Items of the transforms: (sample of the chunk, group of LANES channels). */
+typedef struct wino_item {
+  int nl, c0, cnt; /* sample within the chunk, first channel, channels in the group */
+} wino_item;
+
+static wino_item item_of(int64_t it, int channels) {
+  const int groups = (channels + LANES - 1) / LANES;
+  wino_item r = {(int)(it / groups), (int)(it % groups) * LANES, 0};
+  r.cnt = channels - r.c0 < LANES ? channels - r.c0 : LANES;
+  return r;
+}
+
+static int64_t items_of(int nc, int channels) { return (int64_t)nc * ((channels + LANES - 1) / LANES); }
+
+/* V[xi][tile][ab * C + c] = (B^T d_ab B)[xi] for one item's tiles; st: the item's staged plane. */
+WINO_CLONES
+static void input_item(const wino_geom *g, const wino_bufs *bf, const float *xn, wino_item t, float *st) {
+  const int n = g->n;
+  stage_channels(g, xn, t.c0, t.cnt, st);
+  for (int th = 0; th < g->TH; th++)
+    for (int tw = 0; tw < g->TW; tw++) {
+      const size_t tp = ((size_t)t.nl * g->TH + th) * g->TW + tw;
+      const float *base = st + ((size_t)(2 * g->m * th) * g->Ws + 2 * g->m * tw) * LANES;
+      for (int ab = 0; ab < 4; ab++) {
+        const int a = ab >> 1, b = ab & 1;
+        vec d[NMAX * NMAX], e[NMAX * NMAX], v[NMAX * NMAX];
+        for (int i = 0; i < n; i++)
+          for (int j = 0; j < n; j++) vload(&d[i * n + j], base + ((size_t)(2 * i + a) * g->Ws + 2 * j + b) * LANES);
+        tile_input(n, d, e, v);
+        float *dst = bf->V + tp * g->C4 + (size_t)ab * g->C + t.c0;
+        for (int xi = 0; xi < g->XI; xi++) vstore_n(dst + (size_t)xi * bf->vs, &v[xi], t.cnt);
+      }
+    }
+}
+
+/* One item's dx: dd = B dV B^T added onto the zeroed stage, whose interior is dx (inputs the conv
+ * never reads get exactly 0). */
+WINO_CLONES
+static void input_grad_item(const wino_geom *g, const wino_bufs *bf, float *dxn, wino_item t, float *st) {
+  const int n = g->n;
+  memset(st, 0, (size_t)g->Hs * g->Ws * LANES * sizeof *st);
+  for (int th = 0; th < g->TH; th++)
+    for (int tw = 0; tw < g->TW; tw++) {
+      const size_t tp = ((size_t)t.nl * g->TH + th) * g->TW + tw;
+      float *base = st + ((size_t)(2 * g->m * th) * g->Ws + 2 * g->m * tw) * LANES;
+      for (int ab = 0; ab < 4; ab++) {
+        const int a = ab >> 1, b = ab & 1;
+        vec v[NMAX * NMAX], f[NMAX * NMAX], dd[NMAX * NMAX];
+        const float *src = bf->V + tp * g->C4 + (size_t)ab * g->C + t.c0;
+        for (int xi = 0; xi < g->XI; xi++) vload_n(&v[xi], src + (size_t)xi * bf->vs, t.cnt);
+        tile_input_grad(n, v, f, dd);
+        for (int i = 0; i < n; i++)
+          for (int j = 0; j < n; j++) {
+            float *p = base + ((size_t)(2 * i + a) * g->Ws + 2 * j + b) * LANES;
+            vec acc;
+            vload(&acc, p);
+            acc += dd[i * n + j];
+            vstore(p, &acc);
           }
       }
     }
+  /* the conv reads padded rows and columns below 2 Ho + 2 and 2 Wo + 2; past them the stage holds
+   * only the rounding residue of the last tiles' overhang, whose dy was 0 */
+  unstage_channels(g, st, t.c0, t.cnt, 2 * g->Ho + 2, 2 * g->Wo + 2, dxn);
+}
+
+/* One item's y tiles = A^T M A (+ bias); rows and columns of the last tiles past the output's edge
+ * are dropped. yn: the item's first output channel plane. */
+WINO_CLONES
+static void output_item(const wino_geom *g, const wino_bufs *bf, const float *bias, float *yn, wino_item t) {
+  const int n = g->n, m = g->m;
+  float bo[LANES] = {0};
+  if (bias) memcpy(bo, bias + t.c0, (size_t)t.cnt * sizeof *bo);
+  for (int th = 0; th < g->TH; th++)
+    for (int tw = 0; tw < g->TW; tw++) {
+      const size_t tp = ((size_t)t.nl * g->TH + th) * g->TW + tw;
+      vec mm[NMAX * NMAX], s[MMAX * NMAX], out[MMAX * MMAX];
+      const float *src = bf->M + tp * g->O + t.c0;
+      for (int xi = 0; xi < g->XI; xi++) vload_n(&mm[xi], src + (size_t)xi * bf->ms, t.cnt);
+      tile_output(n, mm, s, out);
+      for (int i = 0; i < m && m * th + i < g->Ho; i++)
+        for (int j = 0; j < m && m * tw + j < g->Wo; j++) {
+          float lanes[LANES];
+          vstore(lanes, &out[i * m + j]);
+          const size_t at = (size_t)(m * th + i) * g->Wo + m * tw + j;
+          for (int l = 0; l < t.cnt; l++) yn[(size_t)l * g->Ho * g->Wo + at] = lanes[l] + bo[l];
+        }
+    }
+}
+
+/* One item's dM tiles = A dY A^T: the adjoint of output_item (positions past the output's edge
+ * count as 0). dyn: the item's first output channel plane. */
+WINO_CLONES
+static void output_grad_item(const wino_geom *g, const wino_bufs *bf, const float *dyn, wino_item t) {
+  const int n = g->n, m = g->m;
+  for (int th = 0; th < g->TH; th++)
+    for (int tw = 0; tw < g->TW; tw++) {
+      const size_t tp = ((size_t)t.nl * g->TH + th) * g->TW + tw;
+      vec e[MMAX * MMAX], f[NMAX * MMAX], dm[NMAX * NMAX];
+      for (int i = 0; i < m; i++)
+        for (int j = 0; j < m; j++) {
+          float lanes[LANES] = {0};
+          if (m * th + i < g->Ho && m * tw + j < g->Wo) {
+            const size_t at = (size_t)(m * th + i) * g->Wo + m * tw + j;
+            for (int l = 0; l < t.cnt; l++) lanes[l] = dyn[(size_t)l * g->Ho * g->Wo + at];
+          }
+          vload(&e[i * m + j], lanes);
+        }
+      tile_output_grad(n, e, f, dm);
+      float *dst = bf->M + tp * g->O + t.c0;
+      for (int xi = 0; xi < g->XI; xi++) vstore_n(dst + (size_t)xi * bf->ms, &dm[xi], t.cnt);
+    }
+}
+
+/* The chunk's samples [n0, n0 + nc) through each transform, items split over T threads. */
+static void input_transform(const wino_geom *g, const wino_bufs *bf, const float *x, int n0, int nc, int T) {
+  const int64_t items = items_of(nc, g->C);
+#pragma omp parallel num_threads(T)
+  {
+    float st[STAGE_MAX]; /* (Hs, Ws, LANES) */
+#pragma omp for schedule(static)
+    for (int64_t it = 0; it < items; it++) {
+      const wino_item t = item_of(it, g->C);
+      input_item(g, bf, x + (size_t)(n0 + t.nl) * g->C * g->H * g->W, t, st);
+    }
   }
 }
 
-/* y tile = A^T M A (+ bias) for every tile of the chunk, 8 output channels at a time; the rows and
- * columns of the last tiles past the output's edge are dropped. */
+static void input_grad_transform(const wino_geom *g, const wino_bufs *bf, float *dx, int n0, int nc, int T) {
+  const int64_t items = items_of(nc, g->C);
+#pragma omp parallel num_threads(T)
+  {
+    float st[STAGE_MAX];
+#pragma omp for schedule(static)
+    for (int64_t it = 0; it < items; it++) {
+      const wino_item t = item_of(it, g->C);
+      input_grad_item(g, bf, dx + (size_t)(n0 + t.nl) * g->C * g->H * g->W, t, st);
+    }
+  }
+}
+
 static void output_transform(const wino_geom *g, const wino_bufs *bf, const float *bias, float *y, int n0, int nc,
                              int T) {
-  const int n = g->n, m = g->m, groups = (g->O + LANES - 1) / LANES;
-  const int64_t items = (int64_t)nc * groups;
+  const int64_t items = items_of(nc, g->O);
 #pragma omp parallel for schedule(static) num_threads(T)
   for (int64_t it = 0; it < items; it++) {
-    const int nl = (int)(it / groups), o0 = (int)(it % groups) * LANES;
-    const int cnt = g->O - o0 < LANES ? g->O - o0 : LANES;
-    float bo[LANES] = {0};
-    if (bias) memcpy(bo, bias + o0, (size_t)cnt * sizeof *bo);
-    float *yn = y + ((size_t)(n0 + nl) * g->O + o0) * g->Ho * g->Wo;
-    for (int th = 0; th < g->TH; th++)
-      for (int tw = 0; tw < g->TW; tw++) {
-        const size_t tp = ((size_t)nl * g->TH + th) * g->TW + tw;
-        vec mm[NMAX * NMAX], s[MMAX * NMAX], out[MMAX * MMAX];
-        const float *src = bf->M + tp * g->O + o0;
-        for (int xi = 0; xi < g->XI; xi++) vload_n(&mm[xi], src + (size_t)xi * bf->ms, cnt);
-        tile_output(n, mm, s, out);
-        for (int i = 0; i < m && m * th + i < g->Ho; i++)
-          for (int j = 0; j < m && m * tw + j < g->Wo; j++) {
-            float lanes[LANES];
-            vstore(lanes, &out[i * m + j]);
-            const size_t at = (size_t)(m * th + i) * g->Wo + m * tw + j;
-            for (int l = 0; l < cnt; l++) yn[(size_t)l * g->Ho * g->Wo + at] = lanes[l] + bo[l];
-          }
-      }
+    const wino_item t = item_of(it, g->O);
+    output_item(g, bf, bias, y + ((size_t)(n0 + t.nl) * g->O + t.c0) * g->Ho * g->Wo, t);
   }
 }
 
-/* dM tile = A dY A^T: the adjoint of output_transform (positions past the output's edge count as 0). */
 static void output_grad_transform(const wino_geom *g, const wino_bufs *bf, const float *dy, int n0, int nc, int T) {
-  const int n = g->n, m = g->m, groups = (g->O + LANES - 1) / LANES;
-  const int64_t items = (int64_t)nc * groups;
+  const int64_t items = items_of(nc, g->O);
 #pragma omp parallel for schedule(static) num_threads(T)
   for (int64_t it = 0; it < items; it++) {
-    const int nl = (int)(it / groups), o0 = (int)(it % groups) * LANES;
-    const int cnt = g->O - o0 < LANES ? g->O - o0 : LANES;
-    const float *dyn = dy + ((size_t)(n0 + nl) * g->O + o0) * g->Ho * g->Wo;
-    for (int th = 0; th < g->TH; th++)
-      for (int tw = 0; tw < g->TW; tw++) {
-        const size_t tp = ((size_t)nl * g->TH + th) * g->TW + tw;
-        vec e[MMAX * MMAX], f[NMAX * MMAX], dm[NMAX * NMAX];
-        for (int i = 0; i < m; i++)
-          for (int j = 0; j < m; j++) {
-            float lanes[LANES] = {0};
-            if (m * th + i < g->Ho && m * tw + j < g->Wo) {
-              const size_t at = (size_t)(m * th + i) * g->Wo + m * tw + j;
-              for (int l = 0; l < cnt; l++) lanes[l] = dyn[(size_t)l * g->Ho * g->Wo + at];
-            }
-            vload(&e[i * m + j], lanes);
-          }
-        tile_output_grad(n, e, f, dm);
-        float *dst = bf->M + tp * g->O + o0;
-        for (int xi = 0; xi < g->XI; xi++) vstore_n(dst + (size_t)xi * bf->ms, &dm[xi], cnt);
-      }
+    const wino_item t = item_of(it, g->O);
+    output_grad_item(g, bf, dy + ((size_t)(n0 + t.nl) * g->O + t.c0) * g->Ho * g->Wo, t);
   }
 }
 
