@@ -90,9 +90,21 @@ check "no torn checkpoint after 6 kill -9" "[ $torn -eq 0 ]"
 check "NaN/Inf stops the run with exit 1" "[ $? -eq 1 ] && grep -q 'stopped, last good checkpoint' '$T/n.err'"
 check "no checkpoint holds the diverged parameters" "! [ -e '$T/n/latest.safetensors' ] || '$WCMI' info '$T/n/latest.safetensors' > /dev/null"
 
-# 6. Usage and input errors.
+# 6. --conv-algo gemm (no Winograd convolutions) trains the same model to within float rounding:
+# one normal epoch, losses within 1e-3 relative, but not bit-identical (the switch is wired through).
+"$WCMI" train-encoder --objective normal "${COMMON[@]}" --epochs 1 --out "$T/g1" > /dev/null 2>&1
+"$WCMI" train-encoder --objective normal "${COMMON[@]}" --epochs 1 --conv-algo gemm --out "$T/g2" > /dev/null 2>&1
+check "--conv-algo gemm and auto give the same loss to 1e-3, not bit for bit" "$PY - <<PYEOF
+import json
+a=json.loads(open('$T/g1/metrics.jsonl').readline())['loss']; b=json.loads(open('$T/g2/metrics.jsonl').readline())['loss']
+assert a != b and abs(a-b) <= 1e-3*abs(b), (a, b)
+PYEOF"
+
+# 7. Usage and input errors.
 "$WCMI" train-encoder --objective sideways --out "$T/x" > /dev/null 2>&1; check "bad objective exits 2" "[ $? -eq 2 ]"
 "$WCMI" train-encoder --no-such-flag > /dev/null 2>&1; check "unknown flag exits 2" "[ $? -eq 2 ]"
+"$WCMI" train-encoder --conv-algo fast --out "$T/x" > /dev/null 2> "$T/x.err"
+check "bad --conv-algo exits 2 naming the option" "[ $? -eq 2 ] && grep -q -- '--conv-algo' '$T/x.err'"
 "$WCMI" train-encoder --help | grep -q -- '--objective'; check "--help documents --objective" "[ $? -eq 0 ]"
 "$WCMI" train-encoder --data fashion-mnist --data-dir "$T/nowhere" --out "$T/y" > /dev/null 2> "$T/y.err"
 check "missing data exits 1 with one line naming the file" "[ $? -eq 1 ] && [ \$(wc -l < '$T/y.err') -eq 1 ] && grep -q nowhere '$T/y.err'"

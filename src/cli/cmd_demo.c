@@ -11,6 +11,7 @@ int wcmi_cmd_demo(int argc, char **argv) {
   wcmi_demo_defaults(&d);
   long long seed = 0;
   int threads = 0, progress = 0, json = 0;
+  const char *conv_algo = NULL;
   wcmi_opt opts[] = {
       {"--out", WCMI_OPT_STR, &d.out_dir, "DIR", "where the runs go (default runs/demo)", 0},
       {"--data-dir", WCMI_OPT_STR, &d.data_dir, "DIR", "Fashion-MNIST files (default: Debian's dataset-fashion-mnist)", 0},
@@ -23,6 +24,7 @@ int wcmi_cmd_demo(int argc, char **argv) {
       {"--hsize", WCMI_OPT_INT, &d.hsize, "H", "MI critic width (default 256)", 0},
       {"--seed", WCMI_OPT_I64, &seed, "S", "random seed (default 0)", 0},
       {"--threads", WCMI_OPT_INT, &threads, "T", "threads (default: WCMI_NUM_THREADS or all cores)", 0},
+      {"--conv-algo", WCMI_OPT_STR, &conv_algo, "A", "convolutions: auto (default: Winograd where it saves work) or gemm", 0},
       {"--progress", WCMI_OPT_FLAG, &progress, NULL, "progress on stderr", 0},
       {"--json", WCMI_OPT_FLAG, &json, NULL, "print the JSON summary instead of the table", 0},
       {"--max-batches", WCMI_OPT_INT, &d.max_batches, "N", "cap batches per epoch (smoke tests)", 0},
@@ -44,6 +46,7 @@ int wcmi_cmd_demo(int argc, char **argv) {
   wcmi_ctx ctx;
   wcmi_ctx_init(&ctx);
   if (threads) wcmi_set_threads(&ctx, threads);
+  if (task_cli_conv_algo(&ctx, "demo", conv_algo)) return 2;
   char *table = NULL, *summary = NULL;
   int rc = wcmi_task_demo(&ctx, &d, &table, &summary);
   if (rc) fprintf(stderr, "wcmi demo: %s\n", wcmi_errmsg(&ctx));

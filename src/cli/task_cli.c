@@ -124,6 +124,8 @@ int task_cli_parse(task_cli *tc, const char *cmd, const char *synopsis, const ch
   add(tc, &n, "--eps-fade", WCMI_OPT_INT, &tc->eps_fade, "E", "grow eps linearly over the first E epochs");
   add(tc, &n, "--seed", WCMI_OPT_I64, &tc->seed, "S", "random seed (default 0)");
   add(tc, &n, "--threads", WCMI_OPT_INT, &tc->threads, "T", "threads (default: WCMI_NUM_THREADS or all cores)");
+  add(tc, &n, "--conv-algo", WCMI_OPT_STR, &tc->conv_algo, "A",
+      "convolutions: auto (default: Winograd where it saves work) or gemm (im2col + GEMM, as PyTorch's CPU path)");
   add(tc, &n, "--out", WCMI_OPT_STR, &tc->out, "DIR", "run directory to create");
   add(tc, &n, "--resume", WCMI_OPT_STR, &tc->resume, "DIR", "continue the run in DIR from its latest checkpoint");
   add(tc, &n, "--progress", WCMI_OPT_FLAG, &tc->progress, NULL, "progress on stderr (a bar on a TTY, lines otherwise)");
@@ -135,9 +137,18 @@ int task_cli_parse(task_cli *tc, const char *cmd, const char *synopsis, const ch
   if (rc) return rc < 0 ? -1 : rc;
   if (tc->threads < 0) return fprintf(stderr, "wcmi %s: --threads must be >= 1\n", cmd), 2;
   if (tc->threads) wcmi_set_threads(&tc->ctx, tc->threads);
+  if ((rc = task_cli_conv_algo(&tc->ctx, cmd, tc->conv_algo))) return rc;
   if ((rc = apply(tc, cmd))) return rc;
   interrupt_target = &tc->ctx;
   signal(SIGINT, on_sigint);
+  return 0;
+}
+
+int task_cli_conv_algo(wcmi_ctx *ctx, const char *cmd, const char *value) {
+  if (!value) return 0;
+  if (!strcmp(value, "auto")) ctx->conv_algo = WCMI_CONV_AUTO;
+  else if (!strcmp(value, "gemm")) ctx->conv_algo = WCMI_CONV_GEMM;
+  else return fprintf(stderr, "wcmi %s: --conv-algo must be auto or gemm, not '%s'\n", cmd, value), 2;
   return 0;
 }
 

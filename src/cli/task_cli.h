@@ -14,7 +14,7 @@ typedef struct task_cli {
   char resumed_task[64];
   wcmi_opt opts[TASK_CLI_MAX_OPTS];
   /* raw values */
-  const char *data, *data_dir, *profile, *estimator, *measure, *grad_path, *norm, *out, *resume, *model;
+  const char *data, *data_dir, *profile, *estimator, *measure, *grad_path, *norm, *out, *resume, *model, *conv_algo;
   long long train_subset, test_subset, seed;
   int epochs, batch_size, hsize, attack_steps, restarts, random_start, use_best, eps_fade, threads, progress, timing,
       max_batches, eval_batches;
@@ -26,6 +26,9 @@ typedef struct task_cli {
  * Returns 0 to continue, or the exit code to return now (0 after --help, 2 on a usage error). */
 int task_cli_parse(task_cli *tc, const char *cmd, const char *synopsis, const char *desc, const wcmi_opt *extra,
                    int argc, char **argv);
+/* Sets ctx->conv_algo from a --conv-algo value (NULL: leave it). Returns 0, or 2 after a one-line
+ * message naming the command when the value is neither auto nor gemm. */
+int task_cli_conv_algo(wcmi_ctx *ctx, const char *cmd, const char *value);
 /* Runs a task function, prints its summary on stdout, maps errors to exit codes (1, or 130 after
  * Ctrl-C) with a one-line message on stderr. */
 int task_cli_finish(task_cli *tc, const char *cmd, int rc, char *summary);
