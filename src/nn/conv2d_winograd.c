@@ -526,18 +526,42 @@ static void output_grad_transform(const wino_geom *g, const wino_bufs *bf, const
 
 /* h_u[o][ab * C + c] = sum_v G[q][v] g_ab[u][v] = G[q][0] w[o][c][2u+a][b] + G[q][1] w[o][c][2u+a][2+b]
  * for u = 0, 1 (h: two (O, 4C) matrices). */
+/* Output channel o's share: its (C, 16) kernel block is read in blocks of 8 channels, transposed to
+ * tap-major (8x8 transposes) so that every h row is a contiguous vector expression over channels. */
+WINO_CLONES
+static void weight_half_row(const wino_geom *g, const float *wo, float g0, float g1, float *h0, float *h1) {
+  const int C = g->C;
+  int c0 = 0;
+  for (; c0 + LANES <= C; c0 += LANES) {
+    vec taps[16]; /* taps[t]: tap t (kh * 4 + kw) of channels c0 .. c0+7 */
+    for (int half = 0; half < 2; half++) {
+      vec blk[LANES];
+      for (int l = 0; l < LANES; l++) vload(&blk[l], wo + (size_t)(c0 + l) * 16 + half * 8);
+      transpose8(blk);
+      for (int t = 0; t < 8; t++) taps[half * 8 + t] = blk[t];
+    }
+    for (int u = 0; u < 2; u++)
+      for (int ab = 0; ab < 4; ab++) {
+        const int a = ab >> 1, b = ab & 1, t = (2 * u + a) * 4 + b;
+        vec v = VSPLAT(g0) * taps[t] + VSPLAT(g1) * taps[t + 2];
+        vstore((u ? h1 : h0) + (size_t)ab * C + c0, &v);
+      }
+  }
+  for (; c0 < C; c0++) /* channels past the last full block of 8 */
+    for (int u = 0; u < 2; u++)
+      for (int ab = 0; ab < 4; ab++) {
+        const int a = ab >> 1, b = ab & 1;
+        const float *k = wo + (size_t)c0 * 16 + (2 * u + a) * 4;
+        (u ? h1 : h0)[(size_t)ab * C + c0] = g0 * k[b] + g1 * k[2 + b];
+      }
+}
+
 static void weight_half_transform(const wino_geom *g, const float *w, int q, float *h, int T) {
   const float g0 = g->tf->G[q][0], g1 = g->tf->G[q][1];
   const size_t plane = (size_t)g->O * g->C4;
 #pragma omp parallel for schedule(static) num_threads(T)
   for (int o = 0; o < g->O; o++)
-    for (int u = 0; u < 2; u++)
-      for (int ab = 0; ab < 4; ab++) {
-        const int a = ab >> 1, b = ab & 1;
-        const float *k = w + (size_t)o * g->C * 16 + (2 * u + a) * 4;
-        float *dst = h + u * plane + (size_t)o * g->C4 + (size_t)ab * g->C;
-        for (int c = 0; c < g->C; c++) dst[c] = g0 * k[(size_t)c * 16 + b] + g1 * k[(size_t)c * 16 + 2 + b];
-      }
+    weight_half_row(g, w + (size_t)o * g->C * 16, g0, g1, h + (size_t)o * g->C4, h + plane + (size_t)o * g->C4);
 }
 
 /* The transformed weights (O, 4C) of position (p, q) from h_q: G[p][0] h_q[0] + G[p][1] h_q[1]. */
