@@ -9,12 +9,14 @@
  *   Y = A^T [ sum_c' (G g G^T) . (B^T d B) ] A        ("." elementwise over n^2 positions xi)
  * and the sum over c' is one GEMM per position: (P, 4C) x (4C, O), P = tiles. Per tile and channel
  * pair that is n^2 multiplies where the direct conv needs 4 m^2: 2.25x fewer for m = 3 (16 vs 36),
- * 2.56x for m = 4 (25 vs 64), less the tiles' overhang past the output's edge. The matrices (points
- * 0, 1, -1, inf for m = 3; 0, 1, -1, -2, inf for m = 4, chosen among the usual sets for the smallest
- * float error in a numerical trial: 1.4e-6 and 5.2e-6 of the output's magnitude over 256 channel
- * pairs) are in TF3 and TF4 below. m per shape: the one with the fewest multiplies, and Winograd only
- * where that saves at least WINO_MIN_GAIN (the paper's 28x28 encoder: 7x7 outputs take m = 4, 3x3
- * outputs m = 3). WCMI_CONV_GEMM turns it off.
+ * 2.56x for m = 4 (25 vs 64), less the tiles' overhang past the output's edge. Points: 0, 1, -1, inf
+ * for m = 3; 0, 1, -1, -2, inf for m = 4, chosen among the usual sets for the smallest float error
+ * in a numerical trial (1.4e-6 and 5.2e-6 of the output's largest magnitude over 256 channel pairs;
+ * on the encoder's own shapes against im2col + GEMM: 5.3e-6 for 64->128 at m = 4, 6.1e-7 for
+ * 128->256 at m = 3). The matrices are in the comment above wino_tf and spelled out in bt4 ... a5. m
+ * per shape: the one with the fewest multiplies, and Winograd only where that saves at least
+ * WINO_MIN_GAIN_X10 / 10 (the paper's 28x28 encoder: 7x7 outputs take m = 4, 3x3 outputs m = 3).
+ * WCMI_CONV_GEMM turns it off.
  *
  * The backward passes are the exact adjoints of these linear maps:
  *   dM = A dY A^T,  dV_xi = dM_xi . U_xi,  dU_xi = dM_xi^T . V_xi,  dd = B dV B^T,  dg = G^T dU G.
