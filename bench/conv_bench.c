@@ -13,7 +13,9 @@
  * column is the median of the SGEMMs interleaved with that row's iterations. "best" is the conv
  * GFLOP/s of the fastest iteration, a hint of what an idle machine gives.
  *
- * usage: bench_conv_bench [--threads N] [--iters N] [--batch N] [--gemm N] [--hsize H]
+ * usage: bench_conv_bench [--threads N] [--iters N] [--batch N] [--gemm N] [--hsize H] [--algo auto|gemm]
+ * --algo gemm: every conv through im2col + GEMM or the direct thin kernel (no Winograd), so GFLOP/s
+ * are FLOPs actually performed; with auto (default) the Winograd convs report an effective rate.
  */
 #include "wcmi/blas.h"
 #include "wcmi/core.h"
@@ -121,9 +123,13 @@ static int parse_int(const char *s, int *out) {
 }
 
 int main(int argc, char **argv) {
-  int threads = 2, iters = 10, N = 128, gemm_n = 2048, hsize = 0;
+  int threads = 2, iters = 10, N = 128, gemm_n = 2048, hsize = 0, algo = WCMI_CONV_AUTO;
   for (int i = 1; i < argc; i++) {
     int *dst = NULL;
+    if (!strcmp(argv[i], "--algo") && i + 1 < argc && (!strcmp(argv[i + 1], "auto") || !strcmp(argv[i + 1], "gemm"))) {
+      algo = !strcmp(argv[++i], "gemm") ? WCMI_CONV_GEMM : WCMI_CONV_AUTO;
+      continue;
+    }
     if (!strcmp(argv[i], "--threads")) dst = &threads;
     else if (!strcmp(argv[i], "--iters")) dst = &iters;
     else if (!strcmp(argv[i], "--batch")) dst = &N;
@@ -131,7 +137,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[i], "--hsize")) dst = &hsize;
     if (!dst || i + 1 >= argc || parse_int(argv[++i], dst)) {
       fprintf(stderr,
-              "usage: bench_conv_bench [--threads N] [--iters N] [--batch N] [--gemm N] [--hsize H]\n"
+              "usage: bench_conv_bench [--threads N] [--iters N] [--batch N] [--gemm N] [--hsize H] [--algo auto|gemm]\n"
               "  (--hsize H benchmarks only that residual-block width; default both 2048 and 256)\n");
       return 2;
     }
@@ -139,6 +145,7 @@ int main(int argc, char **argv) {
   wcmi_ctx ctx;
   wcmi_ctx_init(&ctx);
   wcmi_set_threads(&ctx, threads);
+  ctx.conv_algo = algo;
 
   gemm_ref g;
   if (gemm_ref_init(&ctx, &g, gemm_n)) goto fail;
@@ -146,7 +153,9 @@ int main(int argc, char **argv) {
   printf("# conv2d forward+backward vs SGEMM %dx%dx%d: batch %d, %d threads, median of %d runs\n", gemm_n, gemm_n,
          gemm_n, N, threads, iters);
   printf("# BLAS: %s\n", wcmi_blas_info());
-  printf("# GFLOP/s = 3 passes * 2*N*O*Ho*Wo*C*KH*KW / (fwd + bwd time); K = C*KH*KW\n");
+  printf("# GFLOP/s = 3 passes * 2*N*O*Ho*Wo*C*KH*KW / (fwd + bwd time); K = C*KH*KW; --algo %s%s\n",
+         algo == WCMI_CONV_GEMM ? "gemm" : "auto",
+         algo == WCMI_CONV_GEMM ? "" : " (Winograd convs: the direct conv's FLOPs over the time, an effective rate)");
   printf("%-26s %-30s %5s %8s %8s %8s %8s %7s %7s %6s\n", "layer", "shape", "K", "fwd_ms", "bwd_ms", "tot_ms",
          "GFLOP/s", "best", "sgemm", "ratio");
 
