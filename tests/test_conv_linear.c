@@ -223,12 +223,21 @@ static void check_conv(wcmi_conv2d_dims d, int with_bias, uint64_t seed) {
 
 /* ---- conv2d tests ---------------------------------------------------------------------------- */
 
+/* Includes both Winograd tilings: 4x4 stride 2 pad 1 on 7x7 (3x3 outputs, F(3x3, 2x2)) and on
+ * 14x14 (7x7 outputs, F(4x4, 2x2) with tiles overhanging the edge). */
 static void test_conv2d_gradients_match_double_finite_differences(void) {
   const int ks[] = {1, 3, 4}, strides[] = {1, 2}, pads[] = {0, 1};
   uint64_t seed = 100;
   for (int i = 0; i < 3; i++)
     for (int j = 0; j < 2; j++)
       for (int l = 0; l < 2; l++) check_conv(conv_dims(2, 3, 7, 7, 4, ks[i], strides[j], pads[l]), 1, seed++);
+  wcmi_conv2d_dims f3 = conv_dims(2, 3, 7, 7, 4, 4, 2, 1), f4 = conv_dims(2, 3, 14, 14, 4, 4, 2, 1);
+  wcmi_ctx ctx;
+  wcmi_ctx_init(&ctx);
+  CHECK_OK(&ctx, wcmi_conv2d_dims_init(&ctx, "f3", &f3));
+  CHECK_OK(&ctx, wcmi_conv2d_dims_init(&ctx, "f4", &f4));
+  CHECK_MSG(conv2d_winograd_applies(&f3) && conv2d_winograd_applies(&f4), "the Winograd shapes do not take it");
+  check_conv(conv_dims(2, 3, 14, 14, 4, 4, 2, 1), 1, seed++);
 }
 
 static void test_conv2d_odd_shapes_and_dense_paths_match_reference(void) {
