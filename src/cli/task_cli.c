@@ -148,7 +148,7 @@ int task_cli_conv_algo(wcmi_ctx *ctx, const char *cmd, const char *value) {
   if (!value) return 0;
   if (!strcmp(value, "auto")) ctx->conv_algo = WCMI_CONV_AUTO;
   else if (!strcmp(value, "gemm")) ctx->conv_algo = WCMI_CONV_GEMM;
-  else return fprintf(stderr, "wcmi %s: --conv-algo must be auto or gemm, not '%s'\n", cmd, value), 2;
+  else return fprintf(stderr, "wcmi %s: --conv-algo must be auto or gemm\n", cmd), 2; /* the value may hold newlines */
   return 0;
 }
 
