@@ -213,6 +213,9 @@ static int64_t wino_work(int m, int Ho, int Wo) {
   return (int64_t)(m + 1) * (m + 1) * ((Ho + m - 1) / m) * ((Wo + m - 1) / m);
 }
 
+/* Side of the staged padded plane for `out` outputs in tiles of m: 2 m ceil(out / m) + 2. */
+static int64_t stage_side(int m, int out) { return 2 * (int64_t)m * ((out + m - 1) / m) + 2; }
+
 /* The transform for d, or NULL when Winograd does not apply or would not save enough. */
 static const wino_tf *wino_pick(const wcmi_conv2d_dims *d) {
   if (d->algo != WCMI_CONV_AUTO || d->KH != 4 || d->KW != 4 || d->stride != 2) return NULL;
@@ -220,13 +223,9 @@ static const wino_tf *wino_pick(const wcmi_conv2d_dims *d) {
   const wino_tf *tf = w4 < w3 ? &TF4 : &TF3;
   const int64_t best = w4 < w3 ? w4 : w3;
   if (direct * 10 < best * WINO_MIN_GAIN_X10) return NULL;
-  const int64_t side_h = 2 * (int64_t)tf->m * ((d->Ho + tf->m - 1) / tf->m) + 2;
-  const int64_t side_w = 2 * (int64_t)tf->m * ((d->Wo + tf->m - 1) / tf->m) + 2;
-  if (side_h * side_w * LANES > STAGE_MAX) return NULL;
+  if (stage_side(tf->m, d->Ho) * stage_side(tf->m, d->Wo) * LANES > STAGE_MAX) return NULL;
   return tf;
 }
-
-static size_t plane_stride(size_t rows, size_t width);
 
 static wino_geom wino_geometry(const wcmi_conv2d_dims *d) {
   wino_geom g;
@@ -234,7 +233,7 @@ static wino_geom wino_geometry(const wcmi_conv2d_dims *d) {
   g.N = d->N, g.C = d->C, g.O = d->O, g.H = d->H, g.W = d->W, g.pad = d->pad, g.Ho = d->Ho, g.Wo = d->Wo;
   g.m = g.tf->m, g.n = g.tf->n, g.XI = g.n * g.n;
   g.TH = (d->Ho + g.m - 1) / g.m, g.TW = (d->Wo + g.m - 1) / g.m;
-  g.Hs = 2 * g.m * g.TH + 2, g.Ws = 2 * g.m * g.TW + 2;
+  g.Hs = (int)stage_side(g.m, d->Ho), g.Ws = (int)stage_side(g.m, d->Wo);
   g.C4 = 4 * d->C;
   const int64_t per_sample = (int64_t)g.XI * g.TH * g.TW * (g.C4 + g.O);
   int64_t cap = CHUNK_FLOATS / per_sample;
@@ -319,7 +318,6 @@ static inline void stage_channels(const wino_geom *g, const float *xn, int c0, i
       for (int l = 0; l < LANES; l++) {
         const float *src = x0 + (size_t)l * plane + (size_t)r * g->W + q0;
         if (l >= cnt) blk[l] = VSPLAT(0.0f);
-        else if (w == LANES) vload(&blk[l], src);
         else vload_n(&blk[l], src, w);
       }
       transpose8(blk);
