@@ -223,21 +223,27 @@ static void check_conv(wcmi_conv2d_dims d, int with_bias, uint64_t seed) {
 
 /* ---- conv2d tests ---------------------------------------------------------------------------- */
 
-/* Includes both Winograd tilings: 4x4 stride 2 pad 1 on 7x7 (3x3 outputs, F(3x3, 2x2)) and on
- * 14x14 (7x7 outputs, F(4x4, 2x2) with tiles overhanging the edge). */
+/* Includes the three Winograd tilings: 4x4 stride 2 pad 1 on 7x7 (3x3 outputs, F(3x3, 2x2)), on
+ * 16x16 (8x8 outputs, F(4x4, 2x2)), on 14x14 (7x7 outputs, F(7x7, 2x2)) and on 26x20 (13x10
+ * outputs, F(7x7, 2x2) with tiles overhanging the edge). */
 static void test_conv2d_gradients_match_double_finite_differences(void) {
   const int ks[] = {1, 3, 4}, strides[] = {1, 2}, pads[] = {0, 1};
   uint64_t seed = 100;
   for (int i = 0; i < 3; i++)
     for (int j = 0; j < 2; j++)
       for (int l = 0; l < 2; l++) check_conv(conv_dims(2, 3, 7, 7, 4, ks[i], strides[j], pads[l]), 1, seed++);
-  wcmi_conv2d_dims f3 = conv_dims(2, 3, 7, 7, 4, 4, 2, 1), f4 = conv_dims(2, 3, 14, 14, 4, 4, 2, 1);
+  const wcmi_conv2d_dims wino[] = {conv_dims(2, 3, 7, 7, 4, 4, 2, 1), conv_dims(2, 3, 16, 16, 4, 4, 2, 1),
+                                   conv_dims(2, 3, 14, 14, 4, 4, 2, 1), {2, 3, 26, 20, 4, 4, 4, 2, 1, 0, 0, 0, 0}};
+  const int tiles[] = {3, 4, 7, 7};
   wcmi_ctx ctx;
   wcmi_ctx_init(&ctx);
-  CHECK_OK(&ctx, wcmi_conv2d_dims_init(&ctx, "f3", &f3));
-  CHECK_OK(&ctx, wcmi_conv2d_dims_init(&ctx, "f4", &f4));
-  CHECK_MSG(conv2d_winograd_applies(&f3) && conv2d_winograd_applies(&f4), "the Winograd shapes do not take it");
-  check_conv(conv_dims(2, 3, 14, 14, 4, 4, 2, 1), 1, seed++);
+  for (int k = 0; k < 4; k++) {
+    wcmi_conv2d_dims d = wino[k];
+    CHECK_OK(&ctx, wcmi_conv2d_dims_init(&ctx, "wino", &d));
+    CHECK_MSG(conv2d_winograd_tile(&d) == tiles[k], "shape %d: tile %d, expected %d", k, conv2d_winograd_tile(&d),
+              tiles[k]);
+    if (k > 0) check_conv(wino[k], 1, seed++); /* (the 7x7 input ran in the loops above) */
+  }
 }
 
 static void test_conv2d_odd_shapes_and_dense_paths_match_reference(void) {
@@ -305,7 +311,7 @@ static void conv_backward_into(const wcmi_conv2d_dims *d, const float *x, const 
  * of 1500x1500: at 2 and 3 threads its per-thread dw partials (2.25M floats each) exceed the blocked
  * path's limit (2^21 floats), so it takes the shared-GEMM path. The fourth is the paper's first conv
  * (K = 16: the direct thin kernel) on 5 samples. The first (7x7 outputs) and the fifth (6x3) take
- * the Winograd path, F(4x4) and F(3x3) tiles whose input windows overlap. */
+ * the Winograd path, F(7x7) and F(3x3) tiles whose input windows overlap. */
 static void test_conv2d_parallel_sizes_match_double_reference(void) {
   wcmi_ctx ctx;
   wcmi_ctx_init(&ctx);
@@ -563,21 +569,25 @@ static void check_conv2d_bit_reproducible(wcmi_conv2d_dims d) {
   free(x), free(w), free(b), free(dy), free(ws);
 }
 
-/* The blocked im2col path, then the Winograd one. */
+/* The blocked im2col path, then Winograd's F(7x7), F(3x3) and F(4x4). */
 static void test_conv2d_is_bit_reproducible(void) {
+  wcmi_conv2d_dims gemm = conv_dims(8, 16, 14, 14, 32, 4, 2, 1);
+  gemm.algo = WCMI_CONV_GEMM;
+  check_conv2d_bit_reproducible(gemm);
   check_conv2d_bit_reproducible(conv_dims(8, 16, 14, 14, 32, 4, 2, 1));
   check_conv2d_bit_reproducible(conv_dims(8, 16, 7, 7, 32, 4, 2, 1));
+  check_conv2d_bit_reproducible(conv_dims(8, 16, 16, 16, 32, 4, 2, 1));
 }
 
-/* Winograd F(3x3, 2x2) and F(4x4, 2x2) against im2col + GEMM (algo WCMI_CONV_GEMM) on the same
- * data, at 1-3 threads: square and rectangular outputs with several tiles, tiles overhanging the
- * output's edge, padding 0, 1 and 2, odd padded sizes whose last input rows and columns the conv
+/* Winograd F(3x3, 2x2), F(4x4, 2x2) and F(7x7, 2x2) against im2col + GEMM (algo WCMI_CONV_GEMM) on
+ * the same data, at 1-3 threads: square and rectangular outputs with several tiles, tiles overhanging
+ * the output's edge, padding 0, 1 and 2, odd padded sizes whose last input rows and columns the conv
  * never reads (their dx must be exactly 0), a bias, dw accumulated onto what it held and dx
  * overwritten (poisoned with NaN first), a batch processed in several chunks, and guard floats after
- * the workspace that must stay untouched. Tolerance: 3e-5 of the largest |value| of each tensor
- * (the F(4x4) transforms, points up to -2 with coefficients up to 8 and 1/6, give errors of about
- * 5e-6 of it over 256 products and grow with the square root of the sum's length; the 128-channel
- * case sums 2048). */
+ * the workspace that must stay untouched. Tolerance, of the largest |value| of each tensor: 3e-5 for
+ * F(3x3) and F(4x4) (points up to -2, coefficients up to 8 and 1/6: errors of about 5e-6 of it over
+ * 256 products, growing with the square root of the sum's length; the 128-channel case sums 2048),
+ * 1e-4 for F(7x7) (points +-1/2 and +-2, coefficients up to 64: about 2e-5 over 256 products). */
 static void check_close_to_scale(const char *what, const float *a, const float *ref, size_t n, double frac) {
   double scale = 0;
   for (size_t i = 0; i < n; i++) scale = fmax(scale, fabs((double)ref[i]));
@@ -596,12 +606,13 @@ static void test_conv2d_winograd_agrees_with_gemm_path(void) {
                                     {2, 5, 8, 8, 7, 4, 4, 2, 0, 0, 0, 0, 0},     /* no padding */
                                     {2, 3, 4, 10, 5, 4, 4, 2, 2, 0, 0, 0, 0},    /* 3x6, padding 2 */
                                     {3, 4, 9, 15, 6, 4, 4, 2, 0, 0, 0, 0, 0},    /* row 8, col 14 unread */
-                                    {3, 10, 14, 14, 12, 4, 4, 2, 1, 0, 0, 0, 0}, /* 7x7: F(4x4), overhang */
-                                    {2, 6, 16, 14, 5, 4, 4, 2, 1, 0, 0, 0, 0},   /* 8x7: F(4x4) */
+                                    {3, 10, 14, 14, 12, 4, 4, 2, 1, 0, 0, 0, 0}, /* 7x7: F(7x7) */
+                                    {2, 6, 16, 14, 5, 4, 4, 2, 1, 0, 0, 0, 0},   /* 8x7: F(4x4), overhang */
                                     {2, 5, 17, 17, 4, 4, 4, 2, 0, 0, 0, 0, 0},   /* 7x7, row 16 unread */
-                                    /* 64K floats of V + M per sample: the batch runs in chunks of
-                                     * 24, 24 and 22 samples */
-                                    {70, 128, 14, 14, 128, 4, 4, 2, 1, 0, 0, 0, 0}};
+                                    {2, 5, 28, 26, 6, 4, 4, 2, 1, 0, 0, 0, 0},   /* 14x13: F(7x7), overhang */
+                                    /* F(7x7): 40K floats of V + M per sample, so the batch runs
+                                     * in two chunks, of 36 and 35 samples */
+                                    {71, 128, 14, 14, 128, 4, 4, 2, 1, 0, 0, 0, 0}};
   enum { CASES = sizeof cases / sizeof cases[0] };
   for (int T = 1; T <= 3; T++) {
     wcmi_set_threads(&ctx, T);
@@ -634,9 +645,10 @@ static void test_conv2d_winograd_agrees_with_gemm_path(void) {
         wcmi_conv2d_forward(da, x, w, b, y[a], a ? wsg : ws);
         wcmi_conv2d_backward(da, x, w, dy, dx[a], dwt[a], NULL, a ? wsg : ws);
       }
-      check_close_to_scale("y", y[0], y[1], ny, 3e-5);
-      check_close_to_scale("dx", dx[0], dx[1], nx, 3e-5);
-      check_close_to_scale("dw", dwt[0], dwt[1], nw, 3e-5);
+      const double tol = conv2d_winograd_tile(d) == 7 ? 1e-4 : 3e-5;
+      check_close_to_scale("y", y[0], y[1], ny, tol);
+      check_close_to_scale("dx", dx[0], dx[1], nx, tol);
+      check_close_to_scale("dw", dwt[0], dwt[1], nw, tol);
       /* inputs the conv never reads get an exact zero */
       const int hp_used = 2 * d->Ho + 2 - d->pad, wp_used = 2 * d->Wo + 2 - d->pad;
       int unread_nonzero = 0;

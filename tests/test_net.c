@@ -3,6 +3,7 @@
  * double-precision reference forward written here, independent of the library's kernels. */
 #include "harness.h"
 #include "wcmi/nn.h"
+#include "nn/net_internal.h"
 
 #include <string.h>
 
@@ -91,8 +92,10 @@ static double *to_double(const float *x, int64_t n) {
 
 /* Checks every parameter and the input of a resblock net against the double reference.
  * Tolerance: |analytic - numeric| <= 2e-3 + 2e-3 * |numeric| (float forward, eps = 1e-4 in double). */
-/* grad_in_output: the net is built with wcmi_net_set_grad_in_output (the block keeps its BN input in
- * the output buffer and recomputes it there in backward) and dy is passed in that buffer. */
+/* grad_in_output: the net is built with wcmi_net_set_grad_in_output and dy is passed in the output
+ * buffer; 1: the block keeps its BN input in that buffer and recomputes it there in backward (forced:
+ * by default only maps over NET_RB_RECOMPUTE_MIN_FLOATS do), 2: the default for this small map, a
+ * buffer of its own. */
 static void check_resblock(int train, int C, int H, int grad_in_output) {
   const int N = 4, h = 2, w = 2, S = h * w;
   wcmi_rng rng;
@@ -100,7 +103,10 @@ static void check_resblock(int train, int C, int H, int grad_in_output) {
   wcmi_net *net = wcmi_net_new(&ctx, "dim_local", wcmi_shape3(C, h, w));
   CHECK_OK(&ctx, wcmi_net_add_resblock(net, "", H));
   if (grad_in_output) CHECK_OK(&ctx, wcmi_net_set_grad_in_output(net));
+  if (grad_in_output == 1) net->rb_recompute_min_floats = 0;
   CHECK_OK(&ctx, wcmi_net_finalize(net, N, &rng));
+  CHECK_MSG(net->layers[0].rb->a_in_output == (grad_in_output == 1), "BN input in the output buffer: %d",
+            net->layers[0].rb->a_in_output);
   /* Perturb every parameter so no symmetry (BN gamma 1, LN gamma 1) hides a bug. */
   for (int i = 0; i < wcmi_net_num_params(net); i++) {
     wcmi_param *p = wcmi_net_param(net, i);
@@ -182,15 +188,16 @@ static void check_resblock(int train, int C, int H, int grad_in_output) {
 }
 
 /* C < H as in the paper; C > H too (conv0's input gradient is then wider than the block's maps; it is
- * added to dx directly). Each also with the BN input kept in the output buffer. */
+ * added to dx directly). Each also with the gradient passed in the output buffer, with the BN input
+ * kept there and recomputed, and in a buffer of its own. */
 static void test_resblock_gradcheck_train_mode(void) {
-  for (int g = 0; g < 2; g++) {
+  for (int g = 0; g < 3; g++) {
     check_resblock(1, 3, 5, g);
     check_resblock(1, 6, 3, g);
   }
 }
 static void test_resblock_gradcheck_eval_mode(void) {
-  for (int g = 0; g < 2; g++) {
+  for (int g = 0; g < 3; g++) {
     check_resblock(0, 3, 5, g);
     check_resblock(0, 6, 3, g);
   }

@@ -100,29 +100,79 @@ static float bn_train_scale(const float *gamma, const float *rstd, int c) {
 
 /* x, y: (N, C, S); gamma, beta, running_mean, running_var, mean, rstd: (C).
  * gamma/beta NULL behave as 1/0 (affine=False); running stats / counter NULL are not updated. */
+/* Channel c's statistics from its sums over the M values (sum: of x; sq: of (x - sum / M)^2): mean and
+ * rstd saved for the backward, running statistics updated as torch does. */
+static void bn_channel_stats(int c, double sum, double sq, int64_t M, float *running_mean, float *running_var,
+                             float momentum, float eps, float *mean, float *rstd) {
+  const double mu = sum / (double)M;
+  const double var = sq / (double)M; /* biased: used for normalization, as torch does */
+  const double rs = 1.0 / sqrt(var + (double)eps);
+  mean[c] = (float)mu;
+  rstd[c] = (float)rs;
+  /* torch stores the unbiased variance in running_var. With M == 1 torch refuses to train;
+   * the kernel cannot fail, so it falls back to the biased value instead of dividing by 0. */
+  const double var_unbiased = M > 1 ? var * (double)M / (double)(M - 1) : var;
+  const double m = (double)momentum;
+  if (running_mean) running_mean[c] = (float)((1.0 - m) * (double)running_mean[c] + m * mu);
+  if (running_var) running_var[c] = (float)((1.0 - m) * (double)running_var[c] + m * var_unbiased);
+}
+
+/* BatchNorm1d (S == 1) in blocks of BN_COL_BLOCK channels walked sample by sample in memory order:
+ * channel by channel, each value would be a float alone in its cache line, C floats from the next.
+ * Every channel's sums still run over n in increasing order in double, as bn_sum does over rows of
+ * one float, so the results are the same bits as the per-channel loops. */
+enum { BN_COL_BLOCK = 64 };
+
+static void bn_forward_train_cols(int N, int C, const float *x, const float *gamma, const float *beta,
+                                  float *running_mean, float *running_var, float momentum, float eps, int relu,
+                                  float *y, float *mean, float *rstd) {
+  const int blocks = (C + BN_COL_BLOCK - 1) / BN_COL_BLOCK;
+#pragma omp parallel for schedule(static) if ((int64_t)N * C >= BN_PARALLEL_MIN)
+  for (int blk = 0; blk < blocks; blk++) {
+    const int c0 = blk * BN_COL_BLOCK, nc = C - c0 < BN_COL_BLOCK ? C - c0 : BN_COL_BLOCK;
+    double sum[BN_COL_BLOCK] = {0}, sq[BN_COL_BLOCK] = {0}, mu[BN_COL_BLOCK];
+    float scale[BN_COL_BLOCK], bias[BN_COL_BLOCK];
+    for (int n = 0; n < N; n++)
+      for (int j = 0; j < nc; j++) sum[j] += (double)x[(size_t)n * C + c0 + j];
+    for (int j = 0; j < nc; j++) mu[j] = sum[j] / (double)N;
+    for (int n = 0; n < N; n++)
+      for (int j = 0; j < nc; j++) {
+        const double d = (double)x[(size_t)n * C + c0 + j] - mu[j];
+        sq[j] += d * d;
+      }
+    for (int j = 0; j < nc; j++) {
+      bn_channel_stats(c0 + j, sum[j], sq[j], N, running_mean, running_var, momentum, eps, mean, rstd);
+      scale[j] = bn_train_scale(gamma, rstd, c0 + j);
+      bias[j] = beta ? beta[c0 + j] : 0.0f;
+    }
+    for (int n = 0; n < N; n++) {
+      const float *xr = x + (size_t)n * C + c0;
+      float *yr = y + (size_t)n * C + c0;
+      for (int j = 0; j < nc; j++) {
+        const float v = bn_affine(xr[j], mean[c0 + j], scale[j], bias[j]);
+        yr[j] = relu ? bn_relu(v) : v;
+      }
+    }
+  }
+}
+
 static void bn_forward_train(int N, int C, int S, const float *x, const float *gamma, const float *beta,
                              float *running_mean, float *running_var, int64_t *num_batches_tracked, float momentum,
                              float eps, int relu, float *y, float *mean, float *rstd) {
   const int64_t M = (int64_t)N * S;
+  if (S == 1) {
+    bn_forward_train_cols(N, C, x, gamma, beta, running_mean, running_var, momentum, eps, relu, y, mean, rstd);
+  } else {
 #pragma omp parallel for schedule(static) if (M * C >= BN_PARALLEL_MIN)
-  for (int c = 0; c < C; c++) {
-    double sum = 0.0;
-    for (int n = 0; n < N; n++) sum += bn_sum(bn_row(x, C, S, n, c), S);
-    const double mu = sum / (double)M;
-    double sq = 0.0;
-    for (int n = 0; n < N; n++) sq += bn_sum_sqdev(bn_row(x, C, S, n, c), S, mu);
-    const double var = sq / (double)M; /* biased: used for normalization, as torch does */
-    const double rs = 1.0 / sqrt(var + (double)eps);
-    mean[c] = (float)mu;
-    rstd[c] = (float)rs;
-    bn_apply(N, C, S, c, x, mean[c], bn_train_scale(gamma, rstd, c), beta ? beta[c] : 0.0f, relu, y);
-
-    /* torch stores the unbiased variance in running_var. With M == 1 torch refuses to train;
-     * the kernel cannot fail, so it falls back to the biased value instead of dividing by 0. */
-    const double var_unbiased = M > 1 ? var * (double)M / (double)(M - 1) : var;
-    const double m = (double)momentum;
-    if (running_mean) running_mean[c] = (float)((1.0 - m) * (double)running_mean[c] + m * mu);
-    if (running_var) running_var[c] = (float)((1.0 - m) * (double)running_var[c] + m * var_unbiased);
+    for (int c = 0; c < C; c++) {
+      double sum = 0.0;
+      for (int n = 0; n < N; n++) sum += bn_sum(bn_row(x, C, S, n, c), S);
+      const double mu = sum / (double)M;
+      double sq = 0.0;
+      for (int n = 0; n < N; n++) sq += bn_sum_sqdev(bn_row(x, C, S, n, c), S, mu);
+      bn_channel_stats(c, sum, sq, M, running_mean, running_var, momentum, eps, mean, rstd);
+      bn_apply(N, C, S, c, x, mean[c], bn_train_scale(gamma, rstd, c), beta ? beta[c] : 0.0f, relu, y);
+    }
   }
   if (num_batches_tracked) ++*num_batches_tracked;
 }
@@ -187,11 +237,59 @@ void wcmi_batchnorm_relu_forward_eval(int N, int C, int S, const float *x, const
   bn_forward_eval(N, C, S, x, gamma, beta, running_mean, running_var, eps, 1, y);
 }
 
+/* dx = k*dy - k*mean(dy) - (x - mean) * k*rstd*mean(dy*xhat), k = gamma*rstd: the coefficients of
+ * channel c from its sums over the M values. */
+typedef struct bn_grad_coef {
+  float k, offset, slope;
+} bn_grad_coef;
+
+static bn_grad_coef bn_grad_coefficients(const float *gamma, const float *rstd, int c, double sum_dy,
+                                         double sum_dy_xmu, int64_t M) {
+  const double rs = (double)rstd[c], k = (gamma ? (double)gamma[c] : 1.0) * rs;
+  const bn_grad_coef r = {(float)k, (float)(k * sum_dy / (double)M), (float)(k * rs * rs * sum_dy_xmu / (double)M)};
+  return r;
+}
+
+/* The train-mode backward for S == 1, blocked as bn_forward_train_cols (each channel's sums in the
+ * same order as the per-channel loops: the same bits). */
+static void bn_backward_train_cols(int N, int C, const float *x, const float *gamma, const float *mean,
+                                   const float *rstd, const float *dy, float *dx, float *dgamma, float *dbeta) {
+  const int blocks = (C + BN_COL_BLOCK - 1) / BN_COL_BLOCK;
+#pragma omp parallel for schedule(static) if ((int64_t)N * C >= BN_PARALLEL_MIN)
+  for (int blk = 0; blk < blocks; blk++) {
+    const int c0 = blk * BN_COL_BLOCK, nc = C - c0 < BN_COL_BLOCK ? C - c0 : BN_COL_BLOCK;
+    double a[BN_COL_BLOCK] = {0}, b[BN_COL_BLOCK] = {0};
+    bn_grad_coef co[BN_COL_BLOCK];
+    for (int n = 0; n < N; n++)
+      for (int j = 0; j < nc; j++) {
+        const size_t i = (size_t)n * C + c0 + j;
+        const double g = (double)dy[i];
+        a[j] += g;
+        b[j] += g * ((double)x[i] - (double)mean[c0 + j]);
+      }
+    for (int j = 0; j < nc; j++) {
+      if (dbeta) dbeta[c0 + j] += (float)a[j];
+      if (dgamma) dgamma[c0 + j] += (float)(b[j] * (double)rstd[c0 + j]);
+      co[j] = bn_grad_coefficients(gamma, rstd, c0 + j, a[j], b[j], N);
+    }
+    if (!dx) continue;
+    for (int n = 0; n < N; n++) {
+      const size_t i0 = (size_t)n * C + c0;
+      for (int j = 0; j < nc; j++)
+        dx[i0 + j] = co[j].k * dy[i0 + j] - co[j].offset - (x[i0 + j] - mean[c0 + j]) * co[j].slope;
+    }
+  }
+}
+
 /* Train-mode backward: the batch statistics depend on x, so with xhat = (x - mean) * rstd,
  *   dx = gamma * rstd * (dy - mean(dy) - xhat * mean(dy * xhat)),
  *   dgamma += sum(dy * xhat),  dbeta += sum(dy)   (sums and means over the channel's M values). */
 void wcmi_batchnorm_backward_train(int N, int C, int S, const float *x, const float *gamma, const float *mean,
                                    const float *rstd, const float *dy, float *dx, float *dgamma, float *dbeta) {
+  if (S == 1) {
+    bn_backward_train_cols(N, C, x, gamma, mean, rstd, dy, dx, dgamma, dbeta);
+    return;
+  }
   const int64_t M = (int64_t)N * S;
 #pragma omp parallel for schedule(static) if (M * C >= BN_PARALLEL_MIN)
   for (int c = 0; c < C; c++) {
@@ -202,17 +300,13 @@ void wcmi_batchnorm_backward_train(int N, int C, int S, const float *x, const fl
     if (dbeta) dbeta[c] += (float)sum_dy;
     if (dgamma) dgamma[c] += (float)(sum_dy_xmu * rs);
     if (!dx) continue;
-    /* dx = k*dy - k*mean(dy) - (x - mean) * k*rstd*mean(dy*xhat), k = gamma*rstd. */
-    const double k = (gamma ? (double)gamma[c] : 1.0) * rs;
-    const float kf = (float)k;
-    const float offset = (float)(k * sum_dy / (double)M);
-    const float slope = (float)(k * rs * rs * sum_dy_xmu / (double)M);
+    const bn_grad_coef co = bn_grad_coefficients(gamma, rstd, c, sum_dy, sum_dy_xmu, M);
     const float muf = mean[c];
     for (int n = 0; n < N; n++) {
       const float *xr = bn_row(x, C, S, n, c);
       const float *dyr = dy + (xr - x);
       float *dxr = dx + (xr - x);
-      for (int s = 0; s < S; s++) dxr[s] = kf * dyr[s] - offset - (xr[s] - muf) * slope;
+      for (int s = 0; s < S; s++) dxr[s] = co.k * dyr[s] - co.offset - (xr[s] - muf) * co.slope;
     }
   }
 }

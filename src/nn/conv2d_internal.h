@@ -15,11 +15,13 @@ void conv2d_thin_forward(const wcmi_conv2d_dims *d, const float *x, const float 
 void conv2d_thin_backward(const wcmi_conv2d_dims *d, const float *x, const float *w, const float *dy, float *dx,
                           float *dw, float *ws, int T);
 
-/* Nonzero when Winograd F(4x4, 2x2) or F(3x3, 2x2) handles d (conv2d_winograd.c): 4x4 kernels,
+/* Nonzero when Winograd F(m x m, 2 x 2), m = 3, 4 or 7, handles d (conv2d_winograd.c): 4x4 kernels,
  * stride 2, an output shape where that saves at least 1.5x of the multiplies, d->algo
  * WCMI_CONV_AUTO. (The thin kernel takes precedence where both apply.) Its workspace does not depend
  * on the thread count; dw is accumulated, dx overwritten, as in the public entry points. */
 int conv2d_winograd_applies(const wcmi_conv2d_dims *d);
+/* The output tile side m it would use for d, 0 where it does not apply. */
+int conv2d_winograd_tile(const wcmi_conv2d_dims *d);
 size_t conv2d_winograd_workspace_floats(const wcmi_conv2d_dims *d);
 void conv2d_winograd_forward(const wcmi_conv2d_dims *d, const float *x, const float *w, const float *b, float *y,
                              float *ws, int T);

@@ -1,5 +1,5 @@
 /* Winograd convolution for 4x4 kernels at stride 2 (the paper's encoder and local-estimator convs
- * after the first): F(m x m, 2 x 2) with m = 3 or 4, on the space-to-depth form of the conv.
+ * after the first): F(m x m, 2 x 2) with m = 3, 4 or 7, on the space-to-depth form of the conv.
  *
  * Space-to-depth: with the zero-padded input P split into its four phases
  * Z_ab[i][j] = P[2i + a][2j + b] (a, b in {0, 1}), the 4x4 stride-2 correlation is a 2x2 stride-1
@@ -9,14 +9,18 @@
  *   Y = A^T [ sum_c' (G g G^T) . (B^T d B) ] A        ("." elementwise over n^2 positions xi)
  * and the sum over c' is one GEMM per position: (P, 4C) x (4C, O), P = tiles. Per tile and channel
  * pair that is n^2 multiplies where the direct conv needs 4 m^2: 2.25x fewer for m = 3 (16 vs 36),
- * 2.56x for m = 4 (25 vs 64), less the tiles' overhang past the output's edge. Points: 0, 1, -1, inf
- * for m = 3; 0, 1, -1, -2, inf for m = 4, chosen among the usual sets for the smallest float error
- * in a numerical trial (1.4e-6 and 5.2e-6 of the output's largest magnitude over 256 channel pairs;
- * on the encoder's own shapes against im2col + GEMM: 5.3e-6 for 64->128 at m = 4, 6.1e-7 for
- * 128->256 at m = 3). The matrices are in the comment above wino_tf and spelled out in bt4 ... a5. m
- * per shape: the one with the fewest multiplies, and Winograd only where that saves at least
- * WINO_MIN_GAIN_X10 / 10 (the paper's 28x28 encoder: 7x7 outputs take m = 4, 3x3 outputs m = 3).
- * WCMI_CONV_GEMM turns it off.
+ * 2.56x for m = 4 (25 vs 64), 3.06x for m = 7 (64 vs 196), less the tiles' overhang past the
+ * output's edge. Points: 0, 1, -1, inf for m = 3; 0, 1, -1, -2, inf for m = 4; 0, +-1, +-2, +-1/2,
+ * inf for m = 7 (the usual 8-point set; its transforms share the even and odd parts of each +-a
+ * pair). m = 3 and 4 were chosen among the usual sets for the smallest float error in a numerical
+ * trial (1.4e-6 and 5.2e-6 of the output's largest magnitude over 256 channel pairs); m = 7's error
+ * is about 4x m = 4's (1.3-2.1e-5 in the same trial; no 8-point set tried did better than 1e-5). On
+ * the encoder's own shapes against im2col + GEMM: 2.0e-5 for 64->128 on 7x7 outputs (m = 7),
+ * 5.5e-6 for 64->128 on 8x8 outputs (m = 4), 5.3e-7 for 128->256 on 3x3 outputs (m = 3). The
+ * matrices are in the comment above wino_tf and spelled out in bt4 ... a8. m per shape: the one
+ * with the fewest multiplies (ties to the smaller m), and Winograd only where that saves at least
+ * WINO_MIN_GAIN_X10 / 10 (the paper's 28x28 encoder: 7x7 outputs take m = 7, 3x3 outputs m = 3; 32x32
+ * inputs: 8x8 outputs take m = 4). WCMI_CONV_GEMM turns it off.
  *
  * The backward passes are the exact adjoints of these linear maps:
  *   dM = A dY A^T,  dV_xi = dM_xi . U_xi,  dU_xi = dM_xi^T . V_xi,  dd = B dV B^T,  dg = G^T dU G.
@@ -38,7 +42,7 @@
 
 enum {
   LANES = 8,              /* channels per vector in the transforms */
-  NMAX = 5, MMAX = 4,     /* largest input / output tile side */
+  NMAX = 8, MMAX = 7,     /* largest input / output tile side */
   STAGE_MAX = 16384,      /* floats of one item's zero-padded, channel-interleaved input plane */
   CHUNK_FLOATS = 1 << 21, /* V + M of one chunk of samples */
 };
@@ -46,10 +50,16 @@ enum {
 /* Least multiply saving (direct / Winograd) for which the Winograd path is taken, in tenths. */
 static const int WINO_MIN_GAIN_X10 = 15;
 
-/* m, n and G; B^T and A^T are spelled out as the vector functions bt4 ... a5 below:
+/* m, n and G; B^T and A^T are spelled out as the vector functions bt4 ... a8 below:
  *   F(3x3): B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 -1 0 1],  A^T = [1 1 1 0; 0 1 -1 0; 0 1 1 1]
  *   F(4x4): B^T = [2 1 -2 -1 0; 0 2 3 1 0; 0 -2 1 1 0; 0 1 0 -1 0; 0 -2 -1 2 1],
- *           A^T = [1 1 1 1 0; 0 1 -1 -2 0; 0 1 1 4 0; 0 1 -1 -8 1]. */
+ *           A^T = [1 1 1 1 0; 0 1 -1 -2 0; 0 1 1 4 0; 0 1 -1 -8 1]
+ *   F(7x7), points in the order 0, 1, -1, 2, -2, 1/2, -1/2, inf: A^T[i][j] = p_j^i (and A^T[6][7] = 1);
+ *           B^T = [4/21 0 -1 0 1 0 -4/21 0; 0 -4/17 -4/17 1 1 -4/17 -4/17 0; 0 4/17 -4/17 -1 1 4/17 -4/17 0;
+ *                  0 1/5 1/10 -1 -1/2 4/5 2/5 0; 0 -1/5 1/10 1 -1/2 -4/5 2/5 0; 0 2/5 4/5 -1/2 -1 1/10 1/5 0;
+ *                  0 -2/5 4/5 1/2 -1 -1/10 1/5 0; 0 -4/21 0 1 0 -1 0 4/21]
+ *           (the transposed inverse of the evaluation matrix at the points, each row scaled to a largest
+ *           entry of 1 and G's row by the inverse). */
 typedef struct wino_tf {
   int m, n;
   float G[NMAX][2]; /* (n, 2) */
@@ -57,6 +67,9 @@ typedef struct wino_tf {
 
 static const wino_tf TF3 = {3, 4, {{1, 0}, {0.5f, 0.5f}, {0.5f, -0.5f}, {0, 1}}};
 static const wino_tf TF4 = {4, 5, {{0.5f, 0}, {1.0f / 6, 1.0f / 6}, {0.5f, -0.5f}, {1.0f / 6, -1.0f / 3}, {0, 1}}};
+static const wino_tf TF7 = {7, 8, {{21.0f / 4, 0}, {17.0f / 18, 17.0f / 18}, {17.0f / 18, -17.0f / 18},
+                                    {1.0f / 36, 1.0f / 18}, {1.0f / 36, -1.0f / 18}, {32.0f / 9, 16.0f / 9},
+                                    {32.0f / 9, -16.0f / 9}, {0, 21.0f / 4}}};
 
 typedef float vec __attribute__((vector_size(LANES * sizeof(float))));
 #define VSPLAT(a) ((vec){(a), (a), (a), (a), (a), (a), (a), (a)})
@@ -153,46 +166,139 @@ static inline void a5(vec *y, const vec *x, int s) {
   y[4 * s] = x[3 * s];
 }
 
+/* y = B^T x, F(7x7): 8 -> 8 (rows for +a and -a share their even and odd parts) */
+static inline void bt8(vec *y, const vec *x, int s) {
+  y[0 * s] = VSPLAT(4.0f / 21) * x[0 * s] - x[2 * s] + x[4 * s] - VSPLAT(4.0f / 21) * x[6 * s];
+  const vec e1 = -VSPLAT(4.0f / 17) * x[2 * s] + x[4 * s] - VSPLAT(4.0f / 17) * x[6 * s];
+  const vec o1 = -VSPLAT(4.0f / 17) * x[1 * s] + x[3 * s] - VSPLAT(4.0f / 17) * x[5 * s];
+  y[1 * s] = e1 + o1;
+  y[2 * s] = e1 - o1;
+  const vec e3 = VSPLAT(1.0f / 10) * x[2 * s] - VSPLAT(1.0f / 2) * x[4 * s] + VSPLAT(2.0f / 5) * x[6 * s];
+  const vec o3 = VSPLAT(1.0f / 5) * x[1 * s] - x[3 * s] + VSPLAT(4.0f / 5) * x[5 * s];
+  y[3 * s] = e3 + o3;
+  y[4 * s] = e3 - o3;
+  const vec e5 = VSPLAT(4.0f / 5) * x[2 * s] - x[4 * s] + VSPLAT(1.0f / 5) * x[6 * s];
+  const vec o5 = VSPLAT(2.0f / 5) * x[1 * s] - VSPLAT(1.0f / 2) * x[3 * s] + VSPLAT(1.0f / 10) * x[5 * s];
+  y[5 * s] = e5 + o5;
+  y[6 * s] = e5 - o5;
+  y[7 * s] = -VSPLAT(4.0f / 21) * x[1 * s] + x[3 * s] - x[5 * s] + VSPLAT(4.0f / 21) * x[7 * s];
+}
+
+/* y = B x (the adjoint), F(7x7) */
+static inline void b8(vec *y, const vec *x, int s) {
+  const vec s1 = x[1 * s] + x[2 * s], d1 = x[1 * s] - x[2 * s];
+  const vec s3 = x[3 * s] + x[4 * s], d3 = x[3 * s] - x[4 * s];
+  const vec s5 = x[5 * s] + x[6 * s], d5 = x[5 * s] - x[6 * s];
+  y[0 * s] = VSPLAT(4.0f / 21) * x[0 * s];
+  y[1 * s] = -VSPLAT(4.0f / 17) * d1 + VSPLAT(1.0f / 5) * d3 + VSPLAT(2.0f / 5) * d5 - VSPLAT(4.0f / 21) * x[7 * s];
+  y[2 * s] = -x[0 * s] - VSPLAT(4.0f / 17) * s1 + VSPLAT(1.0f / 10) * s3 + VSPLAT(4.0f / 5) * s5;
+  y[3 * s] = d1 - d3 - VSPLAT(1.0f / 2) * d5 + x[7 * s];
+  y[4 * s] = x[0 * s] + s1 - VSPLAT(1.0f / 2) * s3 - s5;
+  y[5 * s] = -VSPLAT(4.0f / 17) * d1 + VSPLAT(4.0f / 5) * d3 + VSPLAT(1.0f / 10) * d5 - x[7 * s];
+  y[6 * s] = -VSPLAT(4.0f / 21) * x[0 * s] - VSPLAT(4.0f / 17) * s1 + VSPLAT(2.0f / 5) * s3 + VSPLAT(1.0f / 5) * s5;
+  y[7 * s] = VSPLAT(4.0f / 21) * x[7 * s];
+}
+
+/* y = A^T x, F(7x7): 8 -> 7 */
+static inline void at8(vec *y, const vec *x, int s) {
+  const vec s1 = x[1 * s] + x[2 * s], d1 = x[1 * s] - x[2 * s];
+  const vec s3 = x[3 * s] + x[4 * s], d3 = x[3 * s] - x[4 * s];
+  const vec s5 = x[5 * s] + x[6 * s], d5 = x[5 * s] - x[6 * s];
+  y[0 * s] = x[0 * s] + s1 + s3 + s5;
+  y[1 * s] = d1 + VSPLAT(2.0f) * d3 + VSPLAT(1.0f / 2) * d5;
+  y[2 * s] = s1 + VSPLAT(4.0f) * s3 + VSPLAT(1.0f / 4) * s5;
+  y[3 * s] = d1 + VSPLAT(8.0f) * d3 + VSPLAT(1.0f / 8) * d5;
+  y[4 * s] = s1 + VSPLAT(16.0f) * s3 + VSPLAT(1.0f / 16) * s5;
+  y[5 * s] = d1 + VSPLAT(32.0f) * d3 + VSPLAT(1.0f / 32) * d5;
+  y[6 * s] = s1 + VSPLAT(64.0f) * s3 + VSPLAT(1.0f / 64) * s5 + x[7 * s];
+}
+
+/* y = A x (the adjoint), F(7x7): 7 -> 8 */
+static inline void a8(vec *y, const vec *x, int s) {
+  y[0 * s] = x[0 * s];
+  const vec e1 = x[0 * s] + x[2 * s] + x[4 * s] + x[6 * s];
+  const vec o1 = x[1 * s] + x[3 * s] + x[5 * s];
+  y[1 * s] = e1 + o1;
+  y[2 * s] = e1 - o1;
+  const vec e3 = x[0 * s] + VSPLAT(4.0f) * x[2 * s] + VSPLAT(16.0f) * x[4 * s] + VSPLAT(64.0f) * x[6 * s];
+  const vec o3 = VSPLAT(2.0f) * x[1 * s] + VSPLAT(8.0f) * x[3 * s] + VSPLAT(32.0f) * x[5 * s];
+  y[3 * s] = e3 + o3;
+  y[4 * s] = e3 - o3;
+  const vec e5 = x[0 * s] + VSPLAT(1.0f / 4) * x[2 * s] + VSPLAT(1.0f / 16) * x[4 * s] + VSPLAT(1.0f / 64) * x[6 * s];
+  const vec o5 = VSPLAT(1.0f / 2) * x[1 * s] + VSPLAT(1.0f / 8) * x[3 * s] + VSPLAT(1.0f / 32) * x[5 * s];
+  y[5 * s] = e5 + o5;
+  y[6 * s] = e5 - o5;
+  y[7 * s] = x[6 * s];
+}
+
+
+/* Inlined into each clone of their callers (out of line they would be built for baseline x86-64
+ * only, measured: 2% of a training step in the call). */
+#define WINO_INLINE __attribute__((always_inline))
 
 /* The 2-D transforms of one tile: a 1-D transform down every column, then along every row. The
  * arrays are row-major n x n (m x m for dY and Y); each pair of arrays is distinct. */
-static inline void tile_input(int n, const vec *d, vec *e, vec *v) { /* v = B^T d B */
-  if (n == 4) {
+WINO_INLINE static inline void tile_input(int n, const vec *d, vec *e, vec *v) { /* v = B^T d B */
+  switch (n) {
+  case 4:
     for (int j = 0; j < 4; j++) bt4(e + j, d + j, 4);
     for (int i = 0; i < 4; i++) bt4(v + i * 4, e + i * 4, 1);
-  } else {
+    break;
+  case 5:
     for (int j = 0; j < 5; j++) bt5(e + j, d + j, 5);
     for (int i = 0; i < 5; i++) bt5(v + i * 5, e + i * 5, 1);
+    break;
+  default:
+    for (int j = 0; j < 8; j++) bt8(e + j, d + j, 8);
+    for (int i = 0; i < 8; i++) bt8(v + i * 8, e + i * 8, 1);
   }
 }
 
-static inline void tile_input_grad(int n, const vec *v, vec *f, vec *dd) { /* dd = B v B^T */
-  if (n == 4) {
+WINO_INLINE static inline void tile_input_grad(int n, const vec *v, vec *f, vec *dd) { /* dd = B v B^T */
+  switch (n) {
+  case 4:
     for (int j = 0; j < 4; j++) b4(f + j, v + j, 4);
     for (int i = 0; i < 4; i++) b4(dd + i * 4, f + i * 4, 1);
-  } else {
+    break;
+  case 5:
     for (int j = 0; j < 5; j++) b5(f + j, v + j, 5);
     for (int i = 0; i < 5; i++) b5(dd + i * 5, f + i * 5, 1);
+    break;
+  default:
+    for (int j = 0; j < 8; j++) b8(f + j, v + j, 8);
+    for (int i = 0; i < 8; i++) b8(dd + i * 8, f + i * 8, 1);
   }
 }
 
-static inline void tile_output(int n, const vec *mm, vec *s, vec *y) { /* y = A^T mm A (m x m) */
-  if (n == 4) {
+WINO_INLINE static inline void tile_output(int n, const vec *mm, vec *s, vec *y) { /* y = A^T mm A (m x m) */
+  switch (n) {
+  case 4:
     for (int j = 0; j < 4; j++) at4(s + j, mm + j, 4);
     for (int i = 0; i < 3; i++) at4(y + i * 3, s + i * 4, 1);
-  } else {
+    break;
+  case 5:
     for (int j = 0; j < 5; j++) at5(s + j, mm + j, 5);
     for (int i = 0; i < 4; i++) at5(y + i * 4, s + i * 5, 1);
+    break;
+  default:
+    for (int j = 0; j < 8; j++) at8(s + j, mm + j, 8);
+    for (int i = 0; i < 7; i++) at8(y + i * 7, s + i * 8, 1);
   }
 }
 
-static inline void tile_output_grad(int n, const vec *e, vec *f, vec *dm) { /* dm = A e A^T (n x n) */
-  if (n == 4) {
+WINO_INLINE static inline void tile_output_grad(int n, const vec *e, vec *f, vec *dm) { /* dm = A e A^T (n x n) */
+  switch (n) {
+  case 4:
     for (int j = 0; j < 3; j++) a4(f + j, e + j, 3);
     for (int i = 0; i < 4; i++) a4(dm + i * 4, f + i * 3, 1);
-  } else {
+    break;
+  case 5:
     for (int j = 0; j < 4; j++) a5(f + j, e + j, 4);
     for (int i = 0; i < 5; i++) a5(dm + i * 5, f + i * 4, 1);
+    break;
+  default:
+    for (int j = 0; j < 7; j++) a8(f + j, e + j, 7);
+    for (int i = 0; i < 8; i++) a8(dm + i * 8, f + i * 7, 1);
   }
 }
 
@@ -219,10 +325,14 @@ static int64_t stage_side(int m, int out) { return 2 * (int64_t)m * ((out + m - 
 /* The transform for d, or NULL when Winograd does not apply or would not save enough. */
 static const wino_tf *wino_pick(const wcmi_conv2d_dims *d) {
   if (d->algo != WCMI_CONV_AUTO || d->KH != 4 || d->KW != 4 || d->stride != 2) return NULL;
-  const int64_t direct = 4 * (int64_t)d->Ho * d->Wo, w3 = wino_work(3, d->Ho, d->Wo), w4 = wino_work(4, d->Ho, d->Wo);
-  const wino_tf *tf = w4 < w3 ? &TF4 : &TF3;
-  const int64_t best = w4 < w3 ? w4 : w3;
-  if (direct * 10 < best * WINO_MIN_GAIN_X10) return NULL;
+  static const wino_tf *const tfs[] = {&TF3, &TF4, &TF7}; /* ties go to the smaller tile: less error */
+  const wino_tf *tf = NULL;
+  int64_t best = 0;
+  for (size_t k = 0; k < sizeof tfs / sizeof tfs[0]; k++) {
+    const int64_t work = wino_work(tfs[k]->m, d->Ho, d->Wo);
+    if (!tf || work < best) tf = tfs[k], best = work;
+  }
+  if (4 * (int64_t)d->Ho * d->Wo * 10 < best * WINO_MIN_GAIN_X10) return NULL;
   if (stage_side(tf->m, d->Ho) * stage_side(tf->m, d->Wo) * LANES > STAGE_MAX) return NULL;
   return tf;
 }
@@ -246,6 +356,11 @@ static wino_geom wino_geometry(const wcmi_conv2d_dims *d) {
 }
 
 int conv2d_winograd_applies(const wcmi_conv2d_dims *d) { return wino_pick(d) != NULL; }
+
+int conv2d_winograd_tile(const wcmi_conv2d_dims *d) {
+  const wino_tf *tf = wino_pick(d);
+  return tf ? tf->m : 0;
+}
 
 /* The n^2 planes a tile's transform reads or writes would be a power-of-two distance apart for the
  * paper's shapes (V: 128 x 512 floats for the 3x3 outputs), so all of them would map to the same

@@ -28,6 +28,7 @@ wcmi_net *wcmi_net_new(wcmi_ctx *ctx, const char *prefix, wcmi_shape in) {
   net->ctx = ctx;
   snprintf(net->prefix, sizeof net->prefix, "%s", prefix);
   net->in = in;
+  net->rb_recompute_min_floats = NET_RB_RECOMPUTE_MIN_FLOATS;
   wcmi_rng_derive(&net->rng, 0, WCMI_STREAM_DROPOUT);
   return net;
 }
@@ -337,8 +338,10 @@ int wcmi_net_finalize(wcmi_net *net, int max_batch, wcmi_rng *rng) {
       size_t ws = resblock_workspace_floats(L, max_batch);
       if (ws > net->ws_floats) net->ws_floats = ws;
       /* the last layer of a net whose output buffer carries the output gradient keeps its BN
-       * input there (resblock.c) */
-      int rc = resblock_alloc(net, L, net->grad_in_output && i == net->n_layers - 1);
+       * input there (resblock.c) when that map is large */
+      const size_t map = mb * (size_t)L->rb->H * (size_t)L->rb->S;
+      int rc = resblock_alloc(net, L,
+                              net->grad_in_output && i == net->n_layers - 1 && map > net->rb_recompute_min_floats);
       if (rc) return rc;
     }
   }

@@ -22,6 +22,11 @@ typedef struct conv_params {
   wcmi_conv2d_dims dims; /* N filled at run time */
 } conv_params;
 
+/* Default of wcmi_net.rb_recompute_min_floats: 16 MiB. The paper's local estimator at H = 2048 (51 MiB
+ * per 128 samples) recomputes; at H = 256 (6.4 MiB) it keeps the map and saves conv0's forward (2% of
+ * a normal training step, measured). */
+#define NET_RB_RECOMPUTE_MIN_FLOATS ((size_t)4 << 20)
+
 typedef struct bn_params {
   int gamma, beta, running_mean, running_var, num_batches;
   float *mean, *rstd; /* (C) saved by the last train-mode forward */
@@ -76,6 +81,10 @@ struct wcmi_net {
   int max_batch;
   int finalized;
   int grad_in_output; /* wcmi_net_set_grad_in_output: backward's dy is always the output buffer */
+  /* grad_in_output: the last residual block keeps its BN input in the output buffer (recomputing it
+   * in backward) only when that map, max_batch x H x S floats, is larger than this; a smaller map is
+   * cheaper to keep than the recomputed conv (NET_RB_RECOMPUTE_MIN_FLOATS; tests lower it) */
+  size_t rb_recompute_min_floats;
   int relu_in_place;  /* wcmi_net_set_relu_in_place: ReLUs overwrite the output they follow */
   int last_N, last_train;
   float *ws;          /* conv workspace, shared by all convs */
