@@ -424,7 +424,7 @@ static inline void transpose8(vec *r) {
 static inline void stage_channels(const wino_geom *g, const float *xn, int c0, int cnt, float *st) {
   memset(st, 0, (size_t)g->Hs * g->Ws * LANES * sizeof *st);
   const size_t plane = (size_t)g->H * g->W;
-  const float *x0 = xn + (size_t)c0 * plane;
+  const float *x0 = xn + (size_t)c0 * plane, *x_end = xn + (size_t)g->C * plane;
   const int rows = g->H < g->Hs - g->pad ? g->H : g->Hs - g->pad, cols = g->W < g->Ws - g->pad ? g->W : g->Ws - g->pad;
   for (int r = 0; r < rows; r++)
     for (int q0 = 0; q0 < cols; q0 += LANES) {
@@ -432,12 +432,20 @@ static inline void stage_channels(const wino_geom *g, const float *xn, int c0, i
       vec blk[LANES];
       for (int l = 0; l < LANES; l++) {
         const float *src = x0 + (size_t)l * plane + (size_t)r * g->W + q0;
+        /* a short block is read whole where that stays inside the sample (the floats past w, of
+         * the next row or channel, end up in lanes the transpose puts in blocks never stored):
+         * a partial copy into a vector costs a store-forwarding stall */
         if (l >= cnt) blk[l] = VSPLAT(0.0f);
+        else if (src + LANES <= x_end) vload(&blk[l], src);
         else vload_n(&blk[l], src, w);
       }
       transpose8(blk);
       float *dst = st + ((size_t)(r + g->pad) * g->Ws + q0 + g->pad) * LANES;
-      for (int k = 0; k < w; k++) vstore(dst + (size_t)k * LANES, &blk[k]);
+      /* unrolled with a test per block: as a plain loop gcc turns it into a memcpy, whose 8-byte
+       * loads of the just-stored vectors stall on store forwarding */
+#pragma GCC unroll 8
+      for (int k = 0; k < LANES; k++)
+        if (k < w) vstore(dst + (size_t)k * LANES, &blk[k]);
     }
 }
 
@@ -457,7 +465,14 @@ static inline void unstage_channels(const wino_geom *g, const float *st, int c0,
         else blk[k] = VSPLAT(0.0f);
       }
       transpose8(blk);
-      for (int l = 0; l < cnt; l++) vstore_n(dx0 + (size_t)l * plane + (size_t)r * g->W + q0, &blk[l], w);
+      /* a short block is stored whole where the floats past w land in later rows of the same plane,
+       * which this loop writes afterwards (the stage's lanes past w are 0) */
+      const size_t at = (size_t)r * g->W + q0;
+      const int whole = at + LANES <= plane;
+      for (int l = 0; l < cnt && l < LANES; l++) {
+        if (whole) vstore(dx0 + (size_t)l * plane + at, &blk[l]);
+        else vstore_n(dx0 + (size_t)l * plane + at, &blk[l], w);
+      }
     }
 }
 
@@ -545,6 +560,10 @@ static void input_grad_item(const wino_geom *g, const wino_bufs *bf, float *dxn,
   unstage_channels(g, st, t.c0, t.cnt, 2 * g->Ho + 2, 2 * g->Wo + 2, dxn);
 }
 
+/* Whether one tile covers the whole output plane (m = Ho = Wo: the paper's 7x7 and 3x3 outputs), whose
+ * m^2 positions are then contiguous in every channel's plane. */
+static inline int one_tile_plane(const wino_geom *g) { return g->TH == 1 && g->TW == 1 && g->m == g->Ho && g->m == g->Wo; }
+
 /* One item's y tiles = A^T M A (+ bias); rows and columns of the last tiles past the output's edge
  * are dropped. yn: the item's first output channel plane. */
 WINO_CLONES
@@ -559,6 +578,25 @@ static void output_item(const wino_geom *g, const wino_bufs *bf, const float *bi
       const float *src = bf->M + tp * g->O + t.c0;
       for (int xi = 0; xi < g->XI; xi++) vload_n(&mm[xi], src + (size_t)xi * bf->ms, t.cnt);
       tile_output(n, mm, s, out);
+      if (one_tile_plane(g)) { /* the tile is the whole m x m plane: 8 positions at a time, transposed */
+        const int pos = m * m;
+        int p0 = 0;
+        for (; p0 + LANES <= pos; p0 += LANES) {
+          vec blk[LANES];
+          for (int k = 0; k < LANES; k++) blk[k] = out[p0 + k];
+          transpose8(blk);
+          for (int l = 0; l < t.cnt; l++) {
+            const vec v = blk[l] + VSPLAT(bo[l]);
+            vstore(yn + (size_t)l * pos + p0, &v);
+          }
+        }
+        for (; p0 < pos; p0++) {
+          float lanes[LANES];
+          vstore(lanes, &out[p0]);
+          for (int l = 0; l < t.cnt; l++) yn[(size_t)l * pos + p0] = lanes[l] + bo[l];
+        }
+        continue;
+      }
       for (int i = 0; i < m && m * th + i < g->Ho; i++)
         for (int j = 0; j < m && m * tw + j < g->Wo; j++) {
           float lanes[LANES];
@@ -578,15 +616,34 @@ static void output_grad_item(const wino_geom *g, const wino_bufs *bf, const floa
     for (int tw = 0; tw < g->TW; tw++) {
       const size_t tp = ((size_t)t.nl * g->TH + th) * g->TW + tw;
       vec e[MMAX * MMAX], f[NMAX * MMAX], dm[NMAX * NMAX];
-      for (int i = 0; i < m; i++)
-        for (int j = 0; j < m; j++) {
-          float lanes[LANES] = {0};
-          if (m * th + i < g->Ho && m * tw + j < g->Wo) {
-            const size_t at = (size_t)(m * th + i) * g->Wo + m * tw + j;
-            for (int l = 0; l < t.cnt; l++) lanes[l] = dyn[(size_t)l * g->Ho * g->Wo + at];
+      if (one_tile_plane(g)) { /* the tile is the whole m x m plane: 8 positions at a time, transposed */
+        const int pos = m * m;
+        int p0 = 0;
+        for (; p0 + LANES <= pos; p0 += LANES) {
+          vec blk[LANES];
+          for (int l = 0; l < LANES; l++) {
+            if (l < t.cnt) vload(&blk[l], dyn + (size_t)l * pos + p0);
+            else blk[l] = VSPLAT(0.0f);
           }
-          vload(&e[i * m + j], lanes);
+          transpose8(blk);
+          for (int k = 0; k < LANES; k++) e[p0 + k] = blk[k];
         }
+        for (; p0 < pos; p0++) {
+          float lanes[LANES] = {0};
+          for (int l = 0; l < t.cnt; l++) lanes[l] = dyn[(size_t)l * pos + p0];
+          vload(&e[p0], lanes);
+        }
+      } else {
+        for (int i = 0; i < m; i++)
+          for (int j = 0; j < m; j++) {
+            float lanes[LANES] = {0};
+            if (m * th + i < g->Ho && m * tw + j < g->Wo) {
+              const size_t at = (size_t)(m * th + i) * g->Wo + m * tw + j;
+              for (int l = 0; l < t.cnt; l++) lanes[l] = dyn[(size_t)l * g->Ho * g->Wo + at];
+            }
+            vload(&e[i * m + j], lanes);
+          }
+      }
       tile_output_grad(n, e, f, dm);
       float *dst = bf->M + tp * g->O + t.c0;
       for (int xi = 0; xi < g->XI; xi++) vstore_n(dst + (size_t)xi * bf->ms, &dm[xi], t.cnt);
