@@ -52,24 +52,25 @@ static const int WINO_MIN_GAIN_X10 = 15;
 
 /* m, n and G; B^T and A^T are spelled out as the vector functions bt4 ... a8 below:
  *   F(3x3): B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 -1 0 1],  A^T = [1 1 1 0; 0 1 -1 0; 0 1 1 1]
- *   F(4x4): B^T = [2 1 -2 -1 0; 0 2 3 1 0; 0 -2 1 1 0; 0 1 0 -1 0; 0 -2 -1 2 1],
+ *   F(4x4): B^T = [1 1/2 -1 -1/2 0; 0 2 3 1 0; 0 -2 1 1 0; 0 1 0 -1 0; 0 -2 -1 2 1],
  *           A^T = [1 1 1 1 0; 0 1 -1 -2 0; 0 1 1 4 0; 0 1 -1 -8 1]
  *   F(7x7), points in the order 0, 1, -1, 2, -2, 1/2, -1/2, inf: A^T[i][j] = p_j^i (and A^T[6][7] = 1);
- *           B^T = [4/21 0 -1 0 1 0 -4/21 0; 0 -4/17 -4/17 1 1 -4/17 -4/17 0; 0 4/17 -4/17 -1 1 4/17 -4/17 0;
+ *           B^T = [1 0 -21/4 0 21/4 0 -1 0; 0 -4/17 -4/17 1 1 -4/17 -4/17 0; 0 4/17 -4/17 -1 1 4/17 -4/17 0;
  *                  0 1/5 1/10 -1 -1/2 4/5 2/5 0; 0 -1/5 1/10 1 -1/2 -4/5 2/5 0; 0 2/5 4/5 -1/2 -1 1/10 1/5 0;
- *                  0 -2/5 4/5 1/2 -1 -1/10 1/5 0; 0 -4/21 0 1 0 -1 0 4/21]
+ *                  0 -2/5 4/5 1/2 -1 -1/10 1/5 0; 0 -1 0 21/4 0 -21/4 0 1]
  *           (the transposed inverse of the evaluation matrix at the points, each row scaled to a largest
- *           entry of 1 and G's row by the inverse). */
+ *           entry of 1 and G's row by the inverse, except the first and last: those make G's rows (1, 0)
+ *           and (0, 1), as in F(4x4), so that their transformed weights are h itself, see weight_at). */
 typedef struct wino_tf {
   int m, n;
   float G[NMAX][2]; /* (n, 2) */
 } wino_tf;
 
 static const wino_tf TF3 = {3, 4, {{1, 0}, {0.5f, 0.5f}, {0.5f, -0.5f}, {0, 1}}};
-static const wino_tf TF4 = {4, 5, {{0.5f, 0}, {1.0f / 6, 1.0f / 6}, {0.5f, -0.5f}, {1.0f / 6, -1.0f / 3}, {0, 1}}};
-static const wino_tf TF7 = {7, 8, {{21.0f / 4, 0}, {17.0f / 18, 17.0f / 18}, {17.0f / 18, -17.0f / 18},
+static const wino_tf TF4 = {4, 5, {{1, 0}, {1.0f / 6, 1.0f / 6}, {0.5f, -0.5f}, {1.0f / 6, -1.0f / 3}, {0, 1}}};
+static const wino_tf TF7 = {7, 8, {{1, 0}, {17.0f / 18, 17.0f / 18}, {17.0f / 18, -17.0f / 18},
                                     {1.0f / 36, 1.0f / 18}, {1.0f / 36, -1.0f / 18}, {32.0f / 9, 16.0f / 9},
-                                    {32.0f / 9, -16.0f / 9}, {0, 21.0f / 4}}};
+                                    {32.0f / 9, -16.0f / 9}, {0, 1}}};
 
 typedef float vec __attribute__((vector_size(LANES * sizeof(float))));
 #define VSPLAT(a) ((vec){(a), (a), (a), (a), (a), (a), (a), (a)})
@@ -133,7 +134,7 @@ static inline void a4(vec *y, const vec *x, int s) {
 
 /* y = B^T x, F(4x4): 5 -> 5 */
 static inline void bt5(vec *y, const vec *x, int s) {
-  y[0 * s] = VSPLAT(2.0f) * x[0 * s] + x[1 * s] - VSPLAT(2.0f) * x[2 * s] - x[3 * s];
+  y[0 * s] = x[0 * s] + VSPLAT(0.5f) * x[1 * s] - x[2 * s] - VSPLAT(0.5f) * x[3 * s];
   y[1 * s] = VSPLAT(2.0f) * x[1 * s] + VSPLAT(3.0f) * x[2 * s] + x[3 * s];
   y[2 * s] = -VSPLAT(2.0f) * x[1 * s] + x[2 * s] + x[3 * s];
   y[3 * s] = x[1 * s] - x[3 * s];
@@ -142,10 +143,10 @@ static inline void bt5(vec *y, const vec *x, int s) {
 
 /* y = B x (the adjoint), F(4x4) */
 static inline void b5(vec *y, const vec *x, int s) {
-  y[0 * s] = VSPLAT(2.0f) * x[0 * s];
-  y[1 * s] = x[0 * s] + VSPLAT(2.0f) * x[1 * s] - VSPLAT(2.0f) * x[2 * s] + x[3 * s] - VSPLAT(2.0f) * x[4 * s];
-  y[2 * s] = -VSPLAT(2.0f) * x[0 * s] + VSPLAT(3.0f) * x[1 * s] + x[2 * s] - x[4 * s];
-  y[3 * s] = -x[0 * s] + x[1 * s] + x[2 * s] - x[3 * s] + VSPLAT(2.0f) * x[4 * s];
+  y[0 * s] = x[0 * s];
+  y[1 * s] = VSPLAT(0.5f) * x[0 * s] + VSPLAT(2.0f) * x[1 * s] - VSPLAT(2.0f) * x[2 * s] + x[3 * s] - VSPLAT(2.0f) * x[4 * s];
+  y[2 * s] = -x[0 * s] + VSPLAT(3.0f) * x[1 * s] + x[2 * s] - x[4 * s];
+  y[3 * s] = -VSPLAT(0.5f) * x[0 * s] + x[1 * s] + x[2 * s] - x[3 * s] + VSPLAT(2.0f) * x[4 * s];
   y[4 * s] = x[4 * s];
 }
 
@@ -168,7 +169,7 @@ static inline void a5(vec *y, const vec *x, int s) {
 
 /* y = B^T x, F(7x7): 8 -> 8 (rows for +a and -a share their even and odd parts) */
 static inline void bt8(vec *y, const vec *x, int s) {
-  y[0 * s] = VSPLAT(4.0f / 21) * x[0 * s] - x[2 * s] + x[4 * s] - VSPLAT(4.0f / 21) * x[6 * s];
+  y[0 * s] = x[0 * s] - VSPLAT(21.0f / 4) * x[2 * s] + VSPLAT(21.0f / 4) * x[4 * s] - x[6 * s];
   const vec e1 = -VSPLAT(4.0f / 17) * x[2 * s] + x[4 * s] - VSPLAT(4.0f / 17) * x[6 * s];
   const vec o1 = -VSPLAT(4.0f / 17) * x[1 * s] + x[3 * s] - VSPLAT(4.0f / 17) * x[5 * s];
   y[1 * s] = e1 + o1;
@@ -181,7 +182,7 @@ static inline void bt8(vec *y, const vec *x, int s) {
   const vec o5 = VSPLAT(2.0f / 5) * x[1 * s] - VSPLAT(1.0f / 2) * x[3 * s] + VSPLAT(1.0f / 10) * x[5 * s];
   y[5 * s] = e5 + o5;
   y[6 * s] = e5 - o5;
-  y[7 * s] = -VSPLAT(4.0f / 21) * x[1 * s] + x[3 * s] - x[5 * s] + VSPLAT(4.0f / 21) * x[7 * s];
+  y[7 * s] = -x[1 * s] + VSPLAT(21.0f / 4) * x[3 * s] - VSPLAT(21.0f / 4) * x[5 * s] + x[7 * s];
 }
 
 /* y = B x (the adjoint), F(7x7) */
@@ -189,14 +190,14 @@ static inline void b8(vec *y, const vec *x, int s) {
   const vec s1 = x[1 * s] + x[2 * s], d1 = x[1 * s] - x[2 * s];
   const vec s3 = x[3 * s] + x[4 * s], d3 = x[3 * s] - x[4 * s];
   const vec s5 = x[5 * s] + x[6 * s], d5 = x[5 * s] - x[6 * s];
-  y[0 * s] = VSPLAT(4.0f / 21) * x[0 * s];
-  y[1 * s] = -VSPLAT(4.0f / 17) * d1 + VSPLAT(1.0f / 5) * d3 + VSPLAT(2.0f / 5) * d5 - VSPLAT(4.0f / 21) * x[7 * s];
-  y[2 * s] = -x[0 * s] - VSPLAT(4.0f / 17) * s1 + VSPLAT(1.0f / 10) * s3 + VSPLAT(4.0f / 5) * s5;
-  y[3 * s] = d1 - d3 - VSPLAT(1.0f / 2) * d5 + x[7 * s];
-  y[4 * s] = x[0 * s] + s1 - VSPLAT(1.0f / 2) * s3 - s5;
-  y[5 * s] = -VSPLAT(4.0f / 17) * d1 + VSPLAT(4.0f / 5) * d3 + VSPLAT(1.0f / 10) * d5 - x[7 * s];
-  y[6 * s] = -VSPLAT(4.0f / 21) * x[0 * s] - VSPLAT(4.0f / 17) * s1 + VSPLAT(2.0f / 5) * s3 + VSPLAT(1.0f / 5) * s5;
-  y[7 * s] = VSPLAT(4.0f / 21) * x[7 * s];
+  y[0 * s] = x[0 * s];
+  y[1 * s] = -VSPLAT(4.0f / 17) * d1 + VSPLAT(1.0f / 5) * d3 + VSPLAT(2.0f / 5) * d5 - x[7 * s];
+  y[2 * s] = -VSPLAT(21.0f / 4) * x[0 * s] - VSPLAT(4.0f / 17) * s1 + VSPLAT(1.0f / 10) * s3 + VSPLAT(4.0f / 5) * s5;
+  y[3 * s] = d1 - d3 - VSPLAT(1.0f / 2) * d5 + VSPLAT(21.0f / 4) * x[7 * s];
+  y[4 * s] = VSPLAT(21.0f / 4) * x[0 * s] + s1 - VSPLAT(1.0f / 2) * s3 - s5;
+  y[5 * s] = -VSPLAT(4.0f / 17) * d1 + VSPLAT(4.0f / 5) * d3 + VSPLAT(1.0f / 10) * d5 - VSPLAT(21.0f / 4) * x[7 * s];
+  y[6 * s] = -x[0 * s] - VSPLAT(4.0f / 17) * s1 + VSPLAT(2.0f / 5) * s3 + VSPLAT(1.0f / 5) * s5;
+  y[7 * s] = x[7 * s];
 }
 
 /* y = A^T x, F(7x7): 8 -> 7 */
@@ -422,10 +423,17 @@ static inline void transpose8(vec *r) {
  * are loaded as rows and transposed (a block past the row's end goes through a zeroed copy, so
  * nothing past x is read). */
 static inline void stage_channels(const wino_geom *g, const float *xn, int c0, int cnt, float *st) {
-  memset(st, 0, (size_t)g->Hs * g->Ws * LANES * sizeof *st);
-  const size_t plane = (size_t)g->H * g->W;
+  const size_t plane = (size_t)g->H * g->W, row = (size_t)g->Ws * LANES;
   const float *x0 = xn + (size_t)c0 * plane, *x_end = xn + (size_t)g->C * plane;
   const int rows = g->H < g->Hs - g->pad ? g->H : g->Hs - g->pad, cols = g->W < g->Ws - g->pad ? g->W : g->Ws - g->pad;
+  /* zero the border only: the loops below write every interior position */
+  memset(st, 0, (size_t)g->pad * row * sizeof *st);
+  memset(st + (size_t)(g->pad + rows) * row, 0, (size_t)(g->Hs - g->pad - rows) * row * sizeof *st);
+  const vec zero = VSPLAT(0.0f);
+  for (int r = g->pad; r < g->pad + rows; r++) { /* a few positions each: vector stores, not calls */
+    for (int q = 0; q < g->pad; q++) vstore(st + (size_t)r * row + (size_t)q * LANES, &zero);
+    for (int q = g->pad + cols; q < g->Ws; q++) vstore(st + (size_t)r * row + (size_t)q * LANES, &zero);
+  }
   for (int r = 0; r < rows; r++)
     for (int q0 = 0; q0 < cols; q0 += LANES) {
       const int w = cols - q0 < LANES ? cols - q0 : LANES;
@@ -749,33 +757,63 @@ static const float *weight_at(const wino_geom *g, const float *h, int p, float *
 }
 
 /* dw[o][c][2u+a][2v+b] += G[q][v] t_u[o][ab * C + c]: column q's share of dg = G^T dU G, where
- * t_u = sum_p G[p][u] dU_(p,q). */
-static void weight_grad_accumulate(const wino_geom *g, const float *t, int q, float *dw, int T) {
-  const float g0 = g->tf->G[q][0], g1 = g->tf->G[q][1];
-  const size_t plane = (size_t)g->O * g->C4;
-#pragma omp parallel for schedule(static) num_threads(T)
-  for (int o = 0; o < g->O; o++)
+ * t_u = sum_p G[p][u] dU_(p,q). Output channel o's share, the reverse of weight_half_row: blocks of
+ * 8 channels become 16 tap vectors, transposed (8x8) into the channels' 16-tap kernels. Taps whose
+ * coefficient is 0 are left as they are. */
+WINO_CLONES
+static void weight_grad_row(const wino_geom *g, const float *t0, const float *t1, float g0, float g1, float *k) {
+  const int C = g->C;
+  int c0 = 0;
+  for (; c0 + LANES <= C; c0 += LANES) {
+    vec x[8]; /* x[u * 4 + ab]: t_u[ab * C + c0 .. c0+7] */
     for (int u = 0; u < 2; u++)
-      for (int ab = 0; ab < 4; ab++) {
-        const int a = ab >> 1, b = ab & 1;
-        const float *src = t + u * plane + (size_t)o * g->C4 + (size_t)ab * g->C;
-        float *k = dw + (size_t)o * g->C * 16 + (2 * u + a) * 4;
-        for (int c = 0; c < g->C; c++) {
-          if (g0 != 0.0f) k[(size_t)c * 16 + b] += g0 * src[c];
-          if (g1 != 0.0f) k[(size_t)c * 16 + 2 + b] += g1 * src[c];
-        }
+      for (int ab = 0; ab < 4; ab++) vload(&x[u * 4 + ab], (u ? t1 : t0) + (size_t)ab * C + c0);
+    for (int half = 0; half < 2; half++) { /* taps 8 half .. 8 half + 7: kh = 2 half, 2 half + 1 */
+      vec blk[LANES];
+      for (int tp = 0; tp < 8; tp++) {
+        const int kh = 2 * half + tp / 4, kw = tp % 4, v = kw >> 1, ab = (kh & 1) * 2 + (kw & 1);
+        const float gv = v ? g1 : g0;
+        blk[tp] = gv == 0.0f ? VSPLAT(0.0f) : VSPLAT(gv) * x[(kh >> 1) * 4 + ab];
+      }
+      transpose8(blk);
+      for (int l = 0; l < LANES; l++) {
+        float *dst = k + (size_t)(c0 + l) * 16 + half * 8;
+        vec acc;
+        vload(&acc, dst);
+        acc += blk[l];
+        vstore(dst, &acc);
+      }
+    }
+  }
+  for (; c0 < C; c0++) /* channels past the last full block of 8 */
+    for (int kh = 0; kh < 4; kh++)
+      for (int kw = 0; kw < 4; kw++) {
+        const float gv = kw >> 1 ? g1 : g0;
+        if (gv != 0.0f) k[(size_t)c0 * 16 + kh * 4 + kw] += gv * (kh >> 1 ? t1 : t0)[((kh & 1) * 2 + (kw & 1)) * C + c0];
       }
 }
 
-/* t_u += G[p][u] slot for u = 0, 1 (t: two (O, 4C) matrices). */
-static void weight_grad_gather(const wino_geom *g, const float *slot, int p, float *t, int T) {
+static void weight_grad_accumulate(const wino_geom *g, const float *t, int q, float *dw, int T) {
+  const size_t plane = (size_t)g->O * g->C4;
+#pragma omp parallel for schedule(static) num_threads(T)
+  for (int o = 0; o < g->O; o++)
+    weight_grad_row(g, t + (size_t)o * g->C4, t + plane + (size_t)o * g->C4, g->tf->G[q][0], g->tf->G[q][1],
+                    dw + (size_t)o * g->C * 16);
+}
+
+/* t_u += G[p][u] slot for u = 0, 1 (t: two (O, 4C) matrices); t_u = G[p][u] slot where not filled yet. */
+static void weight_grad_gather(const wino_geom *g, const float *slot, int p, float *t, int *filled, int T) {
   const size_t n = (size_t)g->O * g->C4;
   const float g0 = g->tf->G[p][0], g1 = g->tf->G[p][1];
+  const int f0 = filled[0], f1 = filled[1];
+  float *t0 = t, *t1 = t + n;
 #pragma omp parallel for schedule(static) num_threads(T)
-  for (size_t i = 0; i < n; i++) {
-    t[i] += g0 * slot[i];
-    t[n + i] += g1 * slot[i];
+  for (size_t i = 0; i < n; i++) { /* one pass over the slot; the tests on f0 and f1 are hoisted */
+    const float v = slot[i];
+    t0[i] = f0 ? t0[i] + g0 * v : g0 * v;
+    t1[i] = f1 ? t1[i] + g1 * v : g1 * v;
   }
+  filled[0] = filled[1] = 1;
 }
 
 /* ---- passes ---------------------------------------------------------------------------------- */
@@ -799,17 +837,26 @@ static void products_with_weights(const wino_geom *g, const wino_bufs *bf, const
   }
 }
 
-/* dw += G^T (sum over the chunk of dM_xi^T V_xi) G, column by column. */
+/* dw += G^T (sum over the chunk of dM_xi^T V_xi) G, column by column. A position whose G row is a
+ * unit row ((1, 0) or (0, 1): the first and the last of every transform here) needs no slot: its GEMM
+ * writes or accumulates into t_u directly. */
 static void weight_gradient(const wino_geom *g, const wino_bufs *bf, int rows, float *dw, int T) {
   const size_t n = (size_t)g->O * g->C4;
   for (int q = 0; q < g->n; q++) {
-    memset(bf->h, 0, 2 * n * sizeof *bf->h);
+    int filled[2] = {0, 0}; /* t_u written yet */
     for (int p = 0; p < g->n; p++) {
       const size_t xi = (size_t)(p * g->n + q);
-      wcmi_sgemm(1, 0, g->O, g->C4, rows, 1.0f, bf->M + xi * bf->ms, g->O, bf->V + xi * bf->vs, g->C4, 0.0f,
-                 bf->slot, g->C4);
-      weight_grad_gather(g, bf->slot, p, bf->h, T);
+      const float g0 = g->tf->G[p][0], g1 = g->tf->G[p][1];
+      const int unit = g0 == 1.0f && g1 == 0.0f ? 0 : g0 == 0.0f && g1 == 1.0f ? 1 : -1;
+      float *out = unit >= 0 ? bf->h + (size_t)unit * n : bf->slot;
+      const float beta = unit >= 0 && filled[unit] ? 1.0f : 0.0f;
+      wcmi_sgemm(1, 0, g->O, g->C4, rows, 1.0f, bf->M + xi * bf->ms, g->O, bf->V + xi * bf->vs, g->C4, beta, out,
+                 g->C4);
+      if (unit >= 0) filled[unit] = 1;
+      else weight_grad_gather(g, bf->slot, p, bf->h, filled, T);
     }
+    for (int u = 0; u < 2; u++)
+      if (!filled[u]) memset(bf->h + (size_t)u * n, 0, n * sizeof *bf->h);
     weight_grad_accumulate(g, bf->h, q, dw, T);
   }
 }
