@@ -16,6 +16,7 @@
  *
  * Threads: samples are split statically; dw is summed per thread into its own 16*O partial and the
  * partials are added in thread order, so a fixed thread count gives bit-identical results. */
+#include "core/clones.h"
 #include "nn/conv2d_internal.h"
 
 #include <omp.h>
@@ -26,20 +27,7 @@ enum {
   THIN_PLANE_MAX = 4096 /* floats of the staged zero-padded input planes (C*Hp*Wp) */
 };
 
-/* Sanitizer builds skip the clones: their ifunc resolvers run before the sanitizer runtime starts. */
-#if defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(undefined_behavior_sanitizer)
-#define THIN_NO_CLONES 1
-#endif
-#endif
-#if defined(__SANITIZE_ADDRESS__)
-#define THIN_NO_CLONES 1
-#endif
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(THIN_NO_CLONES)
-#define THIN_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define THIN_CLONES
-#endif
+#define THIN_CLONES WCMI_CLONES("avx512f", "avx2", "default")
 
 int conv2d_thin_applies(const wcmi_conv2d_dims *d) {
   const int64_t K = (int64_t)d->C * d->KH * d->KW;

@@ -35,6 +35,7 @@
  *
  * Threads: the transforms are parallel over (sample, 8-channel group) items, each written by one
  * iteration; each GEMM is split by wcmi_sgemm. Nothing depends on the thread count but the GEMM split. */
+#include "core/clones.h"
 #include "nn/conv2d_internal.h"
 #include "wcmi/blas.h"
 
@@ -484,23 +485,9 @@ static inline void unstage_channels(const wino_geom *g, const float *st, int c0,
     }
 }
 
-/* The per-item transform bodies are built for AVX2 and baseline x86-64 and picked at load time (as
- * conv2d_thin.c's kernels), so installed builds stay portable while 8-lane vectors are one register;
- * they take pointers only, so the clones share the baseline ABI. Sanitizer builds skip the clones:
- * their ifunc resolvers run before the sanitizer runtime starts. */
-#if defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(undefined_behavior_sanitizer)
-#define WINO_NO_CLONES 1
-#endif
-#endif
-#if defined(__SANITIZE_ADDRESS__)
-#define WINO_NO_CLONES 1
-#endif
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(WINO_NO_CLONES)
-#define WINO_CLONES __attribute__((target_clones("avx2", "default")))
-#else
-#define WINO_CLONES
-#endif
+/* The per-item transform bodies are built for AVX2 and baseline x86-64 (core/clones.h), so that
+ * 8-lane vectors are one register where the CPU has them. */
+#define WINO_CLONES WCMI_CLONES("avx2", "default")
 
 /* Items of the transforms: (sample of the chunk, group of LANES channels). */
 typedef struct wino_item {
