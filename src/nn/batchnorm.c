@@ -6,6 +6,7 @@
  * alignment), so results are identical for any thread count. */
 #include <math.h>
 
+#include "core/clones.h"
 #include "nn/batchnorm_internal.h"
 #include "wcmi/nn.h"
 
@@ -156,6 +157,32 @@ static void bn_forward_train_cols(int N, int C, const float *x, const float *gam
   }
 }
 
+/* The per-channel bodies of the train-mode passes run in clones for AVX2 (core/clones.h: the same
+ * bits as the baseline; the double-precision sums are twice as wide there). */
+#define BN_CLONES WCMI_CLONES("avx2", "default")
+
+typedef struct bn_train_args {
+  int N, C, S;
+  const float *x, *gamma, *beta;
+  float *running_mean, *running_var;
+  float momentum, eps;
+  int relu;
+  float *y, *mean, *rstd;
+} bn_train_args;
+
+BN_CLONES
+static void bn_forward_train_channel(const bn_train_args *a, int c) {
+  const int64_t M = (int64_t)a->N * a->S;
+  double sum = 0.0;
+  for (int n = 0; n < a->N; n++) sum += bn_sum(bn_row(a->x, a->C, a->S, n, c), a->S);
+  const double mu = sum / (double)M;
+  double sq = 0.0;
+  for (int n = 0; n < a->N; n++) sq += bn_sum_sqdev(bn_row(a->x, a->C, a->S, n, c), a->S, mu);
+  bn_channel_stats(c, sum, sq, M, a->running_mean, a->running_var, a->momentum, a->eps, a->mean, a->rstd);
+  bn_apply(a->N, a->C, a->S, c, a->x, a->mean[c], bn_train_scale(a->gamma, a->rstd, c), a->beta ? a->beta[c] : 0.0f,
+           a->relu, a->y);
+}
+
 static void bn_forward_train(int N, int C, int S, const float *x, const float *gamma, const float *beta,
                              float *running_mean, float *running_var, int64_t *num_batches_tracked, float momentum,
                              float eps, int relu, float *y, float *mean, float *rstd) {
@@ -163,16 +190,9 @@ static void bn_forward_train(int N, int C, int S, const float *x, const float *g
   if (S == 1) {
     bn_forward_train_cols(N, C, x, gamma, beta, running_mean, running_var, momentum, eps, relu, y, mean, rstd);
   } else {
+    const bn_train_args a = {N, C, S, x, gamma, beta, running_mean, running_var, momentum, eps, relu, y, mean, rstd};
 #pragma omp parallel for schedule(static) if (M * C >= BN_PARALLEL_MIN)
-    for (int c = 0; c < C; c++) {
-      double sum = 0.0;
-      for (int n = 0; n < N; n++) sum += bn_sum(bn_row(x, C, S, n, c), S);
-      const double mu = sum / (double)M;
-      double sq = 0.0;
-      for (int n = 0; n < N; n++) sq += bn_sum_sqdev(bn_row(x, C, S, n, c), S, mu);
-      bn_channel_stats(c, sum, sq, M, running_mean, running_var, momentum, eps, mean, rstd);
-      bn_apply(N, C, S, c, x, mean[c], bn_train_scale(gamma, rstd, c), beta ? beta[c] : 0.0f, relu, y);
-    }
+    for (int c = 0; c < C; c++) bn_forward_train_channel(&a, c);
   }
   if (num_batches_tracked) ++*num_batches_tracked;
 }
@@ -281,6 +301,33 @@ static void bn_backward_train_cols(int N, int C, const float *x, const float *ga
   }
 }
 
+typedef struct bn_grad_args {
+  int N, C, S;
+  const float *x, *gamma, *mean, *rstd, *dy;
+  float *dx, *dgamma, *dbeta;
+} bn_grad_args;
+
+BN_CLONES
+static void bn_backward_train_channel(const bn_grad_args *a, int c) {
+  const int N = a->N, C = a->C, S = a->S;
+  const int64_t M = (int64_t)N * S;
+  const double mu = (double)a->mean[c], rs = (double)a->rstd[c];
+  double sum_dy = 0.0, sum_dy_xmu = 0.0;
+  for (int n = 0; n < N; n++)
+    bn_sum_dy_dyxmu(bn_row(a->x, C, S, n, c), bn_row(a->dy, C, S, n, c), S, mu, &sum_dy, &sum_dy_xmu);
+  if (a->dbeta) a->dbeta[c] += (float)sum_dy;
+  if (a->dgamma) a->dgamma[c] += (float)(sum_dy_xmu * rs);
+  if (!a->dx) return;
+  const bn_grad_coef co = bn_grad_coefficients(a->gamma, a->rstd, c, sum_dy, sum_dy_xmu, M);
+  const float muf = a->mean[c];
+  for (int n = 0; n < N; n++) {
+    const float *xr = bn_row(a->x, C, S, n, c);
+    const float *dyr = a->dy + (xr - a->x);
+    float *dxr = a->dx + (xr - a->x);
+    for (int s = 0; s < S; s++) dxr[s] = co.k * dyr[s] - co.offset - (xr[s] - muf) * co.slope;
+  }
+}
+
 /* Train-mode backward: the batch statistics depend on x, so with xhat = (x - mean) * rstd,
  *   dx = gamma * rstd * (dy - mean(dy) - xhat * mean(dy * xhat)),
  *   dgamma += sum(dy * xhat),  dbeta += sum(dy)   (sums and means over the channel's M values). */
@@ -291,24 +338,9 @@ void wcmi_batchnorm_backward_train(int N, int C, int S, const float *x, const fl
     return;
   }
   const int64_t M = (int64_t)N * S;
+  const bn_grad_args a = {N, C, S, x, gamma, mean, rstd, dy, dx, dgamma, dbeta};
 #pragma omp parallel for schedule(static) if (M * C >= BN_PARALLEL_MIN)
-  for (int c = 0; c < C; c++) {
-    const double mu = (double)mean[c], rs = (double)rstd[c];
-    double sum_dy = 0.0, sum_dy_xmu = 0.0;
-    for (int n = 0; n < N; n++)
-      bn_sum_dy_dyxmu(bn_row(x, C, S, n, c), bn_row(dy, C, S, n, c), S, mu, &sum_dy, &sum_dy_xmu);
-    if (dbeta) dbeta[c] += (float)sum_dy;
-    if (dgamma) dgamma[c] += (float)(sum_dy_xmu * rs);
-    if (!dx) continue;
-    const bn_grad_coef co = bn_grad_coefficients(gamma, rstd, c, sum_dy, sum_dy_xmu, M);
-    const float muf = mean[c];
-    for (int n = 0; n < N; n++) {
-      const float *xr = bn_row(x, C, S, n, c);
-      const float *dyr = dy + (xr - x);
-      float *dxr = dx + (xr - x);
-      for (int s = 0; s < S; s++) dxr[s] = co.k * dyr[s] - co.offset - (xr[s] - muf) * co.slope;
-    }
-  }
+  for (int c = 0; c < C; c++) bn_backward_train_channel(&a, c);
 }
 
 /* dx = scale[c] * dy, in memory order; with relu_y, only where the following ReLU's output is
