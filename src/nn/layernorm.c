@@ -8,7 +8,12 @@
  * A location's sums therefore run over c in order 0..C-1 whatever the thread count: reproducible. */
 #include <math.h>
 
+#include "core/clones.h"
 #include "wcmi/nn.h"
+
+/* The per-unit and per-channel bodies run in clones for AVX2 (core/clones.h: the same bits as the
+ * baseline). */
+#define LN_CLONES WCMI_CLONES("avx2", "default")
 
 #define LN_BLOCK 64
 #define LN_PARALLEL_MIN 32768
@@ -34,109 +39,142 @@ static inline size_t ln_off(int C, int S, int n, int c, int s0) {
   return ((size_t)n * (size_t)C + (size_t)c) * (size_t)S + (size_t)s0;
 }
 
+/* One unit of the forward (sample n, a block of locations). */
+LN_CLONES
+static void ln_forward_unit(int C, int S, const float *x, const float *gamma, const float *beta, float eps, float *y,
+                            float *mean, float *rstd, ln_unit b) {
+  double acc[LN_BLOCK];
+  for (int j = 0; j < b.len; j++) acc[j] = 0.0;
+  for (int c = 0; c < C; c++) {
+    const float *xr = x + ln_off(C, S, b.n, c, b.s0);
+    for (int j = 0; j < b.len; j++) acc[j] += (double)xr[j];
+  }
+  double mu[LN_BLOCK];
+  for (int j = 0; j < b.len; j++) {
+    mu[j] = acc[j] / (double)C;
+    acc[j] = 0.0;
+  }
+  /* Two passes (mean, then squared deviations) rather than E[x^2] - E[x]^2, which cancels. */
+  for (int c = 0; c < C; c++) {
+    const float *xr = x + ln_off(C, S, b.n, c, b.s0);
+    for (int j = 0; j < b.len; j++) {
+      const double d = (double)xr[j] - mu[j];
+      acc[j] += d * d;
+    }
+  }
+  float mf[LN_BLOCK], rf[LN_BLOCK];
+  float *mean_out = mean + (size_t)b.n * (size_t)S + (size_t)b.s0;
+  float *rstd_out = rstd + (size_t)b.n * (size_t)S + (size_t)b.s0;
+  for (int j = 0; j < b.len; j++) {
+    mf[j] = (float)mu[j];
+    rf[j] = (float)(1.0 / sqrt(acc[j] / (double)C + (double)eps));
+    mean_out[j] = mf[j];
+    rstd_out[j] = rf[j];
+  }
+  for (int c = 0; c < C; c++) {
+    const size_t off = ln_off(C, S, b.n, c, b.s0);
+    const float *xr = x + off;
+    float *yr = y + off;
+    const float g = gamma ? gamma[c] : 1.0f, be = beta ? beta[c] : 0.0f;
+    for (int j = 0; j < b.len; j++) yr[j] = (xr[j] - mf[j]) * rf[j] * g + be;
+  }
+}
+
 /* x, y: (N, C, S); gamma, beta: (C), NULL behaving as 1 / 0; mean, rstd: (N, S). */
 void wcmi_layernorm_channel_forward(int N, int C, int S, const float *x, const float *gamma, const float *beta,
                                     float eps, float *y, float *mean, float *rstd) {
   const int units = ln_num_units(N, S);
 #pragma omp parallel for schedule(static) if ((int64_t)N * C * S >= LN_PARALLEL_MIN)
-  for (int u = 0; u < units; u++) {
-    const ln_unit b = ln_unit_at(u, S);
-    double acc[LN_BLOCK];
-    for (int j = 0; j < b.len; j++) acc[j] = 0.0;
-    for (int c = 0; c < C; c++) {
-      const float *xr = x + ln_off(C, S, b.n, c, b.s0);
-      for (int j = 0; j < b.len; j++) acc[j] += (double)xr[j];
-    }
-    double mu[LN_BLOCK];
-    for (int j = 0; j < b.len; j++) {
-      mu[j] = acc[j] / (double)C;
-      acc[j] = 0.0;
-    }
-    /* Two passes (mean, then squared deviations) rather than E[x^2] - E[x]^2, which cancels. */
-    for (int c = 0; c < C; c++) {
-      const float *xr = x + ln_off(C, S, b.n, c, b.s0);
-      for (int j = 0; j < b.len; j++) {
-        const double d = (double)xr[j] - mu[j];
-        acc[j] += d * d;
-      }
-    }
-    float mf[LN_BLOCK], rf[LN_BLOCK];
-    float *mean_out = mean + (size_t)b.n * (size_t)S + (size_t)b.s0;
-    float *rstd_out = rstd + (size_t)b.n * (size_t)S + (size_t)b.s0;
-    for (int j = 0; j < b.len; j++) {
-      mf[j] = (float)mu[j];
-      rf[j] = (float)(1.0 / sqrt(acc[j] / (double)C + (double)eps));
-      mean_out[j] = mf[j];
-      rstd_out[j] = rf[j];
-    }
-    for (int c = 0; c < C; c++) {
-      const size_t off = ln_off(C, S, b.n, c, b.s0);
-      const float *xr = x + off;
-      float *yr = y + off;
-      const float g = gamma ? gamma[c] : 1.0f, be = beta ? beta[c] : 0.0f;
-      for (int j = 0; j < b.len; j++) yr[j] = (xr[j] - mf[j]) * rf[j] * g + be;
-    }
-  }
+  for (int u = 0; u < units; u++) ln_forward_unit(C, S, x, gamma, beta, eps, y, mean, rstd, ln_unit_at(u, S));
 }
 
 /* dx at each location, with g = gamma * dy and xhat = (x - mean) * rstd over that location's C values:
  *   dx = rstd * (g - mean_c(g) - xhat * mean_c(g * xhat)). */
-static void ln_backward_input(int N, int C, int S, const float *x, const float *gamma, const float *mean,
-                              const float *rstd, const float *dy, float *dx) {
-  const int units = ln_num_units(N, S);
-#pragma omp parallel for schedule(static) if ((int64_t)N * C * S >= LN_PARALLEL_MIN)
-  for (int u = 0; u < units; u++) {
-    const ln_unit b = ln_unit_at(u, S);
-    const float *mf = mean + (size_t)b.n * (size_t)S + (size_t)b.s0;
-    const float *rf = rstd + (size_t)b.n * (size_t)S + (size_t)b.s0;
-    double sum_g[LN_BLOCK], sum_gx[LN_BLOCK];
-    for (int j = 0; j < b.len; j++) sum_g[j] = sum_gx[j] = 0.0;
-    for (int c = 0; c < C; c++) {
-      const size_t off = ln_off(C, S, b.n, c, b.s0);
-      const float *xr = x + off, *dyr = dy + off;
-      const double gc = gamma ? (double)gamma[c] : 1.0;
-      for (int j = 0; j < b.len; j++) {
-        const double g = gc * (double)dyr[j];
-        sum_g[j] += g;
-        sum_gx[j] += g * (((double)xr[j] - (double)mf[j]) * (double)rf[j]);
-      }
-    }
-    /* dx = rstd*g - offset - xhat * slope, per location. */
-    float offset[LN_BLOCK], slope[LN_BLOCK];
+LN_CLONES
+static void ln_backward_input_unit(int C, int S, const float *x, const float *gamma, const float *mean,
+                                   const float *rstd, const float *dy, float *dx, ln_unit b) {
+  const float *mf = mean + (size_t)b.n * (size_t)S + (size_t)b.s0;
+  const float *rf = rstd + (size_t)b.n * (size_t)S + (size_t)b.s0;
+  double sum_g[LN_BLOCK], sum_gx[LN_BLOCK];
+  for (int j = 0; j < b.len; j++) sum_g[j] = sum_gx[j] = 0.0;
+  for (int c = 0; c < C; c++) {
+    const size_t off = ln_off(C, S, b.n, c, b.s0);
+    const float *xr = x + off, *dyr = dy + off;
+    const double gc = gamma ? (double)gamma[c] : 1.0;
     for (int j = 0; j < b.len; j++) {
-      offset[j] = (float)((double)rf[j] * sum_g[j] / (double)C);
-      slope[j] = (float)((double)rf[j] * sum_gx[j] / (double)C);
+      const double g = gc * (double)dyr[j];
+      sum_g[j] += g;
+      sum_gx[j] += g * (((double)xr[j] - (double)mf[j]) * (double)rf[j]);
     }
-    for (int c = 0; c < C; c++) {
-      const size_t off = ln_off(C, S, b.n, c, b.s0);
-      const float *xr = x + off, *dyr = dy + off;
-      float *dxr = dx + off;
-      const float gc = gamma ? gamma[c] : 1.0f;
-      for (int j = 0; j < b.len; j++) {
-        const float xhat = (xr[j] - mf[j]) * rf[j];
-        dxr[j] = rf[j] * gc * dyr[j] - offset[j] - xhat * slope[j];
-      }
+  }
+  /* dx = rstd*g - offset - xhat * slope, per location. */
+  float offset[LN_BLOCK], slope[LN_BLOCK];
+  for (int j = 0; j < b.len; j++) {
+    offset[j] = (float)((double)rf[j] * sum_g[j] / (double)C);
+    slope[j] = (float)((double)rf[j] * sum_gx[j] / (double)C);
+  }
+  for (int c = 0; c < C; c++) {
+    const size_t off = ln_off(C, S, b.n, c, b.s0);
+    const float *xr = x + off, *dyr = dy + off;
+    float *dxr = dx + off;
+    const float gc = gamma ? gamma[c] : 1.0f;
+    for (int j = 0; j < b.len; j++) {
+      const float xhat = (xr[j] - mf[j]) * rf[j];
+      dxr[j] = rf[j] * gc * dyr[j] - offset[j] - xhat * slope[j];
     }
   }
 }
 
-/* dgamma[c] += sum over locations of dy * xhat; dbeta[c] += sum of dy. One thread per channel. */
-static void ln_backward_params(int N, int C, int S, const float *x, const float *mean, const float *rstd,
-                               const float *dy, float *dgamma, float *dbeta) {
+static void ln_backward_input(int N, int C, int S, const float *x, const float *gamma, const float *mean,
+                              const float *rstd, const float *dy, float *dx) {
+  const int units = ln_num_units(N, S);
 #pragma omp parallel for schedule(static) if ((int64_t)N * C * S >= LN_PARALLEL_MIN)
-  for (int c = 0; c < C; c++) {
-    double sg = 0.0, sb = 0.0;
-    for (int n = 0; n < N; n++) {
-      const size_t off = ln_off(C, S, n, c, 0);
+  for (int u = 0; u < units; u++) ln_backward_input_unit(C, S, x, gamma, mean, rstd, dy, dx, ln_unit_at(u, S));
+}
+
+/* dgamma[c] += sum over locations of dy * xhat; dbeta[c] += sum of dy. Channels in blocks of
+ * LN_CH_BLOCK per thread, so that each sample's rows of the block are one contiguous read (a channel
+ * alone is S floats every C*S); each channel's sums in LN_LANES partial sums by location index mod
+ * LN_LANES (independent chains: one running double sum would wait on the adder at every term),
+ * combined in order at the end. The order per channel depends on nothing else: reproducible. */
+enum { LN_LANES = 8, LN_CH_BLOCK = 8 };
+
+LN_CLONES
+static void ln_backward_params_block(int N, int C, int S, const float *x, const float *mean, const float *rstd,
+                                     const float *dy, int c0, int nc, float *dgamma, float *dbeta) {
+  double sg[LN_CH_BLOCK][LN_LANES] = {{0}}, sb[LN_CH_BLOCK][LN_LANES] = {{0}};
+  for (int n = 0; n < N; n++) {
+    const float *mf = mean + (size_t)n * (size_t)S, *rf = rstd + (size_t)n * (size_t)S;
+    for (int k = 0; k < nc; k++) {
+      const size_t off = ln_off(C, S, n, c0 + k, 0);
       const float *xr = x + off, *dyr = dy + off;
-      const float *mf = mean + (size_t)n * (size_t)S, *rf = rstd + (size_t)n * (size_t)S;
-      for (int s = 0; s < S; s++) {
-        sb += (double)dyr[s];
-        sg += (double)dyr[s] * (((double)xr[s] - (double)mf[s]) * (double)rf[s]);
+      int s = 0;
+      for (; s + LN_LANES <= S; s += LN_LANES)
+        for (int j = 0; j < LN_LANES; j++) {
+          sb[k][j] += (double)dyr[s + j];
+          sg[k][j] += (double)dyr[s + j] * (((double)xr[s + j] - (double)mf[s + j]) * (double)rf[s + j]);
+        }
+      for (int j = 0; s < S; s++, j++) {
+        sb[k][j] += (double)dyr[s];
+        sg[k][j] += (double)dyr[s] * (((double)xr[s] - (double)mf[s]) * (double)rf[s]);
       }
     }
-    if (dgamma) dgamma[c] += (float)sg;
-    if (dbeta) dbeta[c] += (float)sb;
+  }
+  for (int k = 0; k < nc; k++) {
+    double tg = 0.0, tb = 0.0;
+    for (int j = 0; j < LN_LANES; j++) tg += sg[k][j], tb += sb[k][j];
+    if (dgamma) dgamma[c0 + k] += (float)tg;
+    if (dbeta) dbeta[c0 + k] += (float)tb;
+  }
+}
+
+static void ln_backward_params(int N, int C, int S, const float *x, const float *mean, const float *rstd,
+                               const float *dy, float *dgamma, float *dbeta) {
+  const int blocks = (C + LN_CH_BLOCK - 1) / LN_CH_BLOCK;
+#pragma omp parallel for schedule(static) if ((int64_t)N * C * S >= LN_PARALLEL_MIN)
+  for (int k = 0; k < blocks; k++) {
+    const int c0 = k * LN_CH_BLOCK, nc = C - c0 < LN_CH_BLOCK ? C - c0 : LN_CH_BLOCK;
+    ln_backward_params_block(N, C, S, x, mean, rstd, dy, c0, nc, dgamma, dbeta);
   }
 }
 
