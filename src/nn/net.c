@@ -366,7 +366,12 @@ static void normalize_forward(const net_layer *L, const float *x, float *y, int 
     float m = L->norm_mean[c], inv = 1.0f / L->norm_std[c];
     const float *xs = x + nc * S;
     float *ys = y + nc * S;
-    for (int64_t s = 0; s < S; s++) ys[s] = (fminf(fmaxf(xs[s], 0.0f), 1.0f) - m) * inv;
+    for (int64_t s = 0; s < S; s++) {
+      /* clamp to [0, 1] as fminf(fmaxf(x, 0), 1) (NaN -> 0), written as selects: the libm calls
+       * gcc emits for those at baseline x86-64 do not vectorize */
+      const float lo = xs[s] > 0.0f ? xs[s] : 0.0f;
+      ys[s] = ((lo < 1.0f ? lo : 1.0f) - m) * inv;
+    }
   }
 }
 
