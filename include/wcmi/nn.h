@@ -25,11 +25,12 @@ extern "C" {
 /* ================================ kernels ================================================== */
 
 /* ---- conv2d (torch.nn.Conv2d, groups=1, dilation=1) -------------------------------------- */
-/* Algorithm choice (wcmi_conv2d_dims.algo, wcmi_ctx.conv_algo). AUTO takes Winograd's F(4x4, 2x2)
- * or F(3x3, 2x2) for 4x4 stride-2 convs where that saves at least 1.5x of the multiplies (the
- * paper's encoder: 1.96x on 7x7 outputs, 2.25x on 3x3; results within ~5e-6 of the largest value of
- * the direct product) and im2col + GEMM or a direct kernel otherwise; GEMM never takes Winograd
- * (the reference, and what PyTorch's default CPU path computes). */
+/* Algorithm choice (wcmi_conv2d_dims.algo, wcmi_ctx.conv_algo). AUTO takes Winograd's F(m x m, 2 x 2),
+ * m = 7, 4 or 3 (the fewest multiplies), for 4x4 stride-2 convs where that saves at least 1.5x of
+ * the multiplies (the paper's encoder: 3.06x on 7x7 outputs with m = 7, 2.25x on 3x3 with m = 3;
+ * results within ~2e-5 of the largest value of the direct product for m = 7, ~5e-6 for m = 3 and 4)
+ * and im2col + GEMM or a direct kernel otherwise; GEMM never takes Winograd (the reference, and what
+ * PyTorch's default CPU path computes). */
 enum { WCMI_CONV_AUTO = 0, WCMI_CONV_GEMM = 1 };
 
 typedef struct wcmi_conv2d_dims {

@@ -20,9 +20,9 @@
  * Thin path (conv2d_thin.c): a direct kernel for K <= 16, where a GEMM with so short an inner
  * dimension runs at a fraction of the BLAS's rate.
  *
- * Winograd path (conv2d_winograd.c): 4x4 stride-2 convs where F(4x4, 2x2) or F(3x3, 2x2) on the
- * space-to-depth form saves at least 1.5x of the multiplies (the encoder's second and third convs on
- * 28x28 inputs: 1.96x and 2.25x); not with algo WCMI_CONV_GEMM.
+ * Winograd path (conv2d_winograd.c): 4x4 stride-2 convs where F(7x7, 2x2), F(4x4, 2x2) or
+ * F(3x3, 2x2) on the space-to-depth form saves at least 1.5x of the multiplies (the encoder's second
+ * and third convs on 28x28 inputs: 3.06x and 2.25x); not with algo WCMI_CONV_GEMM.
  *
  * Shared-GEMM path: the batch in chunks of about SHARED_CHUNK_COLS GEMM columns, one GEMM per chunk
  * and pass split over the threads by wcmi_sgemm, dw accumulated chunk after chunk. Used only where
