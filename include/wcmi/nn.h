@@ -190,8 +190,9 @@ int wcmi_net_backward_from(wcmi_net *net, int last, const float *dy, int what);
 float *wcmi_net_output_for_grad(wcmi_net *net);
 /* Before finalize: promise that every backward through the last layer gets its dy in the buffer
  * wcmi_net_output_for_grad returns (backward fails with WCMI_EINVAL otherwise). A residual block as
- * last layer then keeps one activation map fewer (its BN input lives in the output buffer and is
- * recomputed there in backward). The local estimator is built this way. */
+ * last layer then keeps one activation map fewer when its maps exceed 16 MiB (its BN input lives in
+ * the output buffer and is recomputed there in backward; smaller maps are cheaper to keep than to
+ * recompute). The local estimator is built this way. */
 int wcmi_net_set_grad_in_output(wcmi_net *net);
 /* Before finalize: every ReLU that directly follows a BatchNorm, conv or linear layer overwrites that
  * layer's output instead of keeping its own (after a BatchNorm, in the same pass): one activation

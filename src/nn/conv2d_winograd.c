@@ -145,7 +145,8 @@ static inline void bt5(vec *y, const vec *x, int s) {
 /* y = B x (the adjoint), F(4x4) */
 static inline void b5(vec *y, const vec *x, int s) {
   y[0 * s] = x[0 * s];
-  y[1 * s] = VSPLAT(0.5f) * x[0 * s] + VSPLAT(2.0f) * x[1 * s] - VSPLAT(2.0f) * x[2 * s] + x[3 * s] - VSPLAT(2.0f) * x[4 * s];
+  y[1 * s] =
+      VSPLAT(0.5f) * x[0 * s] + VSPLAT(2.0f) * x[1 * s] - VSPLAT(2.0f) * x[2 * s] + x[3 * s] - VSPLAT(2.0f) * x[4 * s];
   y[2 * s] = -x[0 * s] + VSPLAT(3.0f) * x[1 * s] + x[2 * s] - x[4 * s];
   y[3 * s] = -VSPLAT(0.5f) * x[0 * s] + x[1 * s] + x[2 * s] - x[3 * s] + VSPLAT(2.0f) * x[4 * s];
   y[4 * s] = x[4 * s];
@@ -233,9 +234,8 @@ static inline void a8(vec *y, const vec *x, int s) {
   y[7 * s] = x[6 * s];
 }
 
-
-/* Inlined into each clone of their callers (out of line they would be built for baseline x86-64
- * only, measured: 2% of a training step in the call). */
+/* Inlined into each clone of their callers: out of line (gcc's choice with three tile sizes) they are
+ * built for baseline x86-64 only (measured: 2% of a training step's samples there). */
 #define WINO_INLINE __attribute__((always_inline))
 
 /* The 2-D transforms of one tile: a 1-D transform down every column, then along every row. The
@@ -557,7 +557,9 @@ static void input_grad_item(const wino_geom *g, const wino_bufs *bf, float *dxn,
 
 /* Whether one tile covers the whole output plane (m = Ho = Wo: the paper's 7x7 and 3x3 outputs), whose
  * m^2 positions are then contiguous in every channel's plane. */
-static inline int one_tile_plane(const wino_geom *g) { return g->TH == 1 && g->TW == 1 && g->m == g->Ho && g->m == g->Wo; }
+static inline int one_tile_plane(const wino_geom *g) {
+  return g->TH == 1 && g->TW == 1 && g->m == g->Ho && g->m == g->Wo;
+}
 
 /* One item's y tiles = A^T M A (+ bias); rows and columns of the last tiles past the output's edge
  * are dropped. yn: the item's first output channel plane. */
@@ -776,7 +778,8 @@ static void weight_grad_row(const wino_geom *g, const float *t0, const float *t1
     for (int kh = 0; kh < 4; kh++)
       for (int kw = 0; kw < 4; kw++) {
         const float gv = kw >> 1 ? g1 : g0;
-        if (gv != 0.0f) k[(size_t)c0 * 16 + kh * 4 + kw] += gv * (kh >> 1 ? t1 : t0)[((kh & 1) * 2 + (kw & 1)) * C + c0];
+        const float *tu = kh >> 1 ? t1 : t0;
+        if (gv != 0.0f) k[(size_t)c0 * 16 + kh * 4 + kw] += gv * tu[((kh & 1) * 2 + (kw & 1)) * C + c0];
       }
 }
 

@@ -23,8 +23,8 @@ typedef struct conv_params {
 } conv_params;
 
 /* Default of wcmi_net.rb_recompute_min_floats: 16 MiB. The paper's local estimator at H = 2048 (51 MiB
- * per 128 samples) recomputes; at H = 256 (6.4 MiB) it keeps the map and saves conv0's forward (2% of
- * a normal training step, measured). */
+ * per 128 samples) recomputes; at H = 256 (6.4 MiB) it keeps the map and saves conv0's forward (about
+ * 1.5% of a normal training step, measured). */
 #define NET_RB_RECOMPUTE_MIN_FLOATS ((size_t)4 << 20)
 
 typedef struct bn_params {

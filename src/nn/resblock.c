@@ -135,10 +135,10 @@ static wcmi_conv2d_dims with_batch(const conv_params *c, int N) {
  *             conv3 backward: weight gradient from d and ReLU(BN(a)) formed as it is read,
  *             input gradient over d in place;  ReLU mask from a;  BN backward in place;
  *             conv0 backward, its input gradient added to dx.
- * a_in_output (the last layer of a net built with wcmi_net_set_grad_in_output): a lives in the
- * output buffer y until the shortcut overwrites it, and backward, whose dy is y, recomputes it there
- * once LN backward has read dy: one map fewer for one extra conv0 (in -> H, the block's cheapest
- * conv) per backward. */
+ * a_in_output (the last layer of a net built with wcmi_net_set_grad_in_output, when its maps exceed
+ * wcmi_net.rb_recompute_min_floats): a lives in the output buffer y until the shortcut overwrites it,
+ * and backward, whose dy is y, recomputes it there once LN backward has read dy: one map fewer for
+ * one extra conv0 (in -> H, the block's cheapest conv) per backward. */
 void resblock_forward(wcmi_net *net, net_layer *L, const float *x, float *y, int N, int train) {
   resblock_state *rb = L->rb;
   int64_t n = (int64_t)N * rb->H * rb->S;
