@@ -238,69 +238,44 @@ static inline void a8(vec *y, const vec *x, int s) {
  * built for baseline x86-64 only (measured: 2% of a training step's samples there). */
 #define WINO_INLINE __attribute__((always_inline))
 
-/* The 2-D transforms of one tile: a 1-D transform down every column, then along every row. The
- * arrays are row-major n x n (m x m for dY and Y); each pair of arrays is distinct. */
+/* The 2-D transforms of one tile: a 1-D transform f from `in` to `out` points down every column of
+ * x (in x in, row-major) into t (out x in), then along every row of t into y (out x out). Each pair
+ * of arrays is distinct. */
+#define SEPARABLE_2D(f, in, out, x, t, y)                                                   \
+  do {                                                                                      \
+    for (int j_ = 0; j_ < (in); j_++) f((t) + j_, (x) + j_, (in));                          \
+    for (int i_ = 0; i_ < (out); i_++) f((y) + i_ * (out), (t) + i_ * (in), 1);             \
+  } while (0)
+
 WINO_INLINE static inline void tile_input(int n, const vec *d, vec *e, vec *v) { /* v = B^T d B */
   switch (n) {
-  case 4:
-    for (int j = 0; j < 4; j++) bt4(e + j, d + j, 4);
-    for (int i = 0; i < 4; i++) bt4(v + i * 4, e + i * 4, 1);
-    break;
-  case 5:
-    for (int j = 0; j < 5; j++) bt5(e + j, d + j, 5);
-    for (int i = 0; i < 5; i++) bt5(v + i * 5, e + i * 5, 1);
-    break;
-  default:
-    for (int j = 0; j < 8; j++) bt8(e + j, d + j, 8);
-    for (int i = 0; i < 8; i++) bt8(v + i * 8, e + i * 8, 1);
+  case 4: SEPARABLE_2D(bt4, 4, 4, d, e, v); break;
+  case 5: SEPARABLE_2D(bt5, 5, 5, d, e, v); break;
+  default: SEPARABLE_2D(bt8, 8, 8, d, e, v);
   }
 }
 
 WINO_INLINE static inline void tile_input_grad(int n, const vec *v, vec *f, vec *dd) { /* dd = B v B^T */
   switch (n) {
-  case 4:
-    for (int j = 0; j < 4; j++) b4(f + j, v + j, 4);
-    for (int i = 0; i < 4; i++) b4(dd + i * 4, f + i * 4, 1);
-    break;
-  case 5:
-    for (int j = 0; j < 5; j++) b5(f + j, v + j, 5);
-    for (int i = 0; i < 5; i++) b5(dd + i * 5, f + i * 5, 1);
-    break;
-  default:
-    for (int j = 0; j < 8; j++) b8(f + j, v + j, 8);
-    for (int i = 0; i < 8; i++) b8(dd + i * 8, f + i * 8, 1);
+  case 4: SEPARABLE_2D(b4, 4, 4, v, f, dd); break;
+  case 5: SEPARABLE_2D(b5, 5, 5, v, f, dd); break;
+  default: SEPARABLE_2D(b8, 8, 8, v, f, dd);
   }
 }
 
 WINO_INLINE static inline void tile_output(int n, const vec *mm, vec *s, vec *y) { /* y = A^T mm A (m x m) */
   switch (n) {
-  case 4:
-    for (int j = 0; j < 4; j++) at4(s + j, mm + j, 4);
-    for (int i = 0; i < 3; i++) at4(y + i * 3, s + i * 4, 1);
-    break;
-  case 5:
-    for (int j = 0; j < 5; j++) at5(s + j, mm + j, 5);
-    for (int i = 0; i < 4; i++) at5(y + i * 4, s + i * 5, 1);
-    break;
-  default:
-    for (int j = 0; j < 8; j++) at8(s + j, mm + j, 8);
-    for (int i = 0; i < 7; i++) at8(y + i * 7, s + i * 8, 1);
+  case 4: SEPARABLE_2D(at4, 4, 3, mm, s, y); break;
+  case 5: SEPARABLE_2D(at5, 5, 4, mm, s, y); break;
+  default: SEPARABLE_2D(at8, 8, 7, mm, s, y);
   }
 }
 
 WINO_INLINE static inline void tile_output_grad(int n, const vec *e, vec *f, vec *dm) { /* dm = A e A^T (n x n) */
   switch (n) {
-  case 4:
-    for (int j = 0; j < 3; j++) a4(f + j, e + j, 3);
-    for (int i = 0; i < 4; i++) a4(dm + i * 4, f + i * 3, 1);
-    break;
-  case 5:
-    for (int j = 0; j < 4; j++) a5(f + j, e + j, 4);
-    for (int i = 0; i < 5; i++) a5(dm + i * 5, f + i * 4, 1);
-    break;
-  default:
-    for (int j = 0; j < 7; j++) a8(f + j, e + j, 7);
-    for (int i = 0; i < 8; i++) a8(dm + i * 8, f + i * 7, 1);
+  case 4: SEPARABLE_2D(a4, 3, 4, e, f, dm); break;
+  case 5: SEPARABLE_2D(a5, 4, 5, e, f, dm); break;
+  default: SEPARABLE_2D(a8, 7, 8, e, f, dm);
   }
 }
 
