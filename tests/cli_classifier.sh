@@ -31,8 +31,9 @@ check "train-encoder exits 0" test $? = 0 || cat "$DIR/err"
 ENC="$DIR/enc/latest.safetensors"
 
 # ---- train-classifier, linear head, standard: 3 epochs with a high lr so the loss must fall ----
+# (--head-fit online: the encoder in the loop, with PGD after every epoch; the cached fit is tested below)
 "$WCMI" train-classifier "${TINY[@]}" --model "$ENC" --head linear --training standard --epochs 3 --max-batches 4 \
-  --lr 0.01 --out "$DIR/lin" >"$DIR/lin.json" 2>"$DIR/err"
+  --lr 0.01 --head-fit online --out "$DIR/lin" >"$DIR/lin.json" 2>"$DIR/err"
 check "train-classifier linear standard exits 0" test $? = 0 || cat "$DIR/err"
 for f in config.json metrics.jsonl latest.safetensors best.safetensors summary.json; do
   check "train-classifier wrote $f" test -s "$DIR/lin/$f"
@@ -84,6 +85,58 @@ assert "classifier.layer0.weight" in clf and clf["classifier.layer0.weight"].sha
 assert not any(k.startswith("dim_") for k in clf), "estimators should not be in a classifier model"
 assert meta["head"] == "linear" and meta["task"] == "train-classifier", meta
 EOF
+
+# ---- the cached head fit (the default for standard heads): the same run files, the fit stated in
+# the summary, --max-batches honoured, the encoder frozen, eval reproducing the summary, a resume
+# refitting to the same result, and the combinations it cannot do refused ----
+"$WCMI" train-classifier "${TINY[@]}" --model "$ENC" --head mlp --epochs 12 --max-batches 4 --lr 0.01 \
+  --out "$DIR/cached" >"$DIR/cached.json" 2>"$DIR/err"
+check "train-classifier cached mlp exits 0" test $? = 0 || cat "$DIR/err"
+for f in config.json metrics.jsonl latest.safetensors best.safetensors summary.json; do
+  check "cached fit wrote $f" test -s "$DIR/cached/$f"
+done
+check "cached fit: head_fit stated, 12 metrics lines with a natural accuracy, loss falls, best epoch consistent" \
+  py - "$DIR/cached.json" "$DIR/cached/metrics.jsonl" <<'EOF'
+import json, sys
+s = json.load(open(sys.argv[1])); m = [json.loads(l) for l in open(sys.argv[2])]
+assert s["head_fit"].startswith("cached"), s["head_fit"]
+assert [x["epoch"] for x in m] == list(range(12)), [x["epoch"] for x in m]
+assert all(0 <= x["eval"]["nat_acc"] <= 1 for x in m), m
+assert m[-1]["loss"] < m[0]["loss"] - 0.05, [x["loss"] for x in m]
+b = max(range(12), key=lambda e: (m[e]["eval"]["nat_acc"], -e))
+assert s["best_epoch"] == b, (s["best_epoch"], b)
+assert 0 <= s["adv_acc"] <= s["nat_acc"] <= 1, s
+EOF
+check "cached fit keeps the encoder frozen (bit-identical encoder tensors)" py - "$DIR" "$ENC" "$DIR/cached/latest.safetensors" <<'EOF'
+import sys; sys.path.insert(0, sys.argv[1]); from st import load
+enc, _ = load(sys.argv[2]); clf, meta = load(sys.argv[3])
+keys = [k for k in enc if k.startswith("encoder.")]
+assert len(keys) > 10 and all((enc[k] == clf[k]).all() for k in keys)
+assert clf["classifier.layer0.0.weight"].shape == (200, 64), clf["classifier.layer0.0.weight"].shape
+EOF
+"$WCMI" eval --model "$DIR/cached/latest.safetensors" --test-subset 256 --eval-batches 1 --batch-size 64 --threads 1 \
+  >"$DIR/evc.json" 2>"$DIR/err"
+check "eval of the cached head reproduces its summary (the whitening is folded into the saved head)" py -c '
+import json, sys; e = json.load(open(sys.argv[1])); s = json.load(open(sys.argv[2]))
+assert (e["nat_acc"], e["adv_acc"]) == (s["nat_acc"], s["adv_acc"]), (e, s)' "$DIR/evc.json" "$DIR/cached.json"
+cp "$DIR/cached/latest.safetensors" "$DIR/cached-first.safetensors"
+"$WCMI" train-classifier --resume "$DIR/cached" --threads 1 >"$DIR/cached2.json" 2>"$DIR/err"
+check "cached fit --resume exits 0" test $? = 0 || cat "$DIR/err"
+check "cached fit --resume: bit-identical head tensors, same accuracies" py - "$DIR" "$DIR/cached.json" "$DIR/cached2.json" \
+  "$DIR/cached-first.safetensors" "$DIR/cached/latest.safetensors" <<'EOF'
+import json, sys; sys.path.insert(0, sys.argv[1]); from st import load
+a = json.load(open(sys.argv[2])); b = json.load(open(sys.argv[3]))
+x, _ = load(sys.argv[4]); y, _ = load(sys.argv[5])
+keys = [k for k in x if k.startswith("classifier.")]
+assert len(keys) >= 4 and all((x[k] == y[k]).all() for k in keys), keys
+assert (a["nat_acc"], a["adv_acc"], a["best_epoch"]) == (b["nat_acc"], b["adv_acc"], b["best_epoch"]), (a, b)
+EOF
+"$WCMI" train-classifier --model "$ENC" --head linear --training robust --head-fit cached --out "$DIR/never" \
+  >"$DIR/out" 2>"$DIR/err"; rc=$?
+check "--head-fit cached with --training robust exits 2 with one line, no run directory" \
+  test "$rc" = 2 -a "$(wc -l <"$DIR/err")" = 1 -a ! -e "$DIR/never"
+"$WCMI" train-classifier --model "$ENC" --head linear --head-fit sometimes --out "$DIR/never" >"$DIR/out" 2>"$DIR/err"; rc=$?
+check "--head-fit sometimes exits 2 with one line" test "$rc" = 2 -a "$(wc -l <"$DIR/err")" = 1
 
 # ---- eval reproduces the trainer's final accuracies on the same test batches ----
 "$WCMI" eval --model "$DIR/lin/latest.safetensors" --test-subset 256 --eval-batches 1 --batch-size 64 --threads 1 --out "$DIR/ev" \

@@ -18,6 +18,15 @@ typedef enum {
   WCMI_EVAL_STRONG = 2, /* configured PGD + PGD with random start and restarts + APGD-CE, worst case per sample */
 } wcmi_eval_attack;
 
+/* How train-classifier fits a standard head on its frozen encoder (docs/tasks.md). */
+typedef enum {
+  WCMI_HEAD_FIT_AUTO = 0,   /* cached where it is the same computation (standard training, no augmentation) */
+  WCMI_HEAD_FIT_CACHED = 1, /* encode once, fit on standardized cached features, fold the standardization */
+  WCMI_HEAD_FIT_ONLINE = 2, /* the encoder in the loop, every epoch (robust heads always train this way) */
+} wcmi_head_fit;
+const char *wcmi_head_fit_name(wcmi_head_fit f); /* "auto", "cached", "online" */
+int wcmi_head_fit_parse(wcmi_ctx *ctx, const char *s, wcmi_head_fit *out);
+
 typedef struct wcmi_task_cfg {
   /* data */
   const char *data, *data_dir;
@@ -46,6 +55,11 @@ typedef struct wcmi_task_cfg {
   int eval_batches;  /* > 0: cap evaluation batches */
   const char *profile;
   wcmi_eval_attack eval_attack; /* eval: which attacks to run */
+  wcmi_head_fit head_fit;       /* train-classifier: how a standard head is fitted */
+  /* train-encoder learning curves: a linear probe every probe_every seconds of training (0: off) on
+   * probe_train class-balanced training images, scored on probe_test test images. */
+  double probe_every;
+  long long probe_train, probe_test;
 } wcmi_task_cfg;
 
 /* Defaults of a profile ("paper" or "quick") for a dataset: PAPER.md sections 4 and 5 for "paper";

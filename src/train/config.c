@@ -45,6 +45,18 @@ int wcmi_task_defaults(wcmi_ctx *ctx, wcmi_task_cfg *c, const char *dataset, con
   return WCMI_OK;
 }
 
+const char *wcmi_head_fit_name(wcmi_head_fit f) {
+  return f == WCMI_HEAD_FIT_CACHED ? "cached" : f == WCMI_HEAD_FIT_ONLINE ? "online" : "auto";
+}
+
+int wcmi_head_fit_parse(wcmi_ctx *ctx, const char *s, wcmi_head_fit *out) {
+  if (!strcmp(s, "auto")) *out = WCMI_HEAD_FIT_AUTO;
+  else if (!strcmp(s, "cached")) *out = WCMI_HEAD_FIT_CACHED;
+  else if (!strcmp(s, "online")) *out = WCMI_HEAD_FIT_ONLINE;
+  else return wcmi_fail(ctx, WCMI_EINVAL, "head fit must be auto, cached or online");
+  return WCMI_OK;
+}
+
 char *wcmi_task_config_json(const wcmi_task_cfg *c, const char *task) {
   wcmi_jsonw w;
   wcmi_jsonw_init_buffer(&w, 2);
@@ -67,6 +79,10 @@ char *wcmi_task_config_json(const wcmi_task_cfg *c, const char *task) {
   wcmi_jsonw_kv_string(&w, "head", wcmi_head_name(c->head));
   wcmi_jsonw_kv_bool(&w, "worst", c->worst);
   wcmi_jsonw_kv_bool(&w, "robust", c->robust);
+  wcmi_jsonw_kv_string(&w, "head_fit", wcmi_head_fit_name(c->head_fit));
+  wcmi_jsonw_kv_double(&w, "probe_every", c->probe_every);
+  wcmi_jsonw_kv_int(&w, "probe_train", c->probe_train);
+  wcmi_jsonw_kv_int(&w, "probe_test", c->probe_test);
   if (c->model) wcmi_jsonw_kv_string(&w, "model", c->model);
   wcmi_jsonw_key(&w, "attack");
   wcmi_jsonw_begin_object(&w);
@@ -133,6 +149,22 @@ int wcmi_task_config_load(wcmi_ctx *ctx, const char *run_dir, wcmi_task_cfg *c, 
   c->worst = b;
   if ((rc = wcmi_json_get_bool(ctx, path, j, "robust", &b))) goto fail;
   c->robust = b;
+  /* Runs written before the cached head fit existed have no head_fit: they trained online. */
+  c->head_fit = WCMI_HEAD_FIT_ONLINE;
+  if (wcmi_json_get(j, "head_fit") &&
+      ((rc = wcmi_json_get_string(ctx, path, j, "head_fit", &s)) || (rc = wcmi_head_fit_parse(ctx, s, &c->head_fit))))
+    goto fail;
+  /* Probes (optional: runs before they existed had none). */
+  if (wcmi_json_get(j, "probe_every")) {
+    if ((rc = wcmi_json_get_number(ctx, path, j, "probe_every", &d))) goto fail;
+    c->probe_every = d;
+    GET_INT("probe_train", c->probe_train);
+    GET_INT("probe_test", c->probe_test);
+    if (!(c->probe_every >= 0 && c->probe_every <= 1e7) || c->probe_train < 0 || c->probe_test < 0) {
+      rc = wcmi_fail(ctx, WCMI_EFORMAT, "%s: probe_every / probe_train / probe_test out of range", path);
+      goto fail;
+    }
+  }
   const wcmi_json *a = wcmi_json_get(j, "attack");
   if (!a || a->type != WCMI_JSON_OBJECT) {
     rc = wcmi_fail(ctx, WCMI_EFORMAT, "%s: 'attack' missing or not an object", path);

@@ -9,15 +9,19 @@
  * best.safetensors by adversarial accuracy when robust (natural otherwise), and state the attack
  * protocol in the summary. */
 #include "train/eval.h"
+#include "train/head_fit.h"
 #include "train/trainer.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 typedef struct clf_task {
   int end_to_end; /* 1: train-model (encoder trained too); 0: train-classifier (encoder frozen) */
   wcmi_clf clf;
   wcmi_attack *attack;
+  int cached;    /* the head is fitted on cached representations (head_fit.h) */
   int evaluated; /* an evaluation ran in this process: last_* are valid */
   int new_best;  /* a new best epoch was found in this process: best_* are valid */
   double last_nat, last_adv, best_nat, best_adv;
@@ -98,6 +102,11 @@ static int clf_summarize(trainer *t, wcmi_jsonw *w) {
   if (rc) return rc;
   wcmi_jsonw_kv_string(w, "head", wcmi_head_name(t->cfg.head));
   wcmi_jsonw_kv_string(w, "training", t->cfg.robust ? "robust" : "standard");
+  /* How the head was trained: readers compare runs, and the two ways differ in cost, not in math. */
+  if (!ct->end_to_end)
+    wcmi_jsonw_kv_string(w, "head_fit", ct->cached ? "cached: encoded once (eval mode), fitted on whitened features, "
+                                                     "whitening folded into the first linear layer"
+                                                   : "online: encoder (eval mode) in the loop every batch");
   if (!ct->end_to_end) wcmi_jsonw_kv_string(w, "encoder_model", t->cfg.model ? t->cfg.model : "");
   wcmi_jsonw_kv_double(w, "nat_acc", ct->last_nat);
   wcmi_jsonw_kv_double(w, "adv_acc", ct->last_adv);
@@ -113,6 +122,104 @@ static int clf_summarize(trainer *t, wcmi_jsonw *w) {
   wcmi_jsonw_end_object(w);
   wcmi_jsonw_kv_string(w, "selection", t->cfg.robust ? "best.safetensors: highest adv_acc" : "best.safetensors: highest nat_acc");
   return WCMI_OK;
+}
+
+/* ---- the cached head fit ----------------------------------------------------------------- */
+
+/* Cached fitting is the same computation as the online loop whenever the training batch is a
+ * clean, unaugmented image: the frozen encoder maps it to the same z every epoch. */
+static int choose_cached(wcmi_ctx *ctx, const wcmi_task_cfg *cfg, int end_to_end, int *cached) {
+  *cached = 0;
+  const int augmented = !strcmp(cfg->data, "cifar10");
+  if (cfg->head_fit == WCMI_HEAD_FIT_CACHED) {
+    if (end_to_end || cfg->robust)
+      return wcmi_fail(ctx, WCMI_EINVAL, "--head-fit cached needs a standard head on a frozen encoder (robust heads attack "
+                                         "through the encoder every batch)");
+    if (augmented)
+      return wcmi_fail(ctx, WCMI_EINVAL, "--head-fit cached cannot apply %s's per-epoch augmentation; use --head-fit "
+                                         "online", cfg->data);
+    *cached = 1;
+  } else if (cfg->head_fit == WCMI_HEAD_FIT_AUTO) {
+    *cached = !end_to_end && !cfg->robust && !augmented;
+  }
+  return WCMI_OK;
+}
+
+/* One metrics.jsonl line per epoch of the fit, in the trainer's format. */
+static int write_fit_metrics(trainer *t, const head_fit_epoch *per_epoch, int epochs) {
+  int rc = WCMI_OK;
+  for (int e = 0; e < epochs && !rc; e++) {
+    double means[2] = {per_epoch[e].loss, per_epoch[e].train_acc};
+    wcmi_jsonw ev;
+    wcmi_jsonw_init_buffer(&ev, 0);
+    wcmi_jsonw_begin_object(&ev);
+    wcmi_jsonw_kv_double(&ev, "nat_acc", per_epoch[e].test_acc);
+    wcmi_jsonw_kv_string(&ev, "nat_acc_on", "cached test features");
+    wcmi_jsonw_end_object(&ev);
+    rc = wcmi_jsonw_finish(t->ctx, &ev);
+    if (!rc) rc = trainer_write_epoch(t, e, means, per_epoch[e].seconds, &ev);
+    wcmi_jsonw_free(&ev);
+  }
+  return rc;
+}
+
+/* Encode both splits once, fit the head on the cached features, then write the run directory as
+ * the online loop would: metrics per epoch, latest (last epoch) and best (highest test accuracy)
+ * checkpoints, and the summary with PGD accuracy through the encoder. A resumed cached run refits
+ * from the start: the fit is deterministic and costs seconds, so the result is the same. */
+static int fit_cached(trainer *t, clf_task *ct, char **summary) {
+  wcmi_ctx *ctx = t->ctx;
+  const wcmi_task_cfg *c = &t->cfg;
+  char path[1100];
+  snprintf(path, sizeof path, "%s/metrics.jsonl", t->run_dir);
+  if (unlink(path) != 0 && access(path, F_OK) == 0)
+    return wcmi_fail(ctx, WCMI_EIO, "%s: cannot remove the previous fit's metrics", path);
+  float *ztr = NULL, *zte = NULL;
+  int zdim = 0, zdim_te = 0, best_epoch = -1;
+  head_fit_epoch *per_epoch = calloc((size_t)(c->epochs > 0 ? c->epochs : 1), sizeof *per_epoch);
+  wcmi_net *best_head = NULL;
+  int rc = per_epoch ? WCMI_OK : wcmi_fail(ctx, WCMI_ENOMEM, "out of memory");
+  if (!rc && c->progress) fprintf(stderr, "[%s] encoding %lld + %lld images once\n", t->ops->task, (long long)t->train.n,
+                                  (long long)t->test.n);
+  if (!rc) rc = feat_encode(ctx, &t->model, &t->train, c->batch_size, &ztr, &zdim);
+  if (!rc) rc = feat_encode(ctx, &t->model, &t->test, c->batch_size, &zte, &zdim_te);
+  if (!rc) {
+    wcmi_rng init;
+    wcmi_rng_derive(&init, c->seed, WCMI_STREAM_INIT);
+    if (!(best_head = wcmi_build_head(ctx, c->head, zdim, WCMI_NUM_CLASSES, c->batch_size, &init))) rc = ctx->status;
+  }
+  if (!rc) {
+    const feat_set tr = {ztr, t->train.labels, t->train.n}, te = {zte, t->test.labels, t->test.n};
+    const head_fit_cfg hc = {c->epochs, c->batch_size, c->max_batches, c->lr, c->seed, c->progress, t->ops->task};
+    rc = head_fit_cached(ctx, t->model.classifier, best_head, &tr, &te, zdim, &hc, per_epoch, &best_epoch);
+  }
+  if (!rc) rc = write_fit_metrics(t, per_epoch, c->epochs);
+  if (!rc && best_epoch >= 0) {
+    t->best_epoch = best_epoch;
+    t->best_score = per_epoch[best_epoch].test_acc;
+  }
+  /* latest = the last epoch's head; its accuracy (PGD through the encoder) is the run's result. */
+  if (!rc) rc = trainer_save_checkpoint(t, "latest.safetensors", c->epochs);
+  if (!rc) rc = clf_evaluate(t, ct, c->epochs);
+  if (!rc && best_epoch >= 0) {
+    if (!(rc = wcmi_net_copy_params(ctx, t->model.classifier, best_head)))
+      rc = trainer_save_checkpoint(t, "best.safetensors", best_epoch + 1);
+    double nat = ct->last_nat, adv = ct->last_adv;
+    if (!rc && best_epoch != c->epochs - 1) rc = clf_evaluate(t, ct, best_epoch);
+    if (!rc) {
+      ct->new_best = 1;
+      ct->best_nat = ct->last_nat;
+      ct->best_adv = ct->last_adv;
+      ct->last_nat = nat;
+      ct->last_adv = adv;
+    }
+  }
+  if (!rc) rc = trainer_finish(t, summary);
+  wcmi_net_free(best_head);
+  wcmi_free(ztr);
+  wcmi_free(zte);
+  free(per_epoch);
+  return rc;
 }
 
 static const trainer_ops CLASSIFIER_OPS = {
@@ -141,12 +248,17 @@ static int run_classifier_task(wcmi_ctx *ctx, const wcmi_task_cfg *cfg, int end_
   if (cfg->head != WCMI_HEAD_LINEAR && cfg->head != WCMI_HEAD_MLP)
     return wcmi_fail(ctx, WCMI_EINVAL, "%s: --head must be linear or mlp", task);
   if (!end_to_end && !cfg->model) return wcmi_fail(ctx, WCMI_EINVAL, "%s: no encoder model file (--model FILE)", task);
-  /* Check the encoder file before anything is written into the run directory. A resumed run takes
-   * its encoder from its own checkpoint instead. */
+  int cached = 0;
+  int rc0 = choose_cached(ctx, cfg, end_to_end, &cached);
+  if (rc0) return rc0;
+  /* Check the encoder file before anything is written into the run directory. A resumed online run
+   * takes its encoder from its own checkpoint instead. */
   wcmi_model probe;
   memset(&probe, 0, sizeof probe);
   int rc = WCMI_OK;
-  if (!end_to_end && !cfg->resume_dir) {
+  /* A cached fit always starts from the encoder file (a resumed one refits from the start). */
+  const int from_file = !end_to_end && (!cfg->resume_dir || cached);
+  if (from_file) {
     rc = wcmi_model_init(ctx, &probe, cfg->data, 0, cfg->head, cfg->batch_size, cfg->seed);
     if (!rc) rc = load_frozen_encoder(ctx, cfg, &probe);
   }
@@ -155,10 +267,11 @@ static int run_classifier_task(wcmi_ctx *ctx, const wcmi_task_cfg *cfg, int end_
   memset(&ct, 0, sizeof ct);
   memset(&t, 0, sizeof t);
   ct.end_to_end = end_to_end;
+  ct.cached = cached;
   if (!rc) rc = trainer_init(&t, ctx, cfg, end_to_end ? &MODEL_OPS : &CLASSIFIER_OPS, &ct);
   if (!rc) {
     /* The probe already is the model to train (new head from the seed, copied encoder). */
-    if (!end_to_end && !cfg->resume_dir) {
+    if (from_file) {
       t.model = probe;
       memset(&probe, 0, sizeof probe);
     } else {
@@ -170,7 +283,7 @@ static int run_classifier_task(wcmi_ctx *ctx, const wcmi_task_cfg *cfg, int end_
     wcmi_net *both[2] = {t.model.encoder, t.model.classifier}, *head[1] = {t.model.classifier};
     rc = end_to_end ? trainer_setup(&t, both, 2, &ct.attack) : trainer_setup(&t, head, 1, &ct.attack);
   }
-  if (!rc) rc = trainer_run(&t, summary);
+  if (!rc) rc = cached ? fit_cached(&t, &ct, summary) : trainer_run(&t, summary);
   wcmi_model_free(&probe);
   wcmi_attack_free(ct.attack);
   wcmi_clf_free(&ct.clf);

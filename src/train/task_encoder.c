@@ -114,7 +114,11 @@ int wcmi_task_train_encoder(wcmi_ctx *ctx, const wcmi_task_cfg *cfg, char **summ
     wcmi_net *nets[3] = {t.model.encoder, t.model.local, t.model.global};
     rc = trainer_setup(&t, nets, 3, &et.attack);
   }
+  curve_probe pr;
+  memset(&pr, 0, sizeof pr);
+  if (!rc && cfg->probe_every > 0 && !(rc = probe_init(ctx, &pr, cfg, &t.train, &t.test))) t.probe = &pr;
   if (!rc) rc = trainer_run(&t, summary);
+  probe_free(&pr);
   wcmi_attack_free(et.attack);
   wcmi_dim_free(&et.dim);
   trainer_free(&t);

@@ -107,6 +107,11 @@ void trainer_free(trainer *t) {
 
 /* ---- checkpoints -------------------------------------------------------------------------- */
 
+/* Seconds of training so far in the whole run (resumes included), probes excluded. */
+static double training_seconds(const trainer *t) {
+  return t->elapsed_before + (wcmi_now() - t->t_start) - (t->probe ? t->probe->spent : 0.0);
+}
+
 /* RNG streams saved with a checkpoint: the attack stream and each net's dropout stream. */
 static int rng_params(trainer *t, wcmi_param *out) {
   wcmi_net *nets[4];
@@ -133,7 +138,7 @@ static int save_checkpoint(trainer *t, const char *leaf, int next_epoch, int64_t
   if (!extra) return wcmi_fail(t->ctx, WCMI_ENOMEM, "out of memory");
   for (int i = 0; i < n_opt; i++) extra[i] = wcmi_optim_state(t->opt, i);
   for (int i = 0; i < n_rng; i++) extra[n_opt + i] = &rng[i];
-  char epoch[32], batch[32], best[64], partial[512], path[1100];
+  char epoch[32], batch[32], best[64], partial[512], path[1100], elapsed[64];
   snprintf(epoch, sizeof epoch, "%d", next_epoch);
   snprintf(batch, sizeof batch, "%lld", (long long)next_batch);
   snprintf(best, sizeof best, "%.17g %d", t->best_score, t->best_epoch);
@@ -141,9 +146,13 @@ static int save_checkpoint(trainer *t, const char *leaf, int next_epoch, int64_t
   int w = snprintf(partial, sizeof partial, "%lld", (long long)done_batches);
   for (int i = 0; i < t->ops->n_sums && w > 0 && (size_t)w < sizeof partial; i++)
     w += snprintf(partial + w, sizeof partial - (size_t)w, " %.17g", sums ? sums[i] : 0.0);
-  wcmi_st_kv meta[] = {{"task", t->ops->task}, {"epoch", epoch}, {"batch", batch}, {"best", best}, {"partial", partial}};
+  /* Training seconds of the run so far (probes excluded), so learning curves continue across a
+   * resume. */
+  snprintf(elapsed, sizeof elapsed, "%.3f", training_seconds(t));
+  wcmi_st_kv meta[] = {{"task", t->ops->task}, {"epoch", epoch},     {"batch", batch},
+                       {"best", best},         {"partial", partial}, {"elapsed", elapsed}};
   run_path(t, leaf, path, sizeof path);
-  int rc = wcmi_model_save(t->ctx, &t->model, path, extra, n_opt + n_rng, meta, 5);
+  int rc = wcmi_model_save(t->ctx, &t->model, path, extra, n_opt + n_rng, meta, 6);
   free(extra);
   return rc;
 }
@@ -186,6 +195,10 @@ static int load_checkpoint(trainer *t, resume_point *rp) {
     for (int i = 0; i < t->ops->n_sums; i++) rp->sums[i] = strtod(end, &end);
     if (rp->epoch < 0 || rp->batch < 0 || rp->done < 0)
       rc = wcmi_fail(t->ctx, WCMI_EFORMAT, "%s: negative epoch or batch in metadata", path);
+    /* Checkpoints written before "elapsed" existed resume with the clock at 0. */
+    const char *el = wcmi_st_meta(st, "elapsed");
+    double v = el ? strtod(el, &end) : 0.0;
+    t->elapsed_before = el && *end == '\0' && v >= 0 && v < 1e9 ? v : 0.0;
   }
   wcmi_st_close(st);
   return rc;
@@ -215,6 +228,7 @@ static int trim_metrics(trainer *t, int epoch) {
 }
 
 /* ---- the loop ----------------------------------------------------------------------------- */
+static int open_metrics(trainer *t);
 
 static int write_metrics_line(trainer *t, int epoch, const double *means, double seconds, wcmi_jsonw *evalw) {
   wcmi_jsonw w;
@@ -245,6 +259,50 @@ static int open_metrics(trainer *t) {
   return t->metrics ? WCMI_OK : wcmi_fail(t->ctx, WCMI_EIO, "%s: cannot open for append", path);
 }
 
+/* A probe when one is due: one metrics.jsonl line {"epoch", "batch", "train_seconds", "probe": {...}}
+ * ("epoch" first, so a resume trims probe lines with the epochs they belong to). */
+static int maybe_probe(trainer *t, int epoch, int64_t batch) {
+  if (!t->probe) return WCMI_OK;
+  const double now = training_seconds(t);
+  if (now < t->probe->next_at) return WCMI_OK;
+  wcmi_jsonw w;
+  wcmi_jsonw_init_buffer(&w, 0);
+  wcmi_jsonw_begin_object(&w);
+  wcmi_jsonw_kv_int(&w, "epoch", epoch);
+  wcmi_jsonw_kv_int(&w, "batch", batch);
+  wcmi_jsonw_kv_double(&w, "train_seconds", now);
+  wcmi_jsonw_key(&w, "probe");
+  wcmi_jsonw_begin_object(&w);
+  int rc = probe_run(t->ctx, t->probe, &t->model, &t->cfg, &w);
+  /* Skip the probes that fell due while this one ran (a long probe must not run back to back). */
+  while (t->probe->next_at <= now) t->probe->next_at += t->probe->every_s;
+  wcmi_jsonw_end_object(&w);
+  wcmi_jsonw_end_object(&w);
+  if (!rc) rc = wcmi_jsonw_finish(t->ctx, &w);
+  if (!rc) {
+    fprintf(t->metrics, "%s\n", wcmi_jsonw_text(&w));
+    if (fflush(t->metrics) || fsync(fileno(t->metrics)))
+      rc = wcmi_fail(t->ctx, WCMI_EIO, "%s/metrics.jsonl: write failed", t->run_dir);
+    if (t->cfg.progress) fprintf(stderr, "[%s] probe at %.0fs: %s\n", t->ops->task, now, wcmi_jsonw_text(&w));
+  }
+  wcmi_jsonw_free(&w);
+  return rc;
+}
+
+/* No surprise budgets: once the second batch of this process is measured (the first pays for
+ * warm-up), say how long the rest of the run's training will take. Printed with --progress or
+ * when stderr is a terminal. */
+static void announce_estimate(trainer *t, int epoch, int64_t b, int64_t b0, int64_t nb, double batch_s) {
+  const wcmi_task_cfg *c = &t->cfg;
+  if (t->announced || epoch != t->first_epoch || b != b0 + 1) return;
+  t->announced = 1;
+  if (!c->progress && !isatty(2)) return;
+  const double left = (double)(nb - b - 1) + (double)(c->epochs - epoch - 1) * (double)nb;
+  const double s = left * batch_s;
+  fprintf(stderr, "[%s] estimated training time: %.0f s (%.1f h) for %.0f more batches at %.3f s per batch, measured; "
+                  "end-of-epoch evaluation not included\n", t->ops->task, s, s / 3600.0, left, batch_s);
+}
+
 static int finish(trainer *t, char **summary) {
   wcmi_jsonw w;
   wcmi_jsonw_init_buffer(&w, 2);
@@ -256,6 +314,10 @@ static int finish(trainer *t, char **summary) {
   wcmi_jsonw_kv_int(&w, "best_epoch", t->best_epoch);
   wcmi_jsonw_kv_double(&w, "best_score", t->best_score);
   wcmi_jsonw_kv_double(&w, "seconds", wcmi_now() - t->t_start);
+  if (t->probe) {
+    wcmi_jsonw_kv_int(&w, "probes", t->probe->count);
+    wcmi_jsonw_kv_double(&w, "probe_seconds", t->probe->spent);
+  }
   int rc = t->ops->summarize ? t->ops->summarize(t, &w) : WCMI_OK;
   wcmi_jsonw_end_object(&w);
   if (!rc) rc = wcmi_jsonw_finish(t->ctx, &w);
@@ -271,6 +333,19 @@ static int finish(trainer *t, char **summary) {
   return rc;
 }
 
+/* Entry points for tasks that run their own loop (the cached head fit) but keep the run-directory
+ * format: the same checkpoints, metrics lines and summary as trainer_run writes. */
+int trainer_save_checkpoint(trainer *t, const char *leaf, int next_epoch) {
+  return save_checkpoint(t, leaf, next_epoch, 0, NULL, 0);
+}
+
+int trainer_write_epoch(trainer *t, int epoch, const double *means, double seconds, wcmi_jsonw *evalw) {
+  int rc = t->metrics ? WCMI_OK : open_metrics(t);
+  return rc ? rc : write_metrics_line(t, epoch, means, seconds, evalw);
+}
+
+int trainer_finish(trainer *t, char **summary) { return finish(t, summary); }
+
 int trainer_run(trainer *t, char **summary) {
   const wcmi_task_cfg *c = &t->cfg;
   resume_point rp = {0, 0, 0, {0}};
@@ -280,6 +355,10 @@ int trainer_run(trainer *t, char **summary) {
     if ((rc = trim_metrics(t, rp.epoch))) return rc;
   }
   if ((rc = open_metrics(t))) return rc;
+  /* Probes fall due on a grid of every_s seconds of training, continued across a resume. */
+  if (t->probe && t->elapsed_before > 0) {
+    while (t->probe->next_at < t->elapsed_before) t->probe->next_at += t->probe->every_s;
+  }
   wcmi_loader_config lc;
   wcmi_loader_config_default(&lc);
   lc.batch_size = c->batch_size;
@@ -290,6 +369,7 @@ int trainer_run(trainer *t, char **summary) {
   if ((rc = wcmi_loader_init(t->ctx, &loader, &t->train, &lc))) return rc;
   const int64_t nb = task_num_batches(c, t->train.n);
   double sums[TRAINER_MAX_SUMS];
+  t->first_epoch = rp.epoch;
   for (int epoch = rp.epoch; epoch < c->epochs && !rc; epoch++) {
     t->epoch = epoch;
     if ((rc = wcmi_loader_start_epoch(t->ctx, &loader, epoch))) break;
@@ -297,6 +377,8 @@ int trainer_run(trainer *t, char **summary) {
     for (int i = 0; i < TRAINER_MAX_SUMS; i++) sums[i] = epoch == rp.epoch ? rp.sums[i] : 0.0;
     double t0 = wcmi_now();
     for (int64_t b = b0; b < nb && !rc; b++) {
+      if ((rc = maybe_probe(t, epoch, b))) break;
+      const double tb = wcmi_now();
       int count = 0;
       rc = wcmi_loader_batch(t->ctx, &loader, b, t->x, t->y, &count);
       if (rc) break;
@@ -312,6 +394,7 @@ int trainer_run(trainer *t, char **summary) {
       }
       for (int i = 0; i < t->ops->n_sums; i++) sums[i] += vals[i];
       done++;
+      announce_estimate(t, epoch, b, b0, nb, wcmi_now() - tb);
       double el = wcmi_now() - t0, ips = (double)(b + 1 - b0) * c->batch_size / (el > 0 ? el : 1e-9);
       double eta = ((double)(nb - b - 1) + (double)(c->epochs - epoch - 1) * nb) * c->batch_size / (ips > 0 ? ips : 1);
       task_progress(c, t->ops->task, epoch, b + 1, nb, vals[0], t->ops->n_sums > 1 ? t->ops->sum_names[1] : "",

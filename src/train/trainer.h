@@ -6,6 +6,7 @@
 #include "wcmi/data.h"
 #include "wcmi/io.h"
 #include "wcmi/tasks.h"
+#include "train/probe.h"
 
 #define TRAINER_MAX_SUMS 8
 #define TRAINER_MAX_RNG 6
@@ -42,6 +43,9 @@ struct trainer {
   double best_score;
   int best_epoch;
   double t_start, phase_time[4]; /* timing: attack, forward+backward, optimizer, eval */
+  double elapsed_before;         /* training wall clock of the run before this process (resume) */
+  curve_probe *probe;            /* learning-curve probes (train-encoder --probe-every), or NULL */
+  int first_epoch, announced;    /* the training-time estimate, printed once per process */
 };
 
 /* Opens data, run directory (or resumes), and leaves the model to the task: call trainer_init,
@@ -50,6 +54,12 @@ int trainer_init(trainer *t, wcmi_ctx *ctx, const wcmi_task_cfg *cfg, const trai
 /* Restores the latest checkpoint when resuming (model, optimizer, RNG, epoch); then loops. */
 int trainer_run(trainer *t, char **summary);
 void trainer_free(trainer *t);
+/* For a task with its own loop (the cached head fit, task_classifier.c): a checkpoint of t->model
+ * and t->opt as trainer_run writes it (next_epoch, at an epoch boundary), one metrics.jsonl line
+ * (evalw: a finished JSON object), and summary.json through ops->summarize. */
+int trainer_save_checkpoint(trainer *t, const char *leaf, int next_epoch);
+int trainer_write_epoch(trainer *t, int epoch, const double *means, double seconds, wcmi_jsonw *evalw);
+int trainer_finish(trainer *t, char **summary);
 
 /* After the task built t->model: Adam (lr from the config) over `nets`, into t->opt, and a PGD
  * attack sized for a batch of the model's inputs, into *attack. */

@@ -1,0 +1,33 @@
+/* Internal: learning-curve probes for train-encoder (issue 14). Every `every_s` seconds of training
+ * the probe measures what a reader of the paper's tables wants to see move: a linear head fitted to
+ * convergence on the current encoder's cached representations of a fixed class-balanced subset of
+ * the training split (its natural accuracy on a fixed test subset), and that head's adversarial
+ * accuracy under the run's attack (the paper's PGD through the encoder, BN in eval mode). The probe
+ * reads the model and touches no training state (no RNG stream, no BN statistics, no parameters),
+ * so a run with probes trains exactly as one without. */
+#ifndef WCMI_TRAIN_PROBE_H
+#define WCMI_TRAIN_PROBE_H
+
+#include "wcmi/io.h"
+#include "wcmi/tasks.h"
+
+typedef struct curve_probe {
+  double every_s;            /* seconds of training between probes */
+  int epochs;                /* cached head fit epochs */
+  double lr;
+  int batch;
+  uint64_t seed;
+  wcmi_dataset train, test;  /* the fixed subsets */
+  double next_at;            /* training seconds at which the next probe is due */
+  double spent;              /* seconds spent probing so far */
+  int count;
+} curve_probe;
+
+/* Picks the subsets (class-balanced, from cfg->seed) and schedules the first probe. */
+int probe_init(wcmi_ctx *ctx, curve_probe *p, const wcmi_task_cfg *cfg, const wcmi_dataset *train, const wcmi_dataset *test);
+void probe_free(curve_probe *p);
+/* Runs one probe on m's encoder; writes "linear_nat_acc", "linear_adv_acc", the sizes, the attack
+ * and "probe_seconds" as fields of the open JSON object w. */
+int probe_run(wcmi_ctx *ctx, curve_probe *p, wcmi_model *m, const wcmi_task_cfg *cfg, wcmi_jsonw *w);
+
+#endif
