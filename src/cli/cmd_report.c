@@ -4,7 +4,7 @@
 
 #include <string.h>
 
-static const char *SYNOPSIS = "report RUN_DIR... -o report.html [--saliency FILE.png ...] [--title TEXT]";
+static const char *SYNOPSIS = "RUN_DIR... -o report.html [--saliency FILE.png ...] [--title TEXT]";
 static const char *DESCRIPTION =
     "Writes one HTML file with no external references (inline SVG charts and inline PNG images) showing, per run: "
     "the accuracy table, MI / RV / Fano-bound bars, per-neuron histograms, one training curve per numeric field of "

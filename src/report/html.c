@@ -507,25 +507,74 @@ static curve_unit unit_for(const char *key, double max_abs) {
   return (curve_unit){l, 1, 0};
 }
 
+/* Probe lines of metrics.jsonl (train-encoder --probe-every) carry a "probe" object; the epoch
+ * charts skip them and the learning-curve chart below draws them. */
+static int is_probe_line(const wcmi_json *line) { return wcmi_json_get(line, "probe") != NULL; }
+
+/* Accuracy against training time: the linear probe's natural and PGD accuracy (docs/learning-curves.md). */
+static int probe_curves(wcmi_ctx *ctx, FILE *f, const run *r) {
+  const size_t E = r->metrics->n;
+  double *x = malloc(E * sizeof *x), *nat = malloc(E * sizeof *nat), *adv = malloc(E * sizeof *adv);
+  if (!x || !nat || !adv) {
+    free(x);
+    free(nat);
+    free(adv);
+    return wcmi_fail(ctx, WCMI_ENOMEM, "out of memory");
+  }
+  int n = 0;
+  for (size_t e = 0; e < E; e++) {
+    const wcmi_json *line = &r->metrics->items[e], *p = wcmi_json_get(line, "probe");
+    const wcmi_json *ts = wcmi_json_get(line, "train_seconds"), *a = p ? wcmi_json_get(p, "linear_nat_acc") : NULL,
+                    *b = p ? wcmi_json_get(p, "linear_adv_acc") : NULL;
+    if (!ts || !a || !b || ts->type != WCMI_JSON_NUMBER || a->type != WCMI_JSON_NUMBER || b->type != WCMI_JSON_NUMBER) continue;
+    x[n] = ts->number / 60.0;
+    nat[n] = 100.0 * a->number;
+    adv[n] = 100.0 * b->number;
+    n++;
+  }
+  if (n > 0) {
+    fprintf(f, "<h3>Learning curve</h3>\n<p class=\"caption\">%d probe%s: a linear head fitted to convergence on the "
+               "encoder's cached representations, its natural and PGD accuracy on a fixed test subset, against "
+               "minutes of training (probe time excluded).</p>\n<div class=\"charts\">\n",
+            n, n == 1 ? "" : "s");
+    wcmi_svg_series s[2] = {{"linear probe, natural", x, nat, n}, {"linear probe, PGD", x, adv, n}};
+    wcmi_svg_chart c = {"accuracy vs training time", "training time (min)", "accuracy (%)", 480, 280, 1, 0, 0, 100,
+                        0, 0, 0, NULL};
+    wcmi_svg_line_chart(f, &c, s, 2);
+    fputs("</div>\n", f);
+  }
+  free(x);
+  free(nat);
+  free(adv);
+  return WCMI_OK;
+}
+
 static int training_curves(wcmi_ctx *ctx, FILE *f, const run *r) {
   if (!r->metrics || !r->metrics->n) return 0;
-  const size_t E = r->metrics->n;
+  int rc = probe_curves(ctx, f, r);
+  if (rc) return rc;
+  size_t E = 0;
+  for (size_t e = 0; e < r->metrics->n; e++) E += !is_probe_line(&r->metrics->items[e]);
+  if (!E) return 0;
   fields *per = calloc(E, sizeof *per);
   double *x = malloc(E * sizeof *x), *y = malloc(E * sizeof *y);
   char(*keys)[160] = malloc((size_t)MAX_CURVES * sizeof *keys);
-  int nk = 0, rc = (per && x && y && keys) ? WCMI_OK : wcmi_fail(ctx, WCMI_ENOMEM, "out of memory");
+  int nk = 0;
+  rc = (per && x && y && keys) ? WCMI_OK : wcmi_fail(ctx, WCMI_ENOMEM, "out of memory");
   /* Curves in the order their keys first appear; x = the line's "epoch" (else its line number). */
-  for (size_t e = 0; !rc && e < E; e++) {
-    if ((rc = flatten(&per[e], "", &r->metrics->items[e], 0))) break;
+  for (size_t i = 0, e = 0; !rc && i < r->metrics->n; i++) {
+    if (is_probe_line(&r->metrics->items[i])) continue;
+    if ((rc = flatten(&per[e], "", &r->metrics->items[i], 0))) break;
     double ep = number_of(&per[e], "epoch");
     x[e] = isfinite(ep) ? ep : (double)e;
-    for (int i = 0; i < per[e].n && nk < MAX_CURVES; i++) {
-      const field *fd = &per[e].f[i];
+    for (int j = 0; j < per[e].n && nk < MAX_CURVES; j++) {
+      const field *fd = &per[e].f[j];
       if (fd->v->type != WCMI_JSON_NUMBER || !strcmp(fd->key, "epoch")) continue;
       int seen = 0;
       for (int k = 0; k < nk && !seen; k++) seen = !strcmp(keys[k], fd->key);
       if (!seen) snprintf(keys[nk++], sizeof keys[0], "%s", fd->key);
     }
+    e++;
   }
   if (!rc && nk) {
     fprintf(f, "<h3>Training curves</h3>\n<p class=\"caption\">metrics.jsonl: %zu epoch%s, one chart per numeric field "
