@@ -18,13 +18,22 @@ static int balanced(wcmi_ctx *ctx, const wcmi_dataset *d, int64_t n, uint64_t se
 
 int probe_init(wcmi_ctx *ctx, curve_probe *p, const wcmi_task_cfg *cfg, const wcmi_dataset *train, const wcmi_dataset *test) {
   memset(p, 0, sizeof *p);
+  /* Every recipe is scored under the same attack: the paper's evaluation PGD for the dataset, at the
+   * run's eps and norm, never the (possibly cheaper) attack the run trains with. */
+  wcmi_task_cfg paper;
+  int rc = wcmi_task_defaults(ctx, &paper, cfg->data, "paper");
+  if (rc) return rc;
+  p->attack = paper.attack;
+  p->attack.eps = cfg->attack.eps;
+  p->attack.norm = cfg->attack.norm;
+  if (cfg->attack.norm != paper.attack.norm) p->attack.step = cfg->attack.step;
   p->every_s = cfg->probe_every;
   p->epochs = 50;
   p->lr = 1e-3;
   p->batch = cfg->batch_size;
   p->seed = cfg->seed ^ 0x70726f6265ull; /* its own subsets and head init, independent of the run's streams */
   p->next_at = 0.0;                        /* a first probe on the initial encoder: the curve's origin */
-  int rc = balanced(ctx, train, cfg->probe_train, p->seed, &p->train);
+  rc = balanced(ctx, train, cfg->probe_train, p->seed, &p->train);
   if (!rc) rc = balanced(ctx, test, cfg->probe_test, p->seed, &p->test);
   if (!rc && p->train.n < p->batch)
     rc = wcmi_fail(ctx, WCMI_EINVAL, "--probe-train %lld is smaller than one batch of %d", (long long)p->train.n, p->batch);
@@ -67,7 +76,7 @@ int probe_run(wcmi_ctx *ctx, curve_probe *p, wcmi_model *m, const wcmi_task_cfg 
     wcmi_task_cfg ec = *cfg;
     ec.eval_batches = 0;
     ec.progress = 0;
-    const eval_attack a = {"pgd", cfg->attack, 0};
+    const eval_attack a = {"pgd", p->attack, 0};
     wcmi_rng r;
     wcmi_rng_derive(&r, p->seed, (uint64_t)WCMI_STREAM_ATTACK * 1000003u + (uint64_t)p->count);
     rc = eval_attacks(ctx, &pm, &p->test, &ec, &a, 1, &r, &er);
@@ -82,7 +91,7 @@ int probe_run(wcmi_ctx *ctx, curve_probe *p, wcmi_model *m, const wcmi_task_cfg 
     wcmi_jsonw_kv_string(w, "head", "linear, cached whitened fit, 50 epochs of Adam 1e-3, last epoch");
     wcmi_jsonw_key(w, "attack");
     wcmi_jsonw_begin_object(w);
-    const eval_attack a = {"pgd", cfg->attack, 0};
+    const eval_attack a = {"pgd", p->attack, 0};
     eval_protocol_json(w, &a);
     wcmi_jsonw_end_object(w);
     wcmi_jsonw_kv_double(w, "probe_seconds", sec);

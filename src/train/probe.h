@@ -2,7 +2,8 @@
  * the probe measures what a reader of the paper's tables wants to see move: a linear head fitted to
  * convergence on the current encoder's cached representations of a fixed class-balanced subset of
  * the training split (its natural accuracy on a fixed test subset), and that head's adversarial
- * accuracy under the run's attack (the paper's PGD through the encoder, BN in eval mode). The probe
+ * accuracy under the paper's evaluation PGD for the dataset (at the run's eps and norm, whatever
+ * attack the run trains with; through the encoder, BN in eval mode). The probe
  * reads the model and touches no training state (no RNG stream, no BN statistics, no parameters),
  * so a run with probes trains exactly as one without. */
 #ifndef WCMI_TRAIN_PROBE_H
@@ -17,6 +18,7 @@ typedef struct curve_probe {
   double lr;
   int batch;
   uint64_t seed;
+  wcmi_pgd_cfg attack;       /* the dataset's paper evaluation attack at the run's eps and norm */
   wcmi_dataset train, test;  /* the fixed subsets */
   double next_at;            /* training seconds at which the next probe is due */
   double spent;              /* seconds spent probing so far */
