@@ -92,13 +92,48 @@ check "no checkpoint holds the diverged parameters" "! [ -e '$T/n/latest.safeten
 
 # 6. --conv-algo gemm (no Winograd convolutions) trains the same model to within float rounding:
 # one normal epoch, losses within 1e-3 relative, but not bit-identical (the switch is wired through).
-"$WCMI" train-encoder --objective normal "${COMMON[@]}" --epochs 1 --out "$T/g1" > /dev/null 2>&1
-"$WCMI" train-encoder --objective normal "${COMMON[@]}" --epochs 1 --conv-algo gemm --out "$T/g2" > /dev/null 2>&1
-check "--conv-algo gemm and auto give the same loss to 1e-3, not bit for bit" "$PY - <<PYEOF
+# The first batch's loss is computed before any update, so it compares the two convolution paths
+# themselves (Winograd's float error, ~2e-5 of a conv's output); later epochs would compare Adam's
+# amplification of that error, which depends on the machine's BLAS kernels.
+"$WCMI" train-encoder --objective normal "${COMMON[@]}" --epochs 1 --max-batches 1 --out "$T/g1" > /dev/null 2>&1
+"$WCMI" train-encoder --objective normal "${COMMON[@]}" --epochs 1 --max-batches 1 --conv-algo gemm --out "$T/g2" > /dev/null 2>&1
+check "--conv-algo gemm and auto give the same first-batch loss to 1e-5, not bit for bit" "$PY - <<PYEOF
 import json
 a=json.loads(open('$T/g1/metrics.jsonl').readline())['loss']; b=json.loads(open('$T/g2/metrics.jsonl').readline())['loss']
-assert a != b and abs(a-b) <= 1e-3*abs(b), (a, b)
+assert a != b and abs(a-b) <= 1e-5*abs(b), (a, b)
 PYEOF"
+
+# 8. Learning-curve probes change nothing that training computes: a run probing before every batch
+#    ends bit-identical to one without probes, and its metrics.jsonl carries the probe lines.
+"$WCMI" train-encoder --objective worst "${COMMON[@]}" --epochs 1 --max-batches 3 --out "$T/np" > /dev/null 2>&1
+"$WCMI" train-encoder --objective worst "${COMMON[@]}" --epochs 1 --max-batches 3 --probe-every 1e-9 \
+  --probe-train 64 --probe-test 32 --out "$T/pr" > "$T/pr.json" 2> "$T/pr.err"
+check "train-encoder --probe-every exits 0" "[ $? -eq 0 ]"
+check "probes leave the training bit-identical" "same_tensors '$T/np/latest.safetensors' '$T/pr/latest.safetensors'"
+check "probe lines: one before each batch, accuracies in [0,1], the paper's PGD-10, training seconds rising" "$PY - <<PYEOF
+import json
+rows=[json.loads(l) for l in open('$T/pr/metrics.jsonl')]
+p=[r for r in rows if 'probe' in r]
+assert [r['batch'] for r in p]==[0,1,2], p
+for r in p:
+    q=r['probe']; assert 0 <= q['linear_adv_acc'] <= q['linear_nat_acc'] <= 1, q
+    assert q['attack']['steps']==10 and abs(q['attack']['step']-0.02)<1e-6 and q['test_samples']==32, q['attack']
+assert p[0]['train_seconds'] < p[1]['train_seconds'] < p[2]['train_seconds'], p
+s=json.load(open('$T/pr.json')); assert s['probes']==3 and s['probe_seconds']>0, s
+PYEOF"
+"$WCMI" train-encoder --objective worst --probe-every -5 --out "$T/x" > /dev/null 2>&1; check "negative --probe-every exits 2" "[ $? -eq 2 ]"
+
+# 9. Free adversarial training (--free-replays): runs, says so, and resumes bit-identically (the
+#    carried perturbation is checkpoint state).
+FREE=(--free-replays 2 --attack-lr 0.1 --max-batches 3)
+"$WCMI" train-encoder --objective worst "${COMMON[@]}" "${FREE[@]}" --epochs 2 --out "$T/f2" > "$T/f2.json" 2> "$T/f2.err"
+check "free adversarial training exits 0" "[ $? -eq 0 ]"
+check "summary states free adversarial training" "grep -q '\"adversarial_training\": \"free' '$T/f2.json'"
+"$WCMI" train-encoder --objective worst "${COMMON[@]}" "${FREE[@]}" --epochs 1 --out "$T/f1" > /dev/null 2>&1
+"$WCMI" train-encoder --resume "$T/f1" --epochs 2 --threads 1 > /dev/null 2>&1
+check "free adversarial training: 1 epoch + resume == 2 epochs, bit for bit (perturbation included)" \
+  "same_tensors '$T/f2/latest.safetensors' '$T/f1/latest.safetensors' && grep -q free_at.delta <('$WCMI' info '$T/f1/latest.safetensors')"
+"$WCMI" train-encoder --objective worst --free-replays 65 --out "$T/x" > /dev/null 2>&1; check "--free-replays 65 exits 2" "[ $? -eq 2 ]"
 
 # 7. Usage and input errors.
 "$WCMI" train-encoder --objective sideways --out "$T/x" > /dev/null 2>&1; check "bad objective exits 2" "[ $? -eq 2 ]"

@@ -60,6 +60,9 @@ typedef struct wcmi_task_cfg {
    * probe_train class-balanced training images, scored on probe_test test images. */
   double probe_every;
   long long probe_train, probe_test;
+  /* train-encoder --objective worst: 0 = the paper's PGD attack on every batch; m > 0 = "free"
+   * adversarial training with m replays per batch (src/train/task_encoder.c). */
+  int free_replays;
 } wcmi_task_cfg;
 
 /* Defaults of a profile ("paper" or "quick") for a dataset: PAPER.md sections 4 and 5 for "paper";

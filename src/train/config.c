@@ -83,6 +83,7 @@ char *wcmi_task_config_json(const wcmi_task_cfg *c, const char *task) {
   wcmi_jsonw_kv_double(&w, "probe_every", c->probe_every);
   wcmi_jsonw_kv_int(&w, "probe_train", c->probe_train);
   wcmi_jsonw_kv_int(&w, "probe_test", c->probe_test);
+  wcmi_jsonw_kv_int(&w, "free_replays", c->free_replays);
   if (c->model) wcmi_jsonw_kv_string(&w, "model", c->model);
   wcmi_jsonw_key(&w, "attack");
   wcmi_jsonw_begin_object(&w);
@@ -162,6 +163,13 @@ int wcmi_task_config_load(wcmi_ctx *ctx, const char *run_dir, wcmi_task_cfg *c, 
     GET_INT("probe_test", c->probe_test);
     if (!(c->probe_every >= 0 && c->probe_every <= 1e7) || c->probe_train < 0 || c->probe_test < 0) {
       rc = wcmi_fail(ctx, WCMI_EFORMAT, "%s: probe_every / probe_train / probe_test out of range", path);
+      goto fail;
+    }
+  }
+  if (wcmi_json_get(j, "free_replays")) {
+    GET_INT("free_replays", c->free_replays);
+    if (c->free_replays < 0 || c->free_replays > 64) {
+      rc = wcmi_fail(ctx, WCMI_EFORMAT, "%s: free_replays %d outside [0, 64]", path, c->free_replays);
       goto fail;
     }
   }

@@ -134,10 +134,12 @@ static int save_checkpoint(trainer *t, const char *leaf, int next_epoch, int64_t
   int n_opt = wcmi_optim_num_state(t->opt);
   wcmi_param rng[TRAINER_MAX_RNG];
   int n_rng = rng_params(t, rng);
-  wcmi_param **extra = malloc((size_t)(n_opt + n_rng) * sizeof *extra);
+  const int n_task = t->n_task_state;
+  wcmi_param **extra = malloc((size_t)(n_opt + n_rng + n_task) * sizeof *extra);
   if (!extra) return wcmi_fail(t->ctx, WCMI_ENOMEM, "out of memory");
   for (int i = 0; i < n_opt; i++) extra[i] = wcmi_optim_state(t->opt, i);
   for (int i = 0; i < n_rng; i++) extra[n_opt + i] = &rng[i];
+  for (int i = 0; i < n_task; i++) extra[n_opt + n_rng + i] = &t->task_state[i];
   char epoch[32], batch[32], best[64], partial[512], path[1100], elapsed[64];
   snprintf(epoch, sizeof epoch, "%d", next_epoch);
   snprintf(batch, sizeof batch, "%lld", (long long)next_batch);
@@ -152,7 +154,7 @@ static int save_checkpoint(trainer *t, const char *leaf, int next_epoch, int64_t
   wcmi_st_kv meta[] = {{"task", t->ops->task}, {"epoch", epoch},     {"batch", batch},
                        {"best", best},         {"partial", partial}, {"elapsed", elapsed}};
   run_path(t, leaf, path, sizeof path);
-  int rc = wcmi_model_save(t->ctx, &t->model, path, extra, n_opt + n_rng, meta, 6);
+  int rc = wcmi_model_save(t->ctx, &t->model, path, extra, n_opt + n_rng + n_task, meta, 6);
   free(extra);
   return rc;
 }
@@ -175,11 +177,13 @@ static int load_checkpoint(trainer *t, resume_point *rp) {
   int n_opt = wcmi_optim_num_state(t->opt);
   wcmi_param rng[TRAINER_MAX_RNG];
   int n_rng = rng_params(t, rng);
-  wcmi_param **extra = malloc((size_t)(n_opt + n_rng) * sizeof *extra);
+  const int n_task = t->n_task_state;
+  wcmi_param **extra = malloc((size_t)(n_opt + n_rng + n_task) * sizeof *extra);
   if (!rc && !extra) rc = wcmi_fail(t->ctx, WCMI_ENOMEM, "out of memory");
   for (int i = 0; !rc && i < n_opt; i++) extra[i] = wcmi_optim_state(t->opt, i);
   for (int i = 0; !rc && i < n_rng; i++) extra[n_opt + i] = &rng[i];
-  if (!rc) rc = wcmi_st_load_params(t->ctx, st, extra, n_opt + n_rng, 0);
+  for (int i = 0; !rc && i < n_task; i++) extra[n_opt + n_rng + i] = &t->task_state[i];
+  if (!rc) rc = wcmi_st_load_params(t->ctx, st, extra, n_opt + n_rng + n_task, 0);
   free(extra);
   const char *e = wcmi_st_meta(st, "epoch"), *b = wcmi_st_meta(st, "batch"), *best = wcmi_st_meta(st, "best"),
              *partial = wcmi_st_meta(st, "partial");

@@ -46,6 +46,8 @@ struct trainer {
   double elapsed_before;         /* training wall clock of the run before this process (resume) */
   curve_probe *probe;            /* learning-curve probes (train-encoder --probe-every), or NULL */
   int first_epoch, announced;    /* the training-time estimate, printed once per process */
+  wcmi_param *task_state;        /* a task's own tensors saved and restored with every checkpoint */
+  int n_task_state;
 };
 
 /* Opens data, run directory (or resumes), and leaves the model to the task: call trainer_init,
