@@ -14,10 +14,10 @@
  * GEMM FLOP count of the row (bench/README.md; same formulas as torch_ref.py --flops) and the
  * machine's SGEMM GFLOP/s on 2048^3 with the same thread count.
  *
- * --per-layer: after the timed iterations, times every layer of the three nets on the model's own
- * shapes and buffers by calling the kernels directly (forward eval / backward dx as in the attack;
- * forward train / backward dx+dw as in the update), the MI loss and its gradient, the PGD update
- * and Adam, and prints where a worst-case iteration spends its time.
+ * --per-layer: after the timed iterations, times every layer of the three nets inside whole passes
+ * through the nets' layer hook (forward eval / backward dx as in the attack; forward train /
+ * backward dw as in the update), the MI loss and its gradient, the PGD update and Adam, and prints
+ * where a worst-case iteration spends its time.
  *
  * usage: bench_wcmi_steps --row worst|normal|attack [--hsize N] [--threads T] [--iters K]
  *          [--warmup W] [--seed S] [--grad-path encoder|both] [--gemm N] [--conv-algo auto|gemm]
@@ -26,9 +26,6 @@
  * direct convolution's either way, so with auto (the default) "achieved GFLOP/s" counts the multiplies
  * Winograd saves as if they were done (an effective rate).
  */
-#include "nn/batchnorm_internal.h"
-#include "nn/conv2d_internal.h"
-#include "nn/net_internal.h"
 #include "wcmi/blas.h"
 #include "wcmi/io.h"
 #include "wcmi/train.h"
@@ -249,14 +246,16 @@ static int iteration(bench *b) {
 }
 
 /* ---------------------------------------------------------------- per-layer profile -------- */
-/* Each layer of a net is timed on that net's own buffers (input and output of the last forward,
- * the gradient ping-pong buffers as dy/dx, the shared conv workspace), calling the same kernels
- * net.c calls. Times are medians of `reps` calls. Backward "attack" = dx only, eval-mode BN;
- * backward "update" = dx and parameter gradients, train-mode BN (dx skipped for a net's first
- * parametrized layer, as wcmi_net_backward does without an input gradient). */
+/* Each net runs whole passes on its own buffers, and the net's layer hook (wcmi_net_set_layer_hook)
+ * clocks every layer, and every part of a residual block, inside them: what is timed is exactly what
+ * wcmi_net_forward / wcmi_net_backward run, fusions included (an eval-mode BN and the ReLU after it
+ * are one backward pass, reported on the BN's row). Times are medians over `reps` passes.
+ * Backward "attack" = input gradient only, eval-mode BN; backward "update" = parameter gradients,
+ * train-mode BN (no input gradient: a net's backward stops at its first parametrized layer). */
 
 typedef struct prof_row {
   char net[16], layer[WCMI_NAME_MAX];
+  int slot;                                          /* layer * PART_SLOTS + part + 1 */
   double fwd_eval, bwd_attack, fwd_train, bwd_update; /* seconds (median) */
   double gflop_fwd;                                  /* forward GEMM GFLOP of this layer */
   int in_attack_bwd;                                 /* is backward run during the attack (encoder path)? */
@@ -281,280 +280,99 @@ static double time_median(timed_fn fn, void *arg, int reps) {
   return median_of(t, reps);
 }
 
-typedef struct layer_call {
-  wcmi_net *net;
-  net_layer *L;
-  int N, train, dx, params, sub; /* sub: resblock part, -1 for the whole layer */
-  float *gy, *gx;                /* output- and input-sized gradient buffers owned by the profile */
-} layer_call;
+enum { PART_SLOTS = 8, MAX_REPS = 16 }; /* slots per layer: the whole layer and up to 7 parts */
+enum { PH_FWD_EVAL, PH_BWD_ATTACK, PH_FWD_TRAIN, PH_BWD_UPDATE, PHASES };
 
-static void normalize_fwd(const net_layer *L, const float *x, float *y, int N) {
-  int C = (int)L->in.d[0];
-  int64_t S = L->in.d[1] * L->in.d[2];
-#pragma omp parallel for schedule(static)
-  for (int64_t nc = 0; nc < (int64_t)N * C; nc++) {
-    int c = (int)(nc % C);
-    float m = L->norm_mean[c], inv = 1.0f / L->norm_std[c];
-    for (int64_t s = 0; s < S; s++) y[nc * S + s] = (fminf(fmaxf(x[nc * S + s], 0.0f), 1.0f) - m) * inv;
-  }
+/* The hook's state: when each slot started, and its time summed over the current pass (a part may
+ * run twice in one pass: a residual block's conv0 is recomputed in backward). */
+typedef struct layer_clock {
+  int n_slots;
+  double *start, *sum;
+} layer_clock;
+
+static void clock_hook(void *user, const wcmi_layer_event *ev) {
+  layer_clock *c = user;
+  int s = ev->layer * PART_SLOTS + ev->part + 1;
+  if (s < 0 || s >= c->n_slots) return;
+  if (!ev->end) c->start[s] = wcmi_now();
+  else c->sum[s] += wcmi_now() - c->start[s];
 }
 
-static const float MOM = 0.1f, E = 1e-5f; /* BatchNorm momentum and eps, as net.c and resblock.c */
-
-/* A BN forward as net.c runs it: with the following ReLU in the same pass when that ReLU works in
- * place (relu_fused; the ReLU's own part then does nothing). */
-static void bn_call(wcmi_net *net, bn_params *bn, int N, int C, int S, const float *x, float *y, int train,
-                    int relu) {
-  float *g = net_pdata(net, bn->gamma), *b = net_pdata(net, bn->beta), *rm = net_pdata(net, bn->running_mean),
-        *rv = net_pdata(net, bn->running_var);
-  int64_t *nbt = net->params[bn->num_batches].i64;
-  if (train && relu)
-    wcmi_batchnorm_relu_forward_train(N, C, S, x, g, b, rm, rv, nbt, MOM, E, y, bn->mean, bn->rstd);
-  else if (train)
-    wcmi_batchnorm_forward_train(N, C, S, x, g, b, rm, rv, nbt, MOM, E, y, bn->mean, bn->rstd);
-  else if (relu)
-    wcmi_batchnorm_relu_forward_eval(N, C, S, x, g, b, rm, rv, E, y);
-  else
-    wcmi_batchnorm_forward_eval(N, C, S, x, g, b, rm, rv, E, y);
-}
-
-static void bn_back(wcmi_net *net, bn_params *bn, int N, int C, int S, const float *x, const float *dy, float *dx,
-                    int train, int params) {
-  float *dg = params ? net_pgrad(net, bn->gamma) : NULL, *db = params ? net_pgrad(net, bn->beta) : NULL;
-  if (train)
-    wcmi_batchnorm_backward_train(N, C, S, x, net_pdata(net, bn->gamma), bn->mean, bn->rstd, dy, dx, dg, db);
-  else
-    wcmi_batchnorm_backward_eval(N, C, S, x, net_pdata(net, bn->gamma), net_pdata(net, bn->running_mean),
-                                 net_pdata(net, bn->running_var), E, dy, dx, dg, db);
-}
-
-static wcmi_conv2d_dims dims_n(const conv_params *c, int N) {
-  wcmi_conv2d_dims d = c->dims;
-  d.N = N;
-  return d;
-}
-
-/* Resblock parts, in forward order, as resblock.c runs them (two maps, a and d; see there). */
-enum { RB_CONV0, RB_BN_RELU, RB_CONV3, RB_SHORTCUT, RB_ADD, RB_LN, RB_PARTS };
-static const char *const RB_NAMES[RB_PARTS] = {"block_nonlinear.0 (1x1 in->H)", "block_nonlinear.1-2 (BN+ReLU)",
-                                               "block_nonlinear.3 (1x1 H->H)",  "linear_shortcut (1x1 in->H)",
-                                               "residual add",                  "block_ln.1 (LayerNorm)"};
-
-static void resblock_part_fwd(layer_call *c) {
-  wcmi_net *net = c->net;
-  resblock_state *rb = c->L->rb;
-  const float *x = c->L->in_ptr;
-  int N = c->N;
-  int64_t n = (int64_t)N * rb->H * rb->S;
-  float *a = rb->a_in_output ? c->L->y : rb->a;
-  wcmi_conv2d_dims d;
-  switch (c->sub) {
-  case RB_CONV0:
-    d = dims_n(&rb->conv0, N);
-    wcmi_conv2d_forward(&d, x, net_pdata(net, rb->conv0.w), NULL, a, net->ws);
-    break;
-  case RB_BN_RELU: bn_call(net, &rb->bn, N, rb->H, rb->S, a, rb->d, c->train, 1); break;
-  case RB_CONV3:
-    d = dims_n(&rb->conv3, N);
-    conv2d_pointwise_forward(&d, rb->d, NULL, net_pdata(net, rb->conv3.w), net_pdata(net, rb->conv3.b), rb->d,
-                             net->ws);
-    break;
-  case RB_SHORTCUT:
-    d = dims_n(&rb->shortcut, N);
-    wcmi_conv2d_forward(&d, x, net_pdata(net, rb->shortcut.w), NULL, c->L->y, net->ws);
-    break;
-  case RB_ADD: {
-    float *s = rb->d;
-    const float *y = c->L->y;
-#pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < n; i++) s[i] += 0.0f * y[i]; /* same memory traffic, values kept */
-    break;
-  }
-  case RB_LN:
-    wcmi_layernorm_channel_forward(N, rb->H, rb->S, rb->d, net_pdata(net, rb->ln_gamma), net_pdata(net, rb->ln_beta),
-                                   1e-5f, c->L->y, rb->ln_mean, rb->ln_rstd);
-    break;
-  }
-}
-
-/* Backward of a resblock part; dy/dx are scratch buffers of the right size (values irrelevant). The
- * BN+ReLU part times the ReLU mask and the BN backward, both in place on d; conv0's part includes
- * the recomputation of a where the block keeps it in its output buffer. */
-static void resblock_part_bwd(layer_call *c) {
-  wcmi_net *net = c->net;
-  resblock_state *rb = c->L->rb;
-  bn_params *bn = &rb->bn;
-  const float *x = c->L->in_ptr;
-  int N = c->N, p = c->params;
-  float *gx = c->dx ? c->gx : NULL; /* input-sized gradient */
-  float *a = rb->a_in_output ? c->L->y : rb->a;
-  wcmi_conv2d_dims d;
-  bn_relu_coefficients(rb->H, c->train, net_pdata(net, bn->gamma), net_pdata(net, bn->beta), bn->mean, bn->rstd,
-                       net_pdata(net, bn->running_mean), net_pdata(net, bn->running_var), E, rb->bn_shift,
-                       rb->bn_scale, rb->bn_bias);
-  const conv2d_bnrelu xf = {rb->bn_shift, rb->bn_scale, rb->bn_bias};
-#define PG(idx) (p ? net_pgrad(net, (idx)) : NULL)
-  switch (c->sub) {
-  case RB_LN:
-    wcmi_layernorm_channel_backward(N, rb->H, rb->S, rb->d, net_pdata(net, rb->ln_gamma), rb->ln_mean, rb->ln_rstd,
-                                    c->gy, rb->d, PG(rb->ln_gamma), PG(rb->ln_beta));
-    break;
-  case RB_SHORTCUT:
-    d = dims_n(&rb->shortcut, N);
-    wcmi_conv2d_backward(&d, x, net_pdata(net, rb->shortcut.w), rb->d, gx, PG(rb->shortcut.w), NULL, net->ws);
-    break;
-  case RB_CONV3:
-    d = dims_n(&rb->conv3, N);
-    conv2d_pointwise_backward(&d, a, &xf, net_pdata(net, rb->conv3.w), rb->d, rb->d, 0, PG(rb->conv3.w),
-                              PG(rb->conv3.b), net->ws);
-    break;
-  case RB_BN_RELU:
-    bn_relu_mask_grad(N, rb->H, rb->S, a, xf.shift, xf.scale, xf.bias, rb->d);
-    bn_back(net, bn, N, rb->H, rb->S, a, rb->d, rb->d, c->train, p);
-    break;
-  case RB_CONV0:
-    d = dims_n(&rb->conv0, N);
-    if (rb->a_in_output) wcmi_conv2d_forward(&d, x, net_pdata(net, rb->conv0.w), NULL, a, net->ws);
-    conv2d_pointwise_backward(&d, x, NULL, net_pdata(net, rb->conv0.w), rb->d, gx, 1, PG(rb->conv0.w), NULL,
-                              net->ws);
-    break;
-  case RB_ADD: break; /* folded into conv0's backward (dx_add) */
-  }
-#undef PG
-}
-
-static void layer_fwd_call(void *arg) {
-  layer_call *c = arg;
-  net_layer *L = c->L;
-  wcmi_net *net = c->net;
-  const float *x = L->in_ptr;
-  int N = c->N;
-  switch (L->kind) {
-  case LAYER_NORMALIZE: normalize_fwd(L, x, L->y, N); break;
-  case LAYER_CONV2D: {
-    wcmi_conv2d_dims d = dims_n(&L->conv, N);
-    wcmi_conv2d_forward(&d, x, net_pdata(net, L->conv.w), net_pdata(net, L->conv.b), L->y, net->ws);
-    break;
-  }
-  case LAYER_LINEAR:
-    wcmi_linear_forward(N, (int)L->in.d[0], (int)L->out.d[0], x, net_pdata(net, L->lin_w), net_pdata(net, L->lin_b),
-                        L->y);
-    break;
-  case LAYER_BATCHNORM:
-    bn_call(net, &L->bn, N, (int)L->in.d[0], (int)(L->in_numel / L->in.d[0]), x, L->y, c->train, L->relu_fused);
-    break;
-  case LAYER_RELU:
-    if (!(L->relu_in_place && L[-1].relu_fused)) wcmi_relu_forward((int64_t)N * L->out_numel, x, L->y);
-    break;
-  case LAYER_RESBLOCK: resblock_part_fwd(c); break;
-  default: break; /* views, dropout (not in these nets) */
-  }
-}
-
-static void layer_bwd_call(void *arg) {
-  layer_call *c = arg;
-  net_layer *L = c->L;
-  wcmi_net *net = c->net;
-  const float *x = L->in_ptr;
-  int N = c->N, p = c->params;
-  float *dx = c->dx ? c->gx : NULL;
-  const float *dy = c->gy;
-  switch (L->kind) {
-  case LAYER_NORMALIZE:
-    if (dx) {
-      /* clamp mask times 1/std, as net.c's normalize_backward */
-      int64_t n = (int64_t)N * L->in_numel;
-#pragma omp parallel for schedule(static)
-      for (int64_t i = 0; i < n; i++) dx[i] = (x[i] >= 0.0f && x[i] <= 1.0f) ? dy[i] : 0.0f;
+/* Runs `reps` passes of one phase of net on x and writes each slot's median time to med[slot]. A
+ * backward pass follows an untimed forward of its mode, with a zero output gradient (no denormals
+ * or NaNs in the timings), in the buffer the net may require it in. */
+static int time_phase(wcmi_net *net, const float *x, int phase, int reps, layer_clock *c, float *dy_own,
+                      double *med) {
+  const int N = BATCH, train = phase == PH_FWD_TRAIN || phase == PH_BWD_UPDATE;
+  const int backward = phase == PH_BWD_ATTACK || phase == PH_BWD_UPDATE;
+  const wcmi_shape out = wcmi_net_out_shape(net);
+  const size_t out_floats = (size_t)N * (size_t)wcmi_shape_numel(&out);
+  double *per_rep = wcmi_calloc(wcmi_net_ctx(net), (size_t)c->n_slots * MAX_REPS, sizeof *per_rep);
+  if (!per_rep) return wcmi_net_ctx(net)->status;
+  if (reps > MAX_REPS) reps = MAX_REPS;
+  int rc = WCMI_OK;
+  for (int r = -1; r < reps && !rc; r++) { /* r = -1: warm-up */
+    memset(c->sum, 0, (size_t)c->n_slots * sizeof *c->sum);
+    wcmi_net_set_layer_hook(net, backward ? NULL : clock_hook, c);
+    if (!wcmi_net_forward(net, x, N, train)) rc = wcmi_net_ctx(net)->status;
+    if (!rc && backward) {
+      float *dy = wcmi_net_output_for_grad(net);
+      if (!dy) dy = dy_own;
+      memset(dy, 0, out_floats * sizeof *dy);
+      wcmi_net_set_layer_hook(net, clock_hook, c);
+      rc = wcmi_net_backward(net, dy, phase == PH_BWD_ATTACK ? WCMI_GRAD_INPUT : WCMI_GRAD_PARAMS);
     }
-    break;
-  case LAYER_CONV2D: {
-    wcmi_conv2d_dims d = dims_n(&L->conv, N);
-    wcmi_conv2d_backward(&d, x, net_pdata(net, L->conv.w), dy, dx, p ? net_pgrad(net, L->conv.w) : NULL,
-                         p ? net_pgrad(net, L->conv.b) : NULL, net->ws);
-    break;
+    wcmi_net_set_layer_hook(net, NULL, NULL);
+    if (r >= 0)
+      for (int s = 0; s < c->n_slots; s++) per_rep[(size_t)s * MAX_REPS + (size_t)r] = c->sum[s];
   }
-  case LAYER_LINEAR:
-    wcmi_linear_backward(N, (int)L->in.d[0], (int)L->out.d[0], x, net_pdata(net, L->lin_w), dy, dx,
-                         p ? net_pgrad(net, L->lin_w) : NULL, p ? net_pgrad(net, L->lin_b) : NULL);
-    break;
-  case LAYER_BATCHNORM:
-    bn_back(net, &L->bn, N, (int)L->in.d[0], (int)(L->in_numel / L->in.d[0]), x, dy, dx, c->train, p);
-    break;
-  case LAYER_RELU:
-    if (dx) wcmi_relu_backward((int64_t)N * L->out_numel, L->y, dy, dx);
-    break;
-  case LAYER_RESBLOCK: resblock_part_bwd(c); break;
-  default: break;
-  }
+  for (int s = 0; s < c->n_slots && !rc; s++) med[s] = median_of(&per_rep[(size_t)s * MAX_REPS], reps);
+  wcmi_free(per_rep);
+  return rc;
 }
 
-static double layer_gflop(const net_layer *L, int N, int sub) {
-  const wcmi_conv2d_dims *d = NULL;
-  if (L->kind == LAYER_CONV2D) d = &L->conv.dims;
-  else if (L->kind == LAYER_LINEAR) return 2.0 * N * (double)L->in.d[0] * (double)L->out.d[0] * 1e-9;
-  else if (L->kind == LAYER_RESBLOCK && sub == RB_CONV0) d = &L->rb->conv0.dims;
-  else if (L->kind == LAYER_RESBLOCK && sub == RB_SHORTCUT) d = &L->rb->shortcut.dims;
-  else if (L->kind == LAYER_RESBLOCK && sub == RB_CONV3) d = &L->rb->conv3.dims;
-  if (!d) return 0.0;
-  return 2.0 * N * (double)d->Ho * d->Wo * (double)d->C * d->KH * d->KW * d->O * 1e-9;
-}
-
-/* Profiles every layer of net (eval forward + attack backward, train forward + update backward). */
-static void profile_net(prof *pf, wcmi_net *net, const char *netname, const float *x, int attack_bwd) {
-  const int N = BATCH;
-  int first_param = -1;
-  for (int i = 0; i < net->n_layers && first_param < 0; i++) {
-    layer_kind k = net->layers[i].kind;
-    if (k == LAYER_CONV2D || k == LAYER_LINEAR || k == LAYER_BATCHNORM || k == LAYER_RESBLOCK) first_param = i;
-  }
+/* Adds net's rows to pf (one per layer, one per part of a residual block; views have none) and
+ * fills their four phase times. attack_bwd: the attack's backward goes through this net. */
+static int profile_net(prof *pf, wcmi_net *net, const char *netname, const float *x, int attack_bwd) {
+  const int N = BATCH, n_layers = wcmi_net_num_layers(net);
   const int first_row = pf->n;
-  /* Gradient buffers big enough for any layer's output and input (the net's own ping-pong buffers
-   * only cover layer inputs). Zero: the timings must not run on denormals or NaNs. */
-  int64_t most = wcmi_shape_numel(&net->in);
-  for (int i = 0; i < net->n_layers; i++)
-    if (net->layers[i].out_numel > most) most = net->layers[i].out_numel;
-  float *gy = wcmi_calloc(net->ctx, (size_t)N * (size_t)most, sizeof(float));
-  float *gx = wcmi_calloc(net->ctx, (size_t)N * (size_t)most, sizeof(float));
-  if (!gy || !gx) {
-    wcmi_free(gy), wcmi_free(gx);
-    return;
-  }
-  for (int pass = 0; pass < 2; pass++) {
-    const int train = pass == 1;
-    wcmi_net_forward(net, x, N, train); /* sets every layer's in_ptr / buffers for this mode */
-    int row0 = first_row;
-    for (int i = 0; i < net->n_layers; i++) {
-      net_layer *L = &net->layers[i];
-      if (L->kind == LAYER_FLATTEN || L->kind == LAYER_VIEW_MAP) continue;
-      int nsub = L->kind == LAYER_RESBLOCK ? RB_PARTS : 1;
-      for (int s = 0; s < nsub; s++) {
-        prof_row *r;
-        if (pass == 0) {
-          if (pf->n >= (int)(sizeof pf->rows / sizeof pf->rows[0])) return;
-          r = &pf->rows[pf->n++];
-          memset(r, 0, sizeof *r);
-          snprintf(r->net, sizeof r->net, "%s", netname);
-          if (nsub > 1) snprintf(r->layer, sizeof r->layer, "%s", RB_NAMES[s]);
-          else snprintf(r->layer, sizeof r->layer, "%s", L->name);
-          r->gflop_fwd = layer_gflop(L, N, nsub > 1 ? s : -1);
-          r->in_attack_bwd = attack_bwd;
-        } else {
-          r = &pf->rows[row0++];
-        }
-        layer_call c = {net, L, N, train, 0, 0, nsub > 1 ? s : -1, gy, gx};
-        double tf = time_median(layer_fwd_call, &c, pf->reps);
-        /* attack: dx only everywhere; update: params, dx except at the first parametrized layer */
-        c.dx = train ? i > first_param : 1;
-        c.params = train;
-        double tb = (train || attack_bwd) ? time_median(layer_bwd_call, &c, pf->reps) : 0.0;
-        if (train) r->fwd_train = tf, r->bwd_update = tb;
-        else r->fwd_eval = tf, r->bwd_attack = tb;
-      }
+  for (int i = 0; i < n_layers; i++) {
+    const char *kind = wcmi_net_layer_kind(net, i);
+    if (!strcmp(kind, "flatten") || !strcmp(kind, "view_map")) continue;
+    int nparts = wcmi_net_layer_num_parts(net, i);
+    for (int part = nparts ? 0 : -1; part < nparts; part++) {
+      if (pf->n >= (int)(sizeof pf->rows / sizeof pf->rows[0]) || part + 1 >= PART_SLOTS) break;
+      prof_row *r = &pf->rows[pf->n++];
+      memset(r, 0, sizeof *r);
+      snprintf(r->net, sizeof r->net, "%s", netname);
+      snprintf(r->layer, sizeof r->layer, "%s", part < 0 ? wcmi_net_layer_name(net, i) : wcmi_net_layer_part_name(net, i, part));
+      r->slot = i * PART_SLOTS + part + 1;
+      r->gflop_fwd = wcmi_net_layer_gemm_flops(net, i, part, N) * 1e-9;
+      r->in_attack_bwd = attack_bwd;
     }
   }
-  wcmi_free(gy), wcmi_free(gx);
+  wcmi_ctx *ctx = wcmi_net_ctx(net);
+  const wcmi_shape out = wcmi_net_out_shape(net);
+  layer_clock c = {n_layers * PART_SLOTS, NULL, NULL};
+  c.start = wcmi_calloc(ctx, (size_t)c.n_slots, sizeof *c.start);
+  c.sum = wcmi_calloc(ctx, (size_t)c.n_slots, sizeof *c.sum);
+  double *med = wcmi_calloc(ctx, (size_t)c.n_slots * PHASES, sizeof *med);
+  float *dy_own = wcmi_alloc(ctx, (size_t)N * (size_t)wcmi_shape_numel(&out), sizeof *dy_own);
+  int rc = c.start && c.sum && med && dy_own ? WCMI_OK : ctx->status;
+  for (int ph = 0; ph < PHASES && !rc; ph++) {
+    if (ph == PH_BWD_ATTACK && !attack_bwd) continue;
+    rc = time_phase(net, x, ph, pf->reps, &c, dy_own, med + (size_t)ph * c.n_slots);
+  }
+  for (int k = first_row; k < pf->n && !rc; k++) {
+    prof_row *r = &pf->rows[k];
+    r->fwd_eval = med[PH_FWD_EVAL * c.n_slots + r->slot];
+    r->bwd_attack = med[PH_BWD_ATTACK * c.n_slots + r->slot];
+    r->fwd_train = med[PH_FWD_TRAIN * c.n_slots + r->slot];
+    r->bwd_update = med[PH_BWD_UPDATE * c.n_slots + r->slot];
+  }
+  wcmi_free(c.start), wcmi_free(c.sum), wcmi_free(med), wcmi_free(dy_own);
   wcmi_net_zero_grad(net);
+  return rc;
 }
 
 typedef struct mi_call {
@@ -596,18 +414,22 @@ static int per_layer_profile(bench *b, FILE *out) {
   prof *pf = calloc(1, sizeof *pf);
   if (!pf) return wcmi_fail(b->ctx, WCMI_ENOMEM, "per-layer: out of memory");
   pf->reps = 5;
-  const float *z = wcmi_net_forward(b->m.encoder, b->x, BATCH, 0);
-  profile_net(pf, b->m.encoder, "encoder", b->x, 1);
-  (void)z;
+  int rc = profile_net(pf, b->m.encoder, "encoder", b->x, 1);
   /* The global net runs on the encoder's output (copied: the encoder's buffer is reused). */
   float *zc = wcmi_alloc(b->ctx, (size_t)BATCH * WCMI_ZDIM, sizeof(float));
-  if (!zc) {
+  if (rc || !zc) {
     free(pf);
-    return b->ctx->status;
+    wcmi_free(zc);
+    return rc ? rc : b->ctx->status;
   }
   memcpy(zc, wcmi_net_forward(b->m.encoder, b->x, BATCH, 0), (size_t)BATCH * WCMI_ZDIM * sizeof(float));
-  profile_net(pf, b->m.global, "global", zc, 1);
-  profile_net(pf, b->m.local, "local", b->x, b->o.path == WCMI_PATH_BOTH);
+  rc = profile_net(pf, b->m.global, "global", zc, 1);
+  if (!rc) rc = profile_net(pf, b->m.local, "local", b->x, b->o.path == WCMI_PATH_BOTH);
+  if (rc) {
+    free(pf);
+    wcmi_free(zc);
+    return rc;
+  }
   /* MI loss and gradient on the features of an eval forward */
   const float *gz = wcmi_net_forward(b->m.global, zc, BATCH, 0);
   const float *lx = wcmi_net_forward(b->m.local, b->x, BATCH, 0);

@@ -3,7 +3,7 @@
 # Extra groups: --bench adds python3-torch (benchmarks only), --report-test adds chromium,
 # --fuzz is accepted for compatibility: clang's libFuzzer runtime is already a base dependency.
 set -euo pipefail
-pkgs=(build-essential cmake pkg-config libopenblas-dev zlib1g-dev libpng-dev libomp-dev clang libclang-rt-14-dev python3 python3-numpy dataset-fashion-mnist)
+pkgs=(build-essential cmake pkg-config libopenblas-dev zlib1g-dev libpng-dev libjansson-dev libomp-dev clang libclang-rt-14-dev python3 python3-numpy dataset-fashion-mnist)
 for a in "$@"; do
   case "$a" in
     --bench) pkgs+=(python3-torch python3-numpy) ;;

@@ -577,6 +577,76 @@ static void test_same_seed_gives_bit_identical_parameters(void) {
   wcmi_net_free(c);
 }
 
+/* The layer hook sees every layer's forward and backward as begin/end pairs in execution order
+ * (parts of a residual block nested inside it), the fused eval BN+ReLU backward as one event on
+ * the BN, and changes no number: outputs and gradients with the hook equal those without. */
+typedef struct hook_log {
+  int n, depth, max_depth, balanced;
+  int layer[256], part[256], dir[256], end[256];
+} hook_log;
+
+static void log_hook(void *user, const wcmi_layer_event *ev) {
+  hook_log *h = user;
+  if (ev->end) h->depth--;
+  else h->depth++;
+  if (h->depth < 0) h->balanced = 0;
+  if (h->depth > h->max_depth) h->max_depth = h->depth;
+  if (h->n < 256) {
+    h->layer[h->n] = ev->layer, h->part[h->n] = ev->part, h->dir[h->n] = ev->dir, h->end[h->n] = ev->end;
+    h->n++;
+  }
+}
+
+static int count_events(const hook_log *h, int layer, int part, int dir) {
+  int c = 0;
+  for (int i = 0; i < h->n; i++) c += h->layer[i] == layer && h->part[i] == part && h->dir[i] == dir && !h->end[i];
+  return c;
+}
+
+static void test_layer_hook_reports_each_layer_and_changes_nothing(void) {
+  wcmi_rng rng;
+  wcmi_rng_seed(&rng, 9);
+  wcmi_net *net = wcmi_net_new(&ctx, "hooked", wcmi_shape3(3, 4, 4));
+  wcmi_net_add_batchnorm(net, "bn");     /* 0 */
+  wcmi_net_add_relu(net);                /* 1 */
+  wcmi_net_add_resblock(net, "rb", 5);   /* 2 */
+  wcmi_net_add_flatten(net);             /* 3 */
+  wcmi_net_add_linear(net, "fc", 3, 1);  /* 4 */
+  CHECK_OK(&ctx, wcmi_net_finalize(net, 4, &rng));
+  CHECK(wcmi_net_layer_num_parts(net, 2) == 6 && wcmi_net_layer_num_parts(net, 4) == 0);
+  CHECK(!strcmp(wcmi_net_layer_kind(net, 2), "resblock") && !strcmp(wcmi_net_layer_kind(net, 1), "relu"));
+  CHECK(wcmi_net_layer_kind(net, 5) == NULL && wcmi_net_layer_part_name(net, 4, 0) == NULL);
+  CHECK(wcmi_net_layer_gemm_flops(net, 4, -1, 2) == 2.0 * 2 * 80 * 3);
+  CHECK(wcmi_net_layer_gemm_flops(net, 2, -1, 1) > 0 && wcmi_net_layer_gemm_flops(net, 1, -1, 1) == 0.0);
+  float x[4 * 48], dy[4 * 3], y_plain[12], dx_plain[4 * 48];
+  fill_uniform(&rng, x, 4 * 48, 0, 1);
+  fill_uniform(&rng, dy, 12, -1, 1);
+  wcmi_net_forward(net, x, 4, 1); /* running statistics away from 0 / 1 */
+  memcpy(y_plain, wcmi_net_forward(net, x, 4, 0), sizeof y_plain);
+  CHECK_OK(&ctx, wcmi_net_backward(net, dy, WCMI_GRAD_INPUT));
+  memcpy(dx_plain, wcmi_net_input_grad(net), sizeof dx_plain);
+  hook_log *h = calloc(1, sizeof *h);
+  h->balanced = 1;
+  wcmi_net_set_layer_hook(net, log_hook, h);
+  CHECK(memcmp(y_plain, wcmi_net_forward(net, x, 4, 0), sizeof y_plain) == 0);
+  CHECK_OK(&ctx, wcmi_net_backward(net, dy, WCMI_GRAD_INPUT));
+  CHECK(memcmp(dx_plain, wcmi_net_input_grad(net), sizeof dx_plain) == 0);
+  CHECK(h->balanced && h->depth == 0 && h->max_depth == 2); /* parts nest inside their layer */
+  for (int i = 0; i < 5; i++) CHECK_MSG(count_events(h, i, -1, WCMI_HOOK_FORWARD) == 1, "layer %d forward", i);
+  for (int p = 0; p < 6; p++) CHECK(count_events(h, 2, p, WCMI_HOOK_FORWARD) == 1);
+  CHECK(count_events(h, 0, -1, WCMI_HOOK_BACKWARD) == 1); /* BN+ReLU fused in eval backward: on the BN */
+  CHECK(count_events(h, 1, -1, WCMI_HOOK_BACKWARD) == 0);
+  CHECK(count_events(h, 2, 4, WCMI_HOOK_BACKWARD) == 0 && count_events(h, 2, 0, WCMI_HOOK_BACKWARD) >= 1);
+  CHECK(h->layer[0] == 0 && h->part[0] == -1 && h->dir[0] == WCMI_HOOK_FORWARD && !h->end[0]);
+  CHECK(h->layer[h->n - 1] == 0 && h->dir[h->n - 1] == WCMI_HOOK_BACKWARD && h->end[h->n - 1]);
+  int n_before = h->n;
+  wcmi_net_set_layer_hook(net, NULL, NULL);
+  wcmi_net_forward(net, x, 4, 0);
+  CHECK(h->n == n_before); /* cleared */
+  free(h);
+  wcmi_net_free(net);
+}
+
 int main(void) {
   wcmi_ctx_init(&ctx);
   RUN(test_resblock_gradcheck_train_mode);
@@ -593,5 +663,6 @@ int main(void) {
   RUN(test_steplr_schedule);
   RUN(test_mlp_reaches_100_percent_on_separable_toy);
   RUN(test_same_seed_gives_bit_identical_parameters);
+  RUN(test_layer_hook_reports_each_layer_and_changes_nothing);
   return wt_finish();
 }

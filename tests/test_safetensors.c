@@ -212,7 +212,7 @@ static void test_hostile_headers_are_refused_with_clear_messages(void) {
   expect_refused("{\"a\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [0, 8]}}", 4,
                  "data_offsets end 8 is beyond the 4-byte data buffer");
   expect_refused("{\"a\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [0, 99999999999999999999]}}", 4,
-                 "data_offsets[1] is not a non-negative integer");
+                 "too big integer"); /* beyond int64: jansson refuses the number itself */
   expect_refused("{\"encoder.layer0.0.weight\": {\"dtype\": \"F32\", \"shape\": [64, 1, 4, 4], "
                  "\"data_offsets\": [0, 4000]}}",
                  4000,
@@ -227,15 +227,15 @@ static void test_hostile_headers_are_refused_with_clear_messages(void) {
                  "bytes [4, 12) are not covered by any tensor (trailing bytes)");
   expect_refused("{\"a\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [0, 4]}, "
                  "\"a\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [4, 8]}}",
-                 8, "duplicate key 'a'");
+                 8, "duplicate object key near '\"a\"'");
   expect_refused("{\"__metadata__\": {\"epoch\": 3}}", 0, "metadata value for key 'epoch' is a number, not a string");
   expect_refused("{\"__metadata__\": [\"x\"]}", 0, "__metadata__ is an array, not an object");
   expect_refused("{\"a\": [1, 2]}", 0, "tensor 'a': entry is an array, not an object");
   expect_refused("{\"a\\u0000b\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [0, 4]}}", 4, "NUL byte");
   expect_refused("{\"a\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [0, 4]}", 4, "header: byte");
   expect_refused("{\"\xff\": 1}", 0, "invalid UTF-8");
-  expect_refused("not json at all", 0, "header: byte 0: expected a value");
-  expect_refused("{} x", 0, "unexpected 'x' after the value");
+  expect_refused("not json at all", 0, "header: byte 3: invalid token near 'not'");
+  expect_refused("{} x", 0, "end of file expected near 'x'");
 }
 
 static void test_bad_lengths_are_refused(void) {

@@ -221,6 +221,36 @@ wcmi_ctx *wcmi_net_ctx(wcmi_net *net);
 void wcmi_net_set_rng(wcmi_net *net, const wcmi_rng *rng);
 wcmi_rng *wcmi_net_rng(wcmi_net *net);
 
+/* ---- per-layer hook (profiling) ----
+ * A hook set on a net is called just before and just after each layer's forward and backward (and
+ * each part of a composite layer: a residual block reports its 1x1 convs, BN+ReLU, add and LayerNorm
+ * as parts), from the calling thread, outside any parallel region. Unset (the default), it costs one
+ * predicted branch per layer. Backward reports what wcmi_net_backward really runs: an eval-mode BN
+ * fused with the ReLU after it is one event on the BN (the ReLU then has none), and layers below
+ * the first parametrized one are absent when no input gradient is asked for. */
+typedef enum { WCMI_HOOK_FORWARD = 0, WCMI_HOOK_BACKWARD = 1 } wcmi_hook_dir;
+typedef struct wcmi_layer_event {
+  int layer;         /* 0-based, build order */
+  int part;          /* -1: the whole layer; else a part index (wcmi_net_layer_part_name) */
+  const char *kind;  /* wcmi_net_layer_kind of the layer */
+  wcmi_hook_dir dir; /* forward or backward */
+  int end;           /* 0: about to run; 1: has just run */
+  int N, train;      /* batch and mode of the pass */
+} wcmi_layer_event;
+typedef void (*wcmi_layer_hook)(void *user, const wcmi_layer_event *ev);
+/* Sets (or, with hook NULL, clears) the hook; user is handed to every call. */
+void wcmi_net_set_layer_hook(wcmi_net *net, wcmi_layer_hook hook, void *user);
+/* "normalize", "conv2d", "linear", "batchnorm", "relu", "dropout", "flatten", "view_map", "resblock";
+ * NULL if i is out of range. */
+const char *wcmi_net_layer_kind(const wcmi_net *net, int i);
+/* Parts a layer reports to the hook (0 for a plain layer) and their names, in forward order. */
+int wcmi_net_layer_num_parts(const wcmi_net *net, int i);
+const char *wcmi_net_layer_part_name(const wcmi_net *net, int i, int part);
+/* Forward GEMM FLOPs of layer i (or of one part; part -1: the whole layer) at batch N, counted as
+ * the direct convolution / dense product does them: 2 * N * outputs * fan-in for convs and linears,
+ * 0 for the elementwise layers. For throughput figures (bench/README.md). */
+double wcmi_net_layer_gemm_flops(const wcmi_net *net, int i, int part, int N);
+
 /* ================================ optimizers ================================================ */
 /* A parameter group: the trainable parameters of one or more nets. */
 typedef struct wcmi_optim wcmi_optim;

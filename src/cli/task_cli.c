@@ -18,9 +18,85 @@ static void on_sigint(int sig) {
   signal(SIGINT, SIG_DFL);
 }
 
+/* ---- which common options a command takes ----------------------------------------------------
+ * The common options fall into groups, and a command takes the groups COMMAND_GROUPS declares for it
+ * (all of them when it is not listed: the training commands, estimate-mi and vulnerability, which
+ * train a critic). An option of a group the command does not take is not listed by --help, and
+ * giving it is a usage error naming it (exit 2) rather than a setting silently ignored. */
+enum {
+  GROUP_DATA = 1u << 0,        /* --data --data-dir --test-subset */
+  GROUP_TRAIN_SPLIT = 1u << 1, /* --train-subset */
+  GROUP_PROFILE = 1u << 2,     /* --profile --batch-size */
+  GROUP_TRAINING = 1u << 3,    /* --epochs --lr --eps-fade --max-batches --timing --resume */
+  GROUP_ESTIMATOR = 1u << 4,   /* --hsize --estimator --measure --grad-path */
+  GROUP_ATTACK = 1u << 5,      /* --norm --eps --attack-steps --attack-lr --restarts --random-start --use-best */
+  GROUP_EVAL = 1u << 6,        /* --eval-batches */
+  GROUP_RUN = 1u << 7,         /* --seed --threads --conv-algo */
+  GROUP_PROGRESS = 1u << 8,    /* --progress */
+  GROUP_OUT = 1u << 9,         /* --out */
+};
+#define GROUP_ALL (~0u)
+
+static const struct {
+  const char *name;
+  unsigned group;
+} OPTION_GROUPS[] = {
+    {"--data", GROUP_DATA},           {"--data-dir", GROUP_DATA},         {"--test-subset", GROUP_DATA},
+    {"--train-subset", GROUP_TRAIN_SPLIT}, {"--profile", GROUP_PROFILE},  {"--batch-size", GROUP_PROFILE},
+    {"--epochs", GROUP_TRAINING},     {"--lr", GROUP_TRAINING},           {"--eps-fade", GROUP_TRAINING},
+    {"--max-batches", GROUP_TRAINING}, {"--timing", GROUP_TRAINING},      {"--resume", GROUP_TRAINING},
+    {"--hsize", GROUP_ESTIMATOR},     {"--estimator", GROUP_ESTIMATOR},   {"--measure", GROUP_ESTIMATOR},
+    {"--grad-path", GROUP_ESTIMATOR}, {"--norm", GROUP_ATTACK},           {"--eps", GROUP_ATTACK},
+    {"--attack-steps", GROUP_ATTACK}, {"--attack-lr", GROUP_ATTACK},      {"--restarts", GROUP_ATTACK},
+    {"--random-start", GROUP_ATTACK}, {"--use-best", GROUP_ATTACK},       {"--eval-batches", GROUP_EVAL},
+    {"--seed", GROUP_RUN},            {"--threads", GROUP_RUN},           {"--conv-algo", GROUP_RUN},
+    {"--progress", GROUP_PROGRESS},   {"--out", GROUP_OUT},
+};
+
+static const struct {
+  const char *cmd;
+  unsigned groups;
+} COMMAND_GROUPS[] = {
+    /* a trained classifier under attack: no training, no estimator, no train split */
+    {"eval", GROUP_DATA | GROUP_PROFILE | GROUP_ATTACK | GROUP_EVAL | GROUP_RUN | GROUP_PROGRESS | GROUP_OUT},
+    /* a forward pass over one split, written to -o */
+    {"encode", GROUP_DATA | GROUP_TRAIN_SPLIT | GROUP_PROFILE | GROUP_RUN},
+};
+
+/* The group of a common option (GROUP_ALL for names not in the table: every command takes them). */
+static unsigned option_group(const char *name, size_t len) {
+  for (size_t i = 0; i < sizeof OPTION_GROUPS / sizeof OPTION_GROUPS[0]; i++)
+    if (strlen(OPTION_GROUPS[i].name) == len && !strncmp(OPTION_GROUPS[i].name, name, len)) return OPTION_GROUPS[i].group;
+  return GROUP_ALL;
+}
+
+static unsigned command_groups(const char *cmd) {
+  for (size_t i = 0; i < sizeof COMMAND_GROUPS / sizeof COMMAND_GROUPS[0]; i++)
+    if (!strcmp(COMMAND_GROUPS[i].cmd, cmd)) return COMMAND_GROUPS[i].groups;
+  return GROUP_ALL;
+}
+
+/* Exit code 2 with a message when argv names a common option the command does not take; 0 otherwise
+ * (also with --help anywhere: the parser prints the help). */
+static int refuse_options_not_taken(const char *cmd, unsigned groups, int argc, char **argv) {
+  for (int i = 1; i < argc; i++)
+    if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) return 0;
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i], *eq = strchr(a, '=');
+    if (a[0] != '-' || a[1] != '-') continue;
+    size_t len = eq ? (size_t)(eq - a) : strlen(a);
+    if (!(option_group(a, len) & groups)) {
+      fprintf(stderr, "wcmi %s: %.*s does not apply to %s (see wcmi %s --help)\n", cmd, (int)len, a, cmd, cmd);
+      return 2;
+    }
+  }
+  return 0;
+}
+
+/* Appends a common option to tc->opts if the command takes its group. */
 static void add(task_cli *tc, int *n, const char *name, wcmi_opt_kind kind, void *dest, const char *metavar,
                 const char *help) {
-  tc->opts[(*n)++] = (wcmi_opt){name, kind, dest, metavar, help, 0};
+  if (option_group(name, strlen(name)) & tc->groups) tc->opts[(*n)++] = (wcmi_opt){name, kind, dest, metavar, help, 0};
 }
 
 static int given(const task_cli *tc, const char *name) { return wcmi_cli_given(tc->opts, name); }
@@ -100,6 +176,9 @@ int task_cli_parse(task_cli *tc, const char *cmd, const char *synopsis, const ch
   wcmi_ctx_init(&tc->ctx);
   tc->data = "fashion-mnist";
   tc->profile = "paper";
+  tc->groups = command_groups(cmd);
+  int rc = refuse_options_not_taken(cmd, tc->groups, argc, argv);
+  if (rc) return rc;
   int n = 0;
   for (const wcmi_opt *e = extra; e && e->name; e++) tc->opts[n++] = *e;
   add(tc, &n, "--data", WCMI_OPT_STR, &tc->data, "NAME", "dataset: mnist, fashion-mnist (default), svhn, cifar10");
@@ -133,7 +212,7 @@ int task_cli_parse(task_cli *tc, const char *cmd, const char *synopsis, const ch
   add(tc, &n, "--max-batches", WCMI_OPT_INT, &tc->max_batches, "N", "cap batches per epoch (smoke tests)");
   add(tc, &n, "--eval-batches", WCMI_OPT_INT, &tc->eval_batches, "N", "cap evaluation batches");
   tc->opts[n] = (wcmi_opt){0};
-  int rc = wcmi_cli_parse(cmd, synopsis, desc, tc->opts, argc, argv, NULL);
+  rc = wcmi_cli_parse(cmd, synopsis, desc, tc->opts, argc, argv, NULL);
   if (rc) return rc < 0 ? -1 : rc;
   if (tc->threads < 0) return fprintf(stderr, "wcmi %s: --threads must be >= 1\n", cmd), 2;
   if (tc->threads) wcmi_set_threads(&tc->ctx, tc->threads);

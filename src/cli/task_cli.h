@@ -13,6 +13,7 @@ typedef struct task_cli {
   wcmi_json *resume_cfg; /* owns strings of cfg when resuming */
   char resumed_task[64];
   wcmi_opt opts[TASK_CLI_MAX_OPTS];
+  unsigned groups; /* the groups of common options this command takes (task_cli.c) */
   /* raw values */
   const char *data, *data_dir, *profile, *estimator, *measure, *grad_path, *norm, *out, *resume, *model, *conv_algo;
   long long train_subset, test_subset, seed;
@@ -21,8 +22,10 @@ typedef struct task_cli {
   double eps, attack_lr, lr;
 } task_cli;
 
-/* Parses argv with the common options plus `extra` (terminated by {NULL}); fills tc->cfg from the
- * profile defaults and the options given, sets threads and installs the Ctrl-C handler.
+/* Parses argv with the common options the command takes (its groups: COMMAND_GROUPS in task_cli.c;
+ * a common option outside them is refused with exit code 2 and left out of --help) plus `extra`
+ * (terminated by {NULL}); fills tc->cfg from the profile defaults and the options given, sets
+ * threads and installs the Ctrl-C handler.
  * Returns 0 to continue, or the exit code to return now (0 after --help, 2 on a usage error). */
 int task_cli_parse(task_cli *tc, const char *cmd, const char *synopsis, const char *desc, const wcmi_opt *extra,
                    int argc, char **argv);

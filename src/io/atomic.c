@@ -1,7 +1,7 @@
 /* Crash-safe file replacement: write a temporary next to the target, make its bytes durable, then
  * rename it over the target (rename is atomic on POSIX file systems) and make the rename durable by
  * syncing the directory. A kill at any moment leaves the old file or the complete new one. */
-#include "wcmi/io.h"
+#include "wcmi/atomic.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -1,10 +1,14 @@
-/* JSON: a streaming writer and a strict RFC 8259 DOM parser.
- * The parser is used on hostile input (safetensors headers), so it never reads past len, limits
- * nesting depth, validates UTF-8 and reports the byte offset of every error. */
-#include "wcmi/io.h"
+/* JSON: a streaming writer, and a reader that parses with jansson and hands callers a plain DOM.
+ * The reader is used on hostile input (safetensors headers): jansson never reads past len, and the
+ * shim limits nesting depth and reports every error as one line with the byte offset.
+ * The writer stays hand-written: it streams (metrics.jsonl, large headers), keeps the exact number
+ * formatting every run directory and test was written with (%.9g, no "1.0" for whole reals), and
+ * makes misuse a sticky error; jansson's dump would need a whole tree built first. */
+#include "wcmi/json.h"
+#include "wcmi/atomic.h"
 
+#include <jansson.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -284,439 +288,142 @@ void wcmi_jsonw_value(wcmi_jsonw *w, const wcmi_json *v) {
   }
 }
 
-/* ================================ parser ==================================================== */
+/* ================================ reader (jansson behind a DOM shim) ======================== */
+/* jansson (Debian's libjansson, fuzzed upstream) does the parsing: strict RFC 8259, UTF-8
+ * validated, \u escapes and surrogate pairs decoded, duplicate keys and trailing garbage refused.
+ * Its tree is then copied into wcmi_json so that callers keep one plain, typed DOM (and wcmi's
+ * allocator) whatever the parser underneath. What jansson refuses that the format allows: NUL in
+ * object keys, integers outside int64 and reals that overflow a double (1e400); wcmi never writes
+ * those and a hostile file that holds them gets a one-line error like any other. */
 
-typedef struct parser {
+/* Flags: any top-level value (jsonl lines and tests parse scalars); NUL allowed inside string
+ * values (str_len keeps it); a repeated key is an error, not "last one wins". */
+#define WCMI_JANSSON_FLAGS (JSON_DECODE_ANY | JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL)
+
+typedef struct converter {
   wcmi_ctx *ctx;
   const char *what;
-  const unsigned char *s;
-  size_t len, pos;
-  int depth;
   int failed;
-} parser;
+} converter;
 
-static int perr(parser *p, size_t at, const char *fmt, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 3, 4)))
-#endif
-    ;
-static int perr(parser *p, size_t at, const char *fmt, ...) {
-  if (p->failed) return p->failed;
-  char msg[300];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(msg, sizeof msg, fmt, ap);
-  va_end(ap);
-  p->failed = WCMI_EFORMAT;
-  return wcmi_fail(p->ctx, WCMI_EFORMAT, "%s: byte %zu: %s", p->what, at, msg);
+static int conv_oom(converter *c) {
+  if (!c->failed) c->failed = wcmi_fail(c->ctx, WCMI_ENOMEM, "%s: out of memory while reading JSON", c->what);
+  return c->failed;
 }
 
-static void skip_ws(parser *p) {
-  while (p->pos < p->len) {
-    unsigned char c = p->s[p->pos];
-    if (c != ' ' && c != '\t' && c != '\n' && c != '\r') break;
-    p->pos++;
+/* A NUL-terminated wcmi_alloc'd copy of s[0..n). */
+static char *conv_strdup(converter *c, const char *s, size_t n) {
+  char *d = wcmi_alloc(c->ctx, n + 1, 1);
+  if (!d) {
+    conv_oom(c);
+    return NULL;
   }
+  if (n) memcpy(d, s, n);
+  d[n] = '\0';
+  return d;
 }
 
-static const char *describe_byte(parser *p, char *buf, size_t n) {
-  if (p->pos >= p->len) return "end of input";
-  unsigned char c = p->s[p->pos];
-  if (c >= 0x21 && c < 0x7f)
-    snprintf(buf, n, "'%c'", c);
-  else
-    snprintf(buf, n, "byte 0x%02x", c);
-  return buf;
-}
+static int convert(converter *c, json_t *j, wcmi_json *v, int depth);
 
-/* Growable byte buffer for decoded strings. */
-typedef struct sbuf {
-  char *p;
-  size_t len, cap;
-} sbuf;
-
-static int sbuf_put(parser *p, sbuf *b, const void *src, size_t n) {
-  if (b->len + n + 1 > b->cap) {
-    size_t cap = b->cap ? b->cap * 2 : 32;
-    while (cap < b->len + n + 1) cap *= 2;
-    char *nb = wcmi_alloc(p->ctx, cap, 1);
-    if (!nb) return p->failed = WCMI_ENOMEM;
-    if (b->p) memcpy(nb, b->p, b->len);
-    wcmi_free(b->p);
-    b->p = nb;
-    b->cap = cap;
+static int convert_array(converter *c, json_t *j, wcmi_json *v, int depth) {
+  v->type = WCMI_JSON_ARRAY;
+  size_t n = json_array_size(j);
+  if (n == 0) return WCMI_OK;
+  v->items = wcmi_calloc(c->ctx, n, sizeof *v->items);
+  if (!v->items) return conv_oom(c);
+  for (size_t i = 0; i < n; i++) {
+    v->n = i + 1; /* counted first: wcmi_json_free releases a half-filled slot */
+    if (convert(c, json_array_get(j, i), &v->items[i], depth)) return c->failed;
   }
-  memcpy(b->p + b->len, src, n);
-  b->len += n;
-  b->p[b->len] = '\0';
   return WCMI_OK;
 }
 
-static size_t utf8_encode(uint32_t cp, unsigned char out[4]) {
-  if (cp < 0x80) {
-    out[0] = (unsigned char)cp;
-    return 1;
+static int convert_object(converter *c, json_t *j, wcmi_json *v, int depth) {
+  v->type = WCMI_JSON_OBJECT;
+  size_t n = json_object_size(j);
+  if (n == 0) return WCMI_OK;
+  v->items = wcmi_calloc(c->ctx, n, sizeof *v->items);
+  v->keys = wcmi_calloc(c->ctx, n, sizeof *v->keys);
+  v->key_lens = wcmi_calloc(c->ctx, n, sizeof *v->key_lens);
+  if (!v->items || !v->keys || !v->key_lens) return conv_oom(c);
+  /* jansson iterates in insertion order, so document order is kept. */
+  size_t i = 0;
+  for (void *it = json_object_iter(j); it && i < n; it = json_object_iter_next(j, it), i++) {
+    size_t klen = json_object_iter_key_len(it);
+    v->n = i + 1;
+    v->keys[i] = conv_strdup(c, json_object_iter_key(it), klen);
+    if (!v->keys[i]) return c->failed;
+    v->key_lens[i] = klen;
+    if (convert(c, json_object_iter_value(it), &v->items[i], depth)) return c->failed;
   }
-  if (cp < 0x800) {
-    out[0] = (unsigned char)(0xC0 | (cp >> 6));
-    out[1] = (unsigned char)(0x80 | (cp & 0x3F));
-    return 2;
-  }
-  if (cp < 0x10000) {
-    out[0] = (unsigned char)(0xE0 | (cp >> 12));
-    out[1] = (unsigned char)(0x80 | ((cp >> 6) & 0x3F));
-    out[2] = (unsigned char)(0x80 | (cp & 0x3F));
-    return 3;
-  }
-  out[0] = (unsigned char)(0xF0 | (cp >> 18));
-  out[1] = (unsigned char)(0x80 | ((cp >> 12) & 0x3F));
-  out[2] = (unsigned char)(0x80 | ((cp >> 6) & 0x3F));
-  out[3] = (unsigned char)(0x80 | (cp & 0x3F));
-  return 4;
+  return WCMI_OK;
 }
 
-/* Length of the valid UTF-8 sequence at s[0..n), or 0 if invalid (overlong, surrogate, > U+10FFFF). */
-static size_t utf8_valid_len(const unsigned char *s, size_t n) {
-  unsigned char c = s[0];
-  size_t len;
-  uint32_t cp, min;
-  if (c < 0x80) return 1;
-  if ((c & 0xE0) == 0xC0) len = 2, cp = c & 0x1F, min = 0x80;
-  else if ((c & 0xF0) == 0xE0) len = 3, cp = c & 0x0F, min = 0x800;
-  else if ((c & 0xF8) == 0xF0) len = 4, cp = c & 0x07, min = 0x10000;
-  else return 0;
-  if (len > n) return 0;
-  for (size_t i = 1; i < len; i++) {
-    if ((s[i] & 0xC0) != 0x80) return 0;
-    cp = (cp << 6) | (s[i] & 0x3F);
+/* Copies jansson's value j into v; depth counts the containers around j. */
+static int convert(converter *c, json_t *j, wcmi_json *v, int depth) {
+  switch (json_typeof(j)) {
+  case JSON_OBJECT:
+  case JSON_ARRAY:
+    if (depth + 1 > WCMI_JSON_MAX_DEPTH) {
+      c->failed = wcmi_fail(c->ctx, WCMI_EFORMAT, "%s: nesting deeper than %d", c->what, WCMI_JSON_MAX_DEPTH);
+      return c->failed;
+    }
+    return json_is_object(j) ? convert_object(c, j, v, depth + 1) : convert_array(c, j, v, depth + 1);
+  case JSON_STRING:
+    v->type = WCMI_JSON_STRING;
+    v->str_len = json_string_length(j);
+    v->str = conv_strdup(c, json_string_value(j), v->str_len);
+    return v->str ? WCMI_OK : c->failed;
+  case JSON_INTEGER:
+    v->type = WCMI_JSON_NUMBER;
+    v->is_integer = 1;
+    v->integer = (int64_t)json_integer_value(j);
+    v->number = (double)v->integer;
+    return WCMI_OK;
+  case JSON_REAL:
+    v->type = WCMI_JSON_NUMBER;
+    v->number = json_real_value(j);
+    return WCMI_OK;
+  case JSON_TRUE:
+  case JSON_FALSE:
+    v->type = WCMI_JSON_BOOL;
+    v->boolean = json_is_true(j);
+    return WCMI_OK;
+  case JSON_NULL: v->type = WCMI_JSON_NULL; return WCMI_OK;
   }
-  if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return 0;
-  return len;
+  return WCMI_OK;
 }
 
-static int hex4(parser *p, size_t at, uint32_t *out) {
-  if (p->len - at < 4) return perr(p, at, "truncated \\u escape");
-  uint32_t v = 0;
-  for (int i = 0; i < 4; i++) {
-    unsigned char c = p->s[at + (size_t)i];
-    int d;
-    if (c >= '0' && c <= '9') d = c - '0';
-    else if (c >= 'a' && c <= 'f') d = c - 'a' + 10;
-    else if (c >= 'A' && c <= 'F') d = c - 'A' + 10;
-    else return perr(p, at + (size_t)i, "bad hex digit in \\u escape");
-    v = v * 16 + (uint32_t)d;
+/* jansson's error as one wcmi line: "<what>: byte <offset>: <problem>". */
+static int parse_failure(wcmi_ctx *ctx, const char *what, const json_error_t *err) {
+  switch (json_error_code(err)) {
+  case json_error_out_of_memory: return wcmi_fail(ctx, WCMI_ENOMEM, "%s: out of memory while parsing JSON", what);
+  case json_error_stack_overflow:
+    return wcmi_fail(ctx, WCMI_EFORMAT, "%s: byte %d: nesting deeper than %d", what, err->position,
+                     WCMI_JSON_MAX_DEPTH);
+  case json_error_invalid_utf8:
+    return wcmi_fail(ctx, WCMI_EFORMAT, "%s: byte %d: invalid UTF-8: %s", what, err->position, err->text);
+  default: return wcmi_fail(ctx, WCMI_EFORMAT, "%s: byte %d: %s", what, err->position, err->text);
+  }
+}
+
+int wcmi_json_parse(wcmi_ctx *ctx, const char *what, const char *text, size_t len, wcmi_json **out) {
+  *out = NULL;
+  what = what ? what : "json";
+  json_error_t err;
+  json_t *j = json_loadb(text ? text : "", text ? len : 0, WCMI_JANSSON_FLAGS, &err);
+  if (!j) return parse_failure(ctx, what, &err);
+  converter c = {ctx, what, 0};
+  wcmi_json *v = wcmi_calloc(ctx, 1, sizeof *v);
+  if (!v) conv_oom(&c);
+  else convert(&c, j, v, 0);
+  json_decref(j);
+  if (c.failed) {
+    wcmi_json_free(v);
+    return c.failed;
   }
   *out = v;
   return WCMI_OK;
-}
-
-/* Parses a string at p->pos (which is '"') into a fresh NUL-terminated buffer. */
-static int parse_string(parser *p, char **out, size_t *out_len) {
-  size_t start = p->pos;
-  sbuf b = {0};
-  p->pos++; /* opening quote */
-  for (;;) {
-    if (p->pos >= p->len) {
-      wcmi_free(b.p);
-      return perr(p, start, "unterminated string");
-    }
-    size_t run = p->pos; /* copy unescaped runs in one go */
-    while (p->pos < p->len) {
-      unsigned char c = p->s[p->pos];
-      if (c == '"' || c == '\\' || c < 0x20) break;
-      if (c < 0x80) {
-        p->pos++;
-        continue;
-      }
-      size_t n = utf8_valid_len(p->s + p->pos, p->len - p->pos);
-      if (!n) {
-        wcmi_free(b.p);
-        return perr(p, p->pos, "invalid UTF-8 in string");
-      }
-      p->pos += n;
-    }
-    if (p->pos > run && sbuf_put(p, &b, p->s + run, p->pos - run)) break;
-    if (p->pos >= p->len) continue;
-    unsigned char c = p->s[p->pos];
-    if (c == '"') {
-      p->pos++;
-      if (!b.p && sbuf_put(p, &b, "", 0)) break;
-      *out = b.p;
-      *out_len = b.len;
-      return WCMI_OK;
-    }
-    if (c < 0x20) {
-      perr(p, p->pos, "unescaped control character 0x%02x in string", c);
-      break;
-    }
-    /* backslash escape */
-    if (p->pos + 1 >= p->len) {
-      perr(p, p->pos, "truncated escape");
-      break;
-    }
-    unsigned char e = p->s[p->pos + 1];
-    const char *simple = NULL;
-    switch (e) {
-    case '"': simple = "\""; break;
-    case '\\': simple = "\\"; break;
-    case '/': simple = "/"; break;
-    case 'b': simple = "\b"; break;
-    case 'f': simple = "\f"; break;
-    case 'n': simple = "\n"; break;
-    case 'r': simple = "\r"; break;
-    case 't': simple = "\t"; break;
-    case 'u': break;
-    default: perr(p, p->pos, "invalid escape '\\%c'", e >= 0x20 && e < 0x7f ? e : '?');
-    }
-    if (p->failed) break;
-    if (simple) {
-      if (sbuf_put(p, &b, simple, 1)) break;
-      p->pos += 2;
-      continue;
-    }
-    uint32_t cp;
-    size_t esc_at = p->pos;
-    if (hex4(p, p->pos + 2, &cp)) break;
-    p->pos += 6;
-    if (cp >= 0xDC00 && cp <= 0xDFFF) {
-      perr(p, esc_at, "lone low surrogate \\u%04X", (unsigned)cp);
-      break;
-    }
-    if (cp >= 0xD800 && cp <= 0xDBFF) {
-      /* UTF-16 surrogate pair: the low half must follow as another \u escape. */
-      uint32_t lo;
-      if (p->len - p->pos < 6 || p->s[p->pos] != '\\' || p->s[p->pos + 1] != 'u') {
-        perr(p, esc_at, "high surrogate \\u%04X not followed by a low surrogate", (unsigned)cp);
-        break;
-      }
-      if (hex4(p, p->pos + 2, &lo)) break;
-      if (lo < 0xDC00 || lo > 0xDFFF) {
-        perr(p, p->pos, "high surrogate \\u%04X followed by \\u%04X, not a low surrogate", (unsigned)cp,
-             (unsigned)lo);
-        break;
-      }
-      p->pos += 6;
-      cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-    }
-    unsigned char u[4];
-    if (sbuf_put(p, &b, u, utf8_encode(cp, u))) break;
-  }
-  wcmi_free(b.p);
-  return p->failed ? p->failed : WCMI_EFORMAT;
-}
-
-static int parse_number(parser *p, wcmi_json *v) {
-  size_t start = p->pos, i = p->pos;
-  int neg = 0, integral = 1;
-  if (i < p->len && p->s[i] == '-') neg = 1, i++;
-  if (i >= p->len || p->s[i] < '0' || p->s[i] > '9') return perr(p, start, "invalid number");
-  if (p->s[i] == '0') {
-    i++;
-    if (i < p->len && p->s[i] >= '0' && p->s[i] <= '9') return perr(p, start, "number with a leading zero");
-  } else {
-    while (i < p->len && p->s[i] >= '0' && p->s[i] <= '9') i++;
-  }
-  if (i < p->len && p->s[i] == '.') {
-    integral = 0;
-    i++;
-    if (i >= p->len || p->s[i] < '0' || p->s[i] > '9') return perr(p, i, "expected a digit after '.'");
-    while (i < p->len && p->s[i] >= '0' && p->s[i] <= '9') i++;
-  }
-  if (i < p->len && (p->s[i] == 'e' || p->s[i] == 'E')) {
-    integral = 0;
-    i++;
-    if (i < p->len && (p->s[i] == '+' || p->s[i] == '-')) i++;
-    if (i >= p->len || p->s[i] < '0' || p->s[i] > '9') return perr(p, i, "expected a digit in exponent");
-    while (i < p->len && p->s[i] >= '0' && p->s[i] <= '9') i++;
-  }
-  size_t n = i - start;
-  v->type = WCMI_JSON_NUMBER;
-  if (integral) {
-    /* Exact int64 accumulation; on overflow the value is only a double. */
-    uint64_t acc = 0, limit = neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX;
-    int fits = 1;
-    for (size_t k = start + (size_t)neg; k < i; k++) {
-      uint64_t d = (uint64_t)(p->s[k] - '0');
-      if (acc > (limit - d) / 10) {
-        fits = 0;
-        break;
-      }
-      acc = acc * 10 + d;
-    }
-    if (fits) {
-      v->is_integer = 1;
-      v->integer = neg ? (acc == (uint64_t)INT64_MAX + 1 ? INT64_MIN : -(int64_t)acc) : (int64_t)acc;
-    }
-  }
-  /* strtod needs a NUL-terminated copy; numbers longer than this are refused as absurd. */
-  char tmp[512];
-  if (n >= sizeof tmp) return perr(p, start, "number literal longer than %zu characters", sizeof tmp - 1);
-  memcpy(tmp, p->s + start, n);
-  tmp[n] = '\0';
-  v->number = strtod(tmp, NULL);
-  p->pos = i;
-  return WCMI_OK;
-}
-
-static int parse_value(parser *p, wcmi_json *v);
-
-/* Appends one zeroed slot to a growable array of elem-sized items. */
-static void *grow(parser *p, void *arr, size_t n, size_t *cap, size_t elem) {
-  if (n < *cap) return arr;
-  size_t ncap = *cap ? *cap * 2 : 4;
-  void *na = wcmi_alloc(p->ctx, ncap, elem);
-  if (!na) {
-    p->failed = WCMI_ENOMEM;
-    return NULL;
-  }
-  if (arr) memcpy(na, arr, n * elem);
-  wcmi_free(arr);
-  *cap = ncap;
-  return na;
-}
-
-static int cmp_key_idx(const void *a, const void *b, const wcmi_json *obj) {
-  size_t i = *(const size_t *)a, j = *(const size_t *)b;
-  size_t li = obj->key_lens[i], lj = obj->key_lens[j];
-  int c = memcmp(obj->keys[i], obj->keys[j], li < lj ? li : lj);
-  if (c) return c;
-  return li < lj ? -1 : li > lj;
-}
-
-/* qsort has no user pointer in C11; a sort over indices with an explicit merge keeps it reentrant. */
-static void merge_sort_idx(size_t *idx, size_t *tmp, size_t n, const wcmi_json *obj) {
-  if (n < 2) return;
-  size_t h = n / 2;
-  merge_sort_idx(idx, tmp, h, obj);
-  merge_sort_idx(idx + h, tmp, n - h, obj);
-  size_t a = 0, b = h, k = 0;
-  while (a < h && b < n) tmp[k++] = cmp_key_idx(&idx[a], &idx[b], obj) <= 0 ? idx[a++] : idx[b++];
-  while (a < h) tmp[k++] = idx[a++];
-  while (b < n) tmp[k++] = idx[b++];
-  memcpy(idx, tmp, n * sizeof *idx);
-}
-
-static int check_duplicate_keys(parser *p, const wcmi_json *obj) {
-  if (obj->n < 2) return WCMI_OK;
-  size_t *idx = wcmi_alloc(p->ctx, obj->n, sizeof *idx), *tmp = wcmi_alloc(p->ctx, obj->n, sizeof *tmp);
-  int rc = WCMI_OK;
-  if (!idx || !tmp) {
-    rc = p->failed = WCMI_ENOMEM;
-  } else {
-    for (size_t i = 0; i < obj->n; i++) idx[i] = i;
-    merge_sort_idx(idx, tmp, obj->n, obj);
-    for (size_t i = 1; i < obj->n; i++) {
-      if (cmp_key_idx(&idx[i - 1], &idx[i], obj) == 0) {
-        size_t later = idx[i] > idx[i - 1] ? idx[i] : idx[i - 1];
-        rc = perr(p, obj->items[later].offset, "duplicate key '%.100s'", obj->keys[later]);
-        break;
-      }
-    }
-  }
-  wcmi_free(idx);
-  wcmi_free(tmp);
-  return rc;
-}
-
-static int parse_container(parser *p, wcmi_json *v, int object) {
-  size_t start = p->pos;
-  if (++p->depth > WCMI_JSON_MAX_DEPTH) return perr(p, start, "nesting deeper than %d", WCMI_JSON_MAX_DEPTH);
-  v->type = object ? WCMI_JSON_OBJECT : WCMI_JSON_ARRAY;
-  p->pos++;
-  size_t cap = 0, kcap = 0, lcap = 0;
-  char close = object ? '}' : ']';
-  skip_ws(p);
-  if (p->pos < p->len && p->s[p->pos] == close) {
-    p->pos++;
-    p->depth--;
-    return WCMI_OK;
-  }
-  for (;;) {
-    skip_ws(p);
-    char db[24];
-    if (object) {
-      if (p->pos >= p->len || p->s[p->pos] != '"')
-        return perr(p, p->pos, "expected a string key, found %s", describe_byte(p, db, sizeof db));
-      char **keys = grow(p, v->keys, v->n, &kcap, sizeof *keys);
-      if (!keys) return p->failed;
-      v->keys = keys;
-      size_t *lens = grow(p, v->key_lens, v->n, &lcap, sizeof *lens);
-      if (!lens) return p->failed;
-      v->key_lens = lens;
-      /* Count the slot before parsing so wcmi_json_free releases it whatever happens next. */
-      wcmi_json *items = grow(p, v->items, v->n, &cap, sizeof *items);
-      if (!items) return p->failed;
-      v->items = items;
-      memset(&v->items[v->n], 0, sizeof *v->items);
-      v->keys[v->n] = NULL;
-      v->n++;
-      if (parse_string(p, &v->keys[v->n - 1], &v->key_lens[v->n - 1])) return p->failed;
-      skip_ws(p);
-      if (p->pos >= p->len || p->s[p->pos] != ':')
-        return perr(p, p->pos, "expected ':' after object key, found %s", describe_byte(p, db, sizeof db));
-      p->pos++;
-    } else {
-      wcmi_json *items = grow(p, v->items, v->n, &cap, sizeof *items);
-      if (!items) return p->failed;
-      v->items = items;
-      memset(&v->items[v->n], 0, sizeof *v->items);
-      v->n++;
-    }
-    if (parse_value(p, &v->items[v->n - 1])) return p->failed;
-    skip_ws(p);
-    if (p->pos < p->len && p->s[p->pos] == ',') {
-      p->pos++;
-      continue;
-    }
-    if (p->pos < p->len && p->s[p->pos] == close) {
-      p->pos++;
-      break;
-    }
-    return perr(p, p->pos, "expected ',' or '%c', found %s", close, describe_byte(p, db, sizeof db));
-  }
-  p->depth--;
-  return object ? check_duplicate_keys(p, v) : WCMI_OK;
-}
-
-static int match_word(parser *p, const char *word) {
-  size_t n = strlen(word);
-  if (p->len - p->pos < n || memcmp(p->s + p->pos, word, n) != 0) return 0;
-  p->pos += n;
-  return 1;
-}
-
-static int parse_value(parser *p, wcmi_json *v) {
-  skip_ws(p);
-  v->offset = p->pos;
-  char db[24];
-  if (p->pos >= p->len) return perr(p, p->pos, "expected a value, found end of input");
-  unsigned char c = p->s[p->pos];
-  switch (c) {
-  case '{': return parse_container(p, v, 1);
-  case '[': return parse_container(p, v, 0);
-  case '"': v->type = WCMI_JSON_STRING; return parse_string(p, &v->str, &v->str_len);
-  case 't':
-    if (match_word(p, "true")) {
-      v->type = WCMI_JSON_BOOL, v->boolean = 1;
-      return WCMI_OK;
-    }
-    break;
-  case 'f':
-    if (match_word(p, "false")) {
-      v->type = WCMI_JSON_BOOL, v->boolean = 0;
-      return WCMI_OK;
-    }
-    break;
-  case 'n':
-    if (match_word(p, "null")) {
-      v->type = WCMI_JSON_NULL;
-      return WCMI_OK;
-    }
-    break;
-  default:
-    if (c == '-' || (c >= '0' && c <= '9')) return parse_number(p, v);
-  }
-  return perr(p, p->pos, "expected a value, found %s", describe_byte(p, db, sizeof db));
 }
 
 static void free_children(wcmi_json *v) {
@@ -738,26 +445,6 @@ void wcmi_json_free(wcmi_json *v) {
   wcmi_free(v);
 }
 
-int wcmi_json_parse(wcmi_ctx *ctx, const char *what, const char *text, size_t len, wcmi_json **out) {
-  *out = NULL;
-  parser p = {ctx, what ? what : "json", (const unsigned char *)text, len, 0, 0, 0};
-  wcmi_json *v = wcmi_calloc(ctx, 1, sizeof *v);
-  if (!v) return WCMI_ENOMEM;
-  int rc = parse_value(&p, v);
-  if (!rc) {
-    skip_ws(&p);
-    char db[24];
-    if (p.pos < p.len) rc = perr(&p, p.pos, "unexpected %s after the value", describe_byte(&p, db, sizeof db));
-  }
-  if (rc) {
-    if (rc == WCMI_ENOMEM && ctx) wcmi_fail(ctx, WCMI_ENOMEM, "%s: out of memory while parsing JSON", p.what);
-    wcmi_json_free(v);
-    return rc;
-  }
-  *out = v;
-  return WCMI_OK;
-}
-
 #define DEFAULT_MAX_JSON_FILE ((size_t)256 << 20)
 
 int wcmi_json_parse_file(wcmi_ctx *ctx, const char *path, size_t max_bytes, wcmi_json **out) {
@@ -769,6 +456,25 @@ int wcmi_json_parse_file(wcmi_ctx *ctx, const char *path, size_t max_bytes, wcmi
   rc = wcmi_json_parse(ctx, path, text, n, out);
   wcmi_free(text);
   return rc;
+}
+
+/* Appends *one's contents to arr (moving its children); the shell *one is freed. */
+static int append_moved(wcmi_ctx *ctx, const char *path, wcmi_json *arr, size_t *cap, wcmi_json *one) {
+  if (arr->n == *cap) {
+    size_t ncap = *cap ? *cap * 2 : 16;
+    wcmi_json *items = wcmi_alloc(ctx, ncap, sizeof *items);
+    if (!items) {
+      wcmi_json_free(one);
+      return wcmi_fail(ctx, WCMI_ENOMEM, "%s: out of memory", path);
+    }
+    if (arr->items) memcpy(items, arr->items, arr->n * sizeof *items);
+    wcmi_free(arr->items);
+    arr->items = items;
+    *cap = ncap;
+  }
+  arr->items[arr->n++] = *one;
+  wcmi_free(one);
+  return WCMI_OK;
 }
 
 int wcmi_json_parse_lines_file(wcmi_ctx *ctx, const char *path, size_t max_bytes, wcmi_json **out) {
@@ -784,7 +490,6 @@ int wcmi_json_parse_lines_file(wcmi_ctx *ctx, const char *path, size_t max_bytes
   }
   arr->type = WCMI_JSON_ARRAY;
   size_t cap = 0, line_no = 0;
-  parser gp = {ctx, path, NULL, 0, 0, 0, 0};
   for (size_t pos = 0; pos < n && !rc;) {
     size_t end = pos;
     while (end < n && text[end] != '\n') end++;
@@ -796,19 +501,7 @@ int wcmi_json_parse_lines_file(wcmi_ctx *ctx, const char *path, size_t max_bytes
       snprintf(what, sizeof what, "%s: line %zu", path, line_no);
       wcmi_json *one;
       rc = wcmi_json_parse(ctx, what, text + pos, end - pos, &one);
-      if (!rc) {
-        wcmi_json *items = grow(&gp, arr->items, arr->n, &cap, sizeof *items);
-        if (!items) {
-          rc = wcmi_fail(ctx, WCMI_ENOMEM, "%s: out of memory", path);
-          wcmi_json_free(one);
-        } else {
-          arr->items = items;
-          arr->items[arr->n] = *one;
-          arr->items[arr->n].offset += pos;
-          arr->n++;
-          wcmi_free(one); /* children moved into arr */
-        }
-      }
+      if (!rc) rc = append_moved(ctx, path, arr, &cap, one);
     }
     pos = end + 1;
   }

@@ -2,7 +2,8 @@
  * (u16 LE in v1, u32 LE in v2/3), then a Python dict literal
  *   {'descr': '<f4', 'fortran_order': False, 'shape': (N, D), }
  * padded with spaces and ended by '\n' so that the data starts at a multiple of 64 bytes. */
-#include "wcmi/io.h"
+#include "wcmi/npy.h"
+#include "wcmi/atomic.h"
 
 #include <string.h>
 

@@ -2,7 +2,9 @@
  *   {"name": {"dtype": "F32", "shape": [..], "data_offsets": [begin, end]}, ..., "__metadata__": {..}}
  * then the data buffer; offsets are relative to the buffer, tensors are contiguous, do not overlap
  * and cover the buffer exactly. The reader trusts nothing in the file (see io.h). */
-#include "wcmi/io.h"
+#include "wcmi/safetensors.h"
+#include "wcmi/atomic.h"
+#include "wcmi/json.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -470,7 +470,9 @@ const float *wcmi_net_forward(wcmi_net *net, const float *x, int N, int train) {
       }
   const float *h = x;
   for (int i = 0; i < net->n_layers; i++) {
+    net_hook(net, &net->layers[i], -1, WCMI_HOOK_FORWARD, 0, N, train);
     layer_forward(net, &net->layers[i], h, N, train);
+    net_hook(net, &net->layers[i], -1, WCMI_HOOK_FORWARD, 1, N, train);
     h = net->layers[i].out_ptr;
   }
   net->last_N = N;
@@ -582,16 +584,18 @@ int wcmi_net_backward_from(wcmi_net *net, int last, const float *dy, int what) {
     if (j == 0) dx = want_input ? net->dx : NULL;
     else if (j == stop && !want_input) dx = NULL;
     else dx = (g == net->g0) ? net->g1 : net->g0;
+    net_hook(net, &net->layers[j], -1, WCMI_HOOK_BACKWARD, 0, net->last_N, net->last_train);
     if (fused) {
       const net_layer *B = &net->layers[i - 1];
       const int C = (int)B->in.d[0], S = (int)(B->in_numel / C);
       wcmi_batchnorm_relu_backward_eval(net->last_N, C, S, net_pdata(net, B->bn.gamma),
                                         net_pdata(net, B->bn.running_var), BN_EPS, L->y, g, dx);
       g = dx;
-      i = j;
-      continue;
+    } else {
+      g = layer_backward(net, L, g, dx, want_params);
     }
-    g = layer_backward(net, L, g, dx, want_params);
+    net_hook(net, &net->layers[j], -1, WCMI_HOOK_BACKWARD, 1, net->last_N, net->last_train);
+    i = j;
   }
   /* A net made only of views passes dy through: copy it so input_grad is always net->dx. */
   if (want_input && g != net->dx)
@@ -655,3 +659,54 @@ const float *wcmi_net_layer_output(const wcmi_net *net, int i, wcmi_shape *shape
 wcmi_ctx *wcmi_net_ctx(wcmi_net *net) { return net->ctx; }
 void wcmi_net_set_rng(wcmi_net *net, const wcmi_rng *rng) { net->rng = *rng; }
 wcmi_rng *wcmi_net_rng(wcmi_net *net) { return &net->rng; }
+
+/* ---------------------------------------------------------------- layer hook -------------- */
+
+static const char *const KIND_NAMES[] = {"normalize", "conv2d",   "linear",   "batchnorm", "relu",
+                                         "dropout",   "flatten",  "view_map", "resblock"};
+static const char *const RB_PART_NAMES[RB_PARTS] = {
+    "block_nonlinear.0 (1x1 in->H)", "block_nonlinear.1-2 (BN+ReLU)", "block_nonlinear.3 (1x1 H->H)",
+    "linear_shortcut (1x1 in->H)",   "residual add",                  "block_ln.1 (LayerNorm)"};
+
+void net_hook_call(wcmi_net *net, const net_layer *L, int part, wcmi_hook_dir dir, int end, int N, int train) {
+  const wcmi_layer_event ev = {(int)(L - net->layers), part, KIND_NAMES[L->kind], dir, end, N, train};
+  net->hook(net->hook_user, &ev);
+}
+
+void wcmi_net_set_layer_hook(wcmi_net *net, wcmi_layer_hook hook, void *user) {
+  net->hook = hook;
+  net->hook_user = hook ? user : NULL;
+}
+
+const char *wcmi_net_layer_kind(const wcmi_net *net, int i) {
+  return i >= 0 && i < net->n_layers ? KIND_NAMES[net->layers[i].kind] : NULL;
+}
+
+int wcmi_net_layer_num_parts(const wcmi_net *net, int i) {
+  return i >= 0 && i < net->n_layers && net->layers[i].kind == LAYER_RESBLOCK ? RB_PARTS : 0;
+}
+
+const char *wcmi_net_layer_part_name(const wcmi_net *net, int i, int part) {
+  return part >= 0 && part < wcmi_net_layer_num_parts(net, i) ? RB_PART_NAMES[part] : NULL;
+}
+
+static double conv_gemm_flops(const wcmi_conv2d_dims *d, int N) {
+  return 2.0 * N * (double)d->Ho * d->Wo * (double)d->C * d->KH * d->KW * d->O;
+}
+
+double wcmi_net_layer_gemm_flops(const wcmi_net *net, int i, int part, int N) {
+  if (i < 0 || i >= net->n_layers) return 0.0;
+  const net_layer *L = &net->layers[i];
+  switch (L->kind) {
+  case LAYER_CONV2D: return part < 0 ? conv_gemm_flops(&L->conv.dims, N) : 0.0;
+  case LAYER_LINEAR: return part < 0 ? 2.0 * N * (double)L->in.d[0] * (double)L->out.d[0] : 0.0;
+  case LAYER_RESBLOCK: {
+    const resblock_state *rb = L->rb;
+    double f0 = conv_gemm_flops(&rb->conv0.dims, N), f3 = conv_gemm_flops(&rb->conv3.dims, N),
+           fs = conv_gemm_flops(&rb->shortcut.dims, N);
+    if (part < 0) return f0 + f3 + fs;
+    return part == RB_PART_CONV0 ? f0 : part == RB_PART_CONV3 ? f3 : part == RB_PART_SHORTCUT ? fs : 0.0;
+  }
+  default: return 0.0;
+  }
+}

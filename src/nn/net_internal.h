@@ -92,7 +92,20 @@ struct wcmi_net {
   float *g0, *g1;     /* ping-pong gradient buffers (max_batch * max numel) */
   float *dx;          /* input gradient (max_batch * in numel) */
   wcmi_rng rng;       /* dropout stream */
+  wcmi_layer_hook hook; /* wcmi_net_set_layer_hook; NULL: none */
+  void *hook_user;
 };
+
+/* The parts a residual block reports to the layer hook, in forward order (names in net.c). */
+enum { RB_PART_CONV0, RB_PART_BN_RELU, RB_PART_CONV3, RB_PART_SHORTCUT, RB_PART_ADD, RB_PART_LN, RB_PARTS };
+
+void net_hook_call(wcmi_net *net, const net_layer *L, int part, wcmi_hook_dir dir, int end, int N, int train);
+/* Tells the layer hook, if one is set, that layer L (part: -1 for all of it) starts (end 0) or has
+ * finished (end 1) its forward or backward. Inline so that an unset hook costs one branch. */
+static inline void net_hook(wcmi_net *net, const net_layer *L, int part, wcmi_hook_dir dir, int end, int N,
+                            int train) {
+  if (net->hook) net_hook_call(net, L, part, dir, end, N, train);
+}
 
 /* Parameter registration during building; returns the index or -1 on failure. */
 int net_register_param(wcmi_net *net, const char *module, const char *leaf, wcmi_param_kind kind, wcmi_shape shape);

@@ -144,7 +144,11 @@ void resblock_forward(wcmi_net *net, net_layer *L, const float *x, float *y, int
   int64_t n = (int64_t)N * rb->H * rb->S;
   wcmi_conv2d_dims d0 = with_batch(&rb->conv0, N), d3 = with_batch(&rb->conv3, N), ds = with_batch(&rb->shortcut, N);
   float *a = rb->a_in_output ? y : rb->a;
+#define PART(p, end) net_hook(net, L, (p), WCMI_HOOK_FORWARD, (end), N, train)
+  PART(RB_PART_CONV0, 0);
   wcmi_conv2d_forward(&d0, x, net_pdata(net, rb->conv0.w), NULL, a, net->ws);
+  PART(RB_PART_CONV0, 1);
+  PART(RB_PART_BN_RELU, 0);
   bn_params *bn = &rb->bn;
   if (train)
     wcmi_batchnorm_relu_forward_train(N, rb->H, rb->S, a, net_pdata(net, bn->gamma), net_pdata(net, bn->beta),
@@ -155,15 +159,25 @@ void resblock_forward(wcmi_net *net, net_layer *L, const float *x, float *y, int
     wcmi_batchnorm_relu_forward_eval(N, rb->H, rb->S, a, net_pdata(net, bn->gamma), net_pdata(net, bn->beta),
                                      net_pdata(net, bn->running_mean), net_pdata(net, bn->running_var), BN_EPS,
                                      rb->d);
+  PART(RB_PART_BN_RELU, 1);
+  PART(RB_PART_CONV3, 0);
   conv2d_pointwise_forward(&d3, rb->d, NULL, net_pdata(net, rb->conv3.w), net_pdata(net, rb->conv3.b), rb->d,
                            net->ws);
+  PART(RB_PART_CONV3, 1);
   /* y holds the shortcut for a moment (a is dead by now); LayerNorm overwrites it at the end. */
+  PART(RB_PART_SHORTCUT, 0);
   wcmi_conv2d_forward(&ds, x, net_pdata(net, rb->shortcut.w), NULL, y, net->ws);
+  PART(RB_PART_SHORTCUT, 1);
+  PART(RB_PART_ADD, 0);
   float *dsum = rb->d;
 #pragma omp parallel for schedule(static)
   for (int64_t i = 0; i < n; i++) dsum[i] += y[i];
+  PART(RB_PART_ADD, 1);
+  PART(RB_PART_LN, 0);
   wcmi_layernorm_channel_forward(N, rb->H, rb->S, rb->d, net_pdata(net, rb->ln_gamma), net_pdata(net, rb->ln_beta),
                                  LN_EPS, y, rb->ln_mean, rb->ln_rstd);
+  PART(RB_PART_LN, 1);
+#undef PART
 }
 
 /* The BN+ReLU coefficients of the last forward (batch statistics in train mode, running ones in eval). */
@@ -179,17 +193,27 @@ void resblock_backward(wcmi_net *net, net_layer *L, const float *x, const float 
   resblock_state *rb = L->rb;
   wcmi_conv2d_dims d0 = with_batch(&rb->conv0, N), d3 = with_batch(&rb->conv3, N), ds = with_batch(&rb->shortcut, N);
 #define PG(idx) (params ? net_pgrad(net, (idx)) : NULL)
+#define PART(p, end) net_hook(net, L, (p), WCMI_HOOK_BACKWARD, (end), N, net->last_train)
+  PART(RB_PART_LN, 0);
   wcmi_layernorm_channel_backward(N, rb->H, rb->S, rb->d, net_pdata(net, rb->ln_gamma), rb->ln_mean, rb->ln_rstd, dy,
                                   rb->d, PG(rb->ln_gamma), PG(rb->ln_beta));
+  PART(RB_PART_LN, 1);
   float *a = rb->a;
   if (rb->a_in_output) { /* dy is L->y (net.c checks) and was last read just above */
     a = L->y;
+    PART(RB_PART_CONV0, 0); /* the recomputation counts as conv0's */
     wcmi_conv2d_forward(&d0, x, net_pdata(net, rb->conv0.w), NULL, a, net->ws);
+    PART(RB_PART_CONV0, 1);
   }
+  PART(RB_PART_SHORTCUT, 0);
   wcmi_conv2d_backward(&ds, x, net_pdata(net, rb->shortcut.w), rb->d, dx, PG(rb->shortcut.w), NULL, net->ws);
+  PART(RB_PART_SHORTCUT, 1);
+  PART(RB_PART_CONV3, 0);
   const conv2d_bnrelu xf = bn_relu_of_last_forward(net, rb);
   conv2d_pointwise_backward(&d3, a, &xf, net_pdata(net, rb->conv3.w), rb->d, rb->d, 0, PG(rb->conv3.w),
                             PG(rb->conv3.b), net->ws);
+  PART(RB_PART_CONV3, 1);
+  PART(RB_PART_BN_RELU, 0);
   bn_relu_mask_grad(N, rb->H, rb->S, a, xf.shift, xf.scale, xf.bias, rb->d);
   bn_params *bn = &rb->bn;
   if (net->last_train)
@@ -198,6 +222,10 @@ void resblock_backward(wcmi_net *net, net_layer *L, const float *x, const float 
   else
     wcmi_batchnorm_backward_eval(N, rb->H, rb->S, a, net_pdata(net, bn->gamma), net_pdata(net, bn->running_mean),
                                  net_pdata(net, bn->running_var), BN_EPS, rb->d, rb->d, PG(bn->gamma), PG(bn->beta));
+  PART(RB_PART_BN_RELU, 1);
+  PART(RB_PART_CONV0, 0); /* its input gradient also adds the residual's (dx_add) */
   conv2d_pointwise_backward(&d0, x, NULL, net_pdata(net, rb->conv0.w), rb->d, dx, 1, PG(rb->conv0.w), NULL, net->ws);
+  PART(RB_PART_CONV0, 1);
+#undef PART
 #undef PG
 }

@@ -29,6 +29,10 @@ typedef struct eval_result {
 int eval_attacks(wcmi_ctx *ctx, wcmi_model *m, const wcmi_dataset *d, const wcmi_task_cfg *cfg,
                  const eval_attack *attacks, int n_attacks, wcmi_rng *rng, eval_result *out);
 
+/* Loads cfg->model for batches of cfg->batch_size and checks it was trained on cfg->data; need_head:
+ * refuse a model without a classifier head (task_eval.c; eval and encode). */
+int eval_load_model(wcmi_ctx *ctx, const wcmi_task_cfg *cfg, int need_head, wcmi_model *m);
+
 /* Samples an evaluation of a set of n covers: all of them, or cfg->eval_batches batches. */
 int64_t eval_num_samples(const wcmi_task_cfg *cfg, int64_t n);
 

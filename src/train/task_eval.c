@@ -43,8 +43,7 @@ static const char *eval_attack_name(wcmi_eval_attack a) {
   return a == WCMI_EVAL_APGD ? "apgd" : a == WCMI_EVAL_STRONG ? "strong" : "pgd";
 }
 
-/* Loads cfg->model with a classifier head for batches of cfg->batch_size, on cfg->data. */
-static int load_classifier_model(wcmi_ctx *ctx, const wcmi_task_cfg *cfg, int need_head, wcmi_model *m) {
+int eval_load_model(wcmi_ctx *ctx, const wcmi_task_cfg *cfg, int need_head, wcmi_model *m) {
   if (!cfg->model) return wcmi_fail(ctx, WCMI_EINVAL, "no model file (--model FILE)");
   int rc = wcmi_model_load(ctx, cfg->model, cfg->batch_size, m, NULL);
   if (rc) return rc;
@@ -108,7 +107,7 @@ int wcmi_task_eval(wcmi_ctx *ctx, const wcmi_task_cfg *cfg, char **summary) {
   double t0 = wcmi_now();
   *summary = NULL;
   wcmi_model m;
-  int rc = load_classifier_model(ctx, cfg, 1, &m);
+  int rc = eval_load_model(ctx, cfg, 1, &m);
   if (rc) return rc;
   wcmi_dataset test;
   memset(&test, 0, sizeof test);
@@ -130,64 +129,6 @@ int wcmi_task_eval(wcmi_ctx *ctx, const wcmi_task_cfg *cfg, char **summary) {
     wcmi_jsonw_free(&w);
   }
   wcmi_dataset_free(&test);
-  wcmi_model_free(&m);
-  return rc;
-}
-
-/* ---- encode ------------------------------------------------------------------------------- */
-
-int wcmi_task_encode(wcmi_ctx *ctx, const wcmi_task_cfg *cfg, wcmi_split split, wcmi_repr_kind repr, const char *out_path,
-                     const char *labels_path, char **summary) {
-  *summary = NULL;
-  wcmi_model m;
-  int rc = load_classifier_model(ctx, cfg, repr == WCMI_REPR_LOGITS, &m);
-  if (rc) return rc;
-  if (repr == WCMI_REPR_AUTO) repr = m.classifier ? WCMI_REPR_LOGITS : WCMI_REPR_Z;
-  wcmi_dataset d;
-  memset(&d, 0, sizeof d);
-  wcmi_data_options o = {cfg->data, cfg->data_dir, cfg->train_subset, cfg->test_subset, 0, cfg->seed};
-  rc = split == WCMI_SPLIT_TRAIN ? wcmi_data_open(ctx, &o, &d, NULL, NULL) : wcmi_data_open(ctx, &o, NULL, NULL, &d);
-  wcmi_net *last = repr == WCMI_REPR_LOGITS ? m.classifier : m.encoder;
-  wcmi_shape os = wcmi_net_out_shape(last);
-  const int64_t cols = wcmi_shape_numel(&os), D = rc ? 0 : wcmi_dataset_sample_size(&d);
-  const int B = cfg->batch_size;
-  float *rows = NULL; /* (n, cols) */
-  if (!rc && d.n <= 0) rc = wcmi_fail(ctx, WCMI_EINVAL, "%s: the split has no samples", cfg->data);
-  if (!rc && !(rows = wcmi_alloc(ctx, (size_t)d.n * (size_t)cols, sizeof(float)))) rc = ctx->status;
-  for (int64_t off = 0; !rc && off < d.n; off += B) {
-    const int n = (int)(d.n - off < B ? d.n - off : B); /* the last batch may be partial */
-    const float *z = wcmi_net_forward(m.encoder, d.images + off * D, n, 0);
-    const float *out = z && repr == WCMI_REPR_LOGITS ? wcmi_net_forward(m.classifier, z, n, 0) : z;
-    if (!out) {
-      rc = ctx->status ? ctx->status : WCMI_EINVAL;
-      break;
-    }
-    memcpy(rows + off * cols, out, (size_t)n * (size_t)cols * sizeof(float));
-  }
-  if (!rc && !wcmi_all_finite(rows, d.n * cols))
-    rc = wcmi_fail(ctx, WCMI_ENUMERIC, "%s: the representations contain NaN/Inf", cfg->model);
-  if (!rc) rc = wcmi_npy_write_f32_2d(ctx, out_path, rows, d.n, cols);
-  if (!rc) rc = wcmi_npy_write_i32_1d(ctx, labels_path, d.labels, d.n);
-  if (!rc) {
-    wcmi_jsonw w;
-    wcmi_jsonw_init_buffer(&w, 2);
-    wcmi_jsonw_begin_object(&w);
-    wcmi_jsonw_kv_string(&w, "task", "encode");
-    wcmi_jsonw_kv_string(&w, "model", cfg->model);
-    wcmi_jsonw_kv_string(&w, "dataset", cfg->data);
-    wcmi_jsonw_kv_string(&w, "split", split == WCMI_SPLIT_TRAIN ? "train" : "test");
-    wcmi_jsonw_kv_string(&w, "repr", repr == WCMI_REPR_LOGITS ? "logits" : "z");
-    wcmi_jsonw_kv_int(&w, "rows", d.n);
-    wcmi_jsonw_kv_int(&w, "cols", cols);
-    wcmi_jsonw_kv_string(&w, "output", out_path);
-    wcmi_jsonw_kv_string(&w, "labels", labels_path);
-    wcmi_jsonw_end_object(&w);
-    rc = wcmi_jsonw_finish(ctx, &w);
-    if (!rc && !(*summary = strdup(wcmi_jsonw_text(&w)))) rc = wcmi_fail(ctx, WCMI_ENOMEM, "out of memory");
-    wcmi_jsonw_free(&w);
-  }
-  wcmi_free(rows);
-  wcmi_dataset_free(&d);
   wcmi_model_free(&m);
   return rc;
 }
