@@ -46,6 +46,12 @@ void wcmi_atomic_abort(wcmi_atomic_file *af);
 /* Creates dir and its missing parents (like mkdir -p). */
 int wcmi_mkdir_p(wcmi_ctx *ctx, const char *dir);
 int wcmi_read_file(wcmi_ctx *ctx, const char *path, size_t max_bytes, char **out, size_t *n);
+/* Opens path for reading (append = 0) or appending (append = 1, created if missing) only if it is a
+ * regular file: the open itself does not block (O_NONBLOCK, so a FIFO without a writer cannot hang
+ * it), then fstat refuses FIFOs, devices, sockets and directories with a one-line message. *st
+ * (may be NULL) receives the fstat result. NULL on failure, message in ctx. */
+struct stat;
+FILE *wcmi_fopen_regular(wcmi_ctx *ctx, const char *path, int append, struct stat *st);
 
 /* ================================ JSON writer =============================================== */
 /* A streaming writer into a growable buffer (f == NULL) or a FILE*. Misuse (a value in an object
@@ -217,6 +223,10 @@ typedef struct wcmi_st wcmi_st;
 
 /* Loads and validates the whole file (see the top of this header). */
 int wcmi_st_open(wcmi_ctx *ctx, const char *path, wcmi_st **out);
+/* Reads and validates only the 8-byte length and the header (names, dtypes, shapes, offsets
+ * against the file's size, metadata): for `wcmi info` and metadata look-ups, whatever the file's
+ * size. Tensor data pointers are NULL and wcmi_st_load_params refuses such a handle. */
+int wcmi_st_open_header(wcmi_ctx *ctx, const char *path, wcmi_st **out);
 /* Same on bytes already in memory (copied); `name` is used in messages. */
 int wcmi_st_open_memory(wcmi_ctx *ctx, const char *name, const void *bytes, size_t n, wcmi_st **out);
 void wcmi_st_close(wcmi_st *st);
