@@ -7,8 +7,14 @@
 #include <stdint.h>
 #include <string.h>
 
+#include <math.h>
+
+/* Numbers beyond double's range read as +-Inf, which the writer cannot write back as a number. */
+static int nonfinite;
+
 static void walk(wcmi_ctx *ctx, const wcmi_json *v, int depth) {
   if (!v || depth > 200) return;
+  if (v->type == WCMI_JSON_NUMBER && !isfinite(v->number)) nonfinite = 1;
   (void)wcmi_json_type_name(v->type);
   size_t n = wcmi_json_len(v);
   if (v->type == WCMI_JSON_OBJECT) {
@@ -43,6 +49,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (!ctx.msg[0] || strchr(ctx.msg, '\n')) __builtin_trap(); /* one line, never empty */
     return 0;
   }
+  nonfinite = 0;
   walk(&ctx, j, 0);
   /* Round trip: what wcmi writes, wcmi reads. */
   wcmi_jsonw w;
@@ -52,7 +59,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     wcmi_json *again = NULL;
     const char *text = wcmi_jsonw_text(&w);
     if (wcmi_json_parse(&ctx, "round trip", text, strlen(text), &again) != WCMI_OK) __builtin_trap();
-    if (again->type != j->type || wcmi_json_len(again) != wcmi_json_len(j)) __builtin_trap();
+    if (!nonfinite && (again->type != j->type || wcmi_json_len(again) != wcmi_json_len(j))) __builtin_trap();
     wcmi_json_free(again);
   }
   wcmi_jsonw_free(&w);
