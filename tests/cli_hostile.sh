@@ -214,5 +214,14 @@ check "a short checkpoint write: exit 1, one line" "[ $? -eq 1 ] && one_line '$T
 check "... the previous checkpoint is byte-identical" "cmp -s '$T/w/latest.safetensors' '$T/w.before'"
 check "... and no temporary is left" "! ls '$T/w/' | grep -q '\\.tmp\\.'"
 
+# An allocation failing anywhere (WCMI_FAULT_ALLOC=k, the test hook of wcmi_ctx; every k is swept
+# in tests/test_fault_alloc.c): exit 1, one line, the checkpoint intact.
+for k in 1 10 100 1000; do
+  rm -rf "$T/fa"; cp -r "$T/e0" "$T/fa"
+  WCMI_FAULT_ALLOC=$k "$WCMI" train-encoder --resume "$T/fa" --epochs 2 --threads 1 > /dev/null 2> "$T/fa.err"
+  check "allocation $k fails: exit 1, one line, checkpoint intact" \
+    "[ $? -eq 1 ] && one_line '$T/fa.err' && grep -q 'out of memory' '$T/fa.err' && cmp -s '$T/fa/latest.safetensors' '$T/e0/latest.safetensors'"
+done
+
 echo "$passes passed, $fails failed"
 [ $fails -eq 0 ]

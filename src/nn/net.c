@@ -196,7 +196,9 @@ int net_register_bn(wcmi_net *net, const char *name, int C, bn_params *bn) {
   bn->running_mean = net_register_param(net, name, "running_mean", WCMI_PARAM_BUFFER, wcmi_shape1(C));
   bn->running_var = net_register_param(net, name, "running_var", WCMI_PARAM_BUFFER, wcmi_shape1(C));
   bn->num_batches = net_register_param(net, name, "num_batches_tracked", WCMI_PARAM_COUNTER, (wcmi_shape){0, {0}});
-  return bn->num_batches < 0 ? net->ctx->status : WCMI_OK;
+  /* Any of the five may fail (allocation): each index is checked, not only the last. */
+  int failed = bn->gamma < 0 || bn->beta < 0 || bn->running_mean < 0 || bn->running_var < 0 || bn->num_batches < 0;
+  return failed ? net->ctx->status : WCMI_OK;
 }
 
 int wcmi_net_add_batchnorm(wcmi_net *net, const char *name) {

@@ -54,7 +54,7 @@ int resblock_build(wcmi_net *net, net_layer *L, const char *name, int H) {
   rb->ln_beta = net_register_param(net, m, "bias", WCMI_PARAM_TRAINABLE, wcmi_shape1(H));
   sub_name(name, "linear_shortcut", m, sizeof m);
   if ((rc = build_conv1x1(net, m, in, H, h, w, 0, &rb->shortcut))) return rc;
-  if (rb->ln_beta < 0) return net->ctx->status;
+  if (rb->ln_gamma < 0 || rb->ln_beta < 0) return net->ctx->status;
   L->out = wcmi_shape3(H, h, w);
   L->out_numel = (int64_t)H * rb->S;
   return WCMI_OK;
