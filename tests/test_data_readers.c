@@ -5,7 +5,10 @@
 #include "harness.h"
 #include "wcmi/data.h"
 
+#include <errno.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 static char *tmp_path(const char *name) {
   static char buf[8][1024];
@@ -105,7 +108,7 @@ static void test_load_by_name_finds_conventional_file_names(void) {
   wcmi_ctx_init(&ctx);
   char dir[1024];
   snprintf(dir, sizeof dir, "%s", wt_tmpdir());
-  fx_buf im = fx_idx_images(20, 4, 4), lb = fx_idx_labels(20);
+  fx_buf im = fx_idx_images(20, 28, 28), lb = fx_idx_labels(20); /* the shape fashion-mnist models take */
   fx_buf gim = fx_deflate(im.p, im.n, 1);
   CHECK(fx_write(tmp_path("t10k-images-idx3-ubyte.gz"), &gim) == 0);
   CHECK(fx_write(tmp_path("t10k-labels-idx1-ubyte"), &lb) == 0); /* mixed: raw labels */
@@ -206,6 +209,69 @@ static void test_idx_corruptions_are_rejected_with_named_file(void) {
   fx_free(&im); fx_free(&lb);
 }
 
+/* ---- issue 17: hostile shapes and gzip bombs ------------------------------------------------ */
+
+/* Images of another size under a dataset's name are refused by wcmi_data_load, the one function
+ * every command reads data through, with a message naming the shapes (they used to be read past the
+ * end of their buffers by the 28x28 networks). */
+static void test_load_by_name_refuses_samples_of_another_shape(void) {
+  const int sides[3] = {14, 32, 28};
+  for (int k = 0; k < 3; k++) {
+    char dir[1100];
+    snprintf(dir, sizeof dir, "%s/shape%d", wt_tmpdir(), sides[k]);
+    CHECK(mkdir(dir, 0755) == 0 || errno == EEXIST);
+    fx_buf im = fx_idx_images(20, sides[k], sides[k]), lb = fx_idx_labels(20);
+    char ip[1200], lp[1200];
+    snprintf(ip, sizeof ip, "%s/t10k-images-idx3-ubyte", dir);
+    snprintf(lp, sizeof lp, "%s/t10k-labels-idx1-ubyte", dir);
+    CHECK(fx_write(ip, &im) == 0 && fx_write(lp, &lb) == 0);
+    wcmi_ctx ctx;
+    wcmi_ctx_init(&ctx);
+    wcmi_dataset d;
+    int rc = wcmi_data_load(&ctx, "fashion-mnist", dir, WCMI_SPLIT_TEST, &d);
+    if (sides[k] == 28) {
+      CHECK_OK(&ctx, rc);
+      wcmi_dataset_free(&d);
+    } else {
+      char want[64];
+      snprintf(want, sizeof want, "1x%dx%d, but fashion-mnist models take 1x28x28", sides[k], sides[k]);
+      CHECK_MSG(rc == WCMI_EFORMAT && strstr(ctx.msg, want) && strstr(ctx.msg, dir), "%d: rc %d '%s'", sides[k], rc, ctx.msg);
+      CHECK(d.images == NULL && d.n == 0);
+    }
+    fx_free(&im);
+    fx_free(&lb);
+  }
+}
+
+/* A gzip IDX file is inflated no further than its header implies: a 64 MiB stream of zeros behind
+ * a header that promises one 28x28 image fails at 800 bytes (it was inflated whole, up to 2 GiB,
+ * before anything looked at it), and a wrong magic fails before the body is inflated. */
+static void test_gzip_idx_is_capped_by_its_header(void) {
+  const size_t body = (size_t)64 << 20;
+  fx_buf raw = {0};
+  fx_be32(&raw, 0x803);
+  fx_be32(&raw, 1);
+  fx_be32(&raw, 28);
+  fx_be32(&raw, 28);
+  uint8_t *zeros = calloc(1, body);
+  CHECK(zeros != NULL);
+  if (!zeros) return;
+  fx_put(&raw, zeros, body);
+  free(zeros);
+  fx_buf bomb = fx_deflate(raw.p, raw.n, 1), lb = fx_idx_labels(1);
+  double t0 = wcmi_now();
+  expect_idx_failure("bomb", &bomb, &lb, WCMI_EFORMAT, "bomb-images-idx3-ubyte", "exceeds the limit of 800 bytes");
+  raw.p[3] = 0x01; /* idx1 magic on an images file */
+  fx_buf wrong = fx_deflate(raw.p, raw.n, 1);
+  expect_idx_failure("bombmagic", &wrong, &lb, WCMI_EFORMAT, "bombmagic-images-idx3-ubyte", "wrong magic");
+  double dt = wcmi_now() - t0;
+  CHECK_MSG(dt < 2.0, "refusing two gzip bombs took %.2f s", dt);
+  fx_free(&raw);
+  fx_free(&bomb);
+  fx_free(&wrong);
+  fx_free(&lb);
+}
+
 static void test_missing_file_is_an_io_error(void) {
   wcmi_ctx ctx;
   wcmi_ctx_init(&ctx);
@@ -303,6 +369,8 @@ int main(void) {
   RUN(test_load_by_name_finds_conventional_file_names);
   RUN(test_idx_corruptions_are_rejected_with_named_file);
   RUN(test_missing_file_is_an_io_error);
+  RUN(test_load_by_name_refuses_samples_of_another_shape);
+  RUN(test_gzip_idx_is_capped_by_its_header);
   RUN(test_cifar10_corruptions_are_rejected);
   RUN(test_svhn_corruptions_are_rejected);
   return wt_finish();

@@ -36,6 +36,12 @@ int wcmi_mkdir_p(wcmi_ctx *ctx, const char *dir);
 /* Reads a whole file into a wcmi_alloc'd buffer (NUL-terminated, *n excludes the NUL). Refuses
  * files larger than max_bytes (error names the file and both sizes). Free with wcmi_free. */
 int wcmi_read_file(wcmi_ctx *ctx, const char *path, size_t max_bytes, char **out, size_t *n);
+/* Opens path for reading (append = 0) or appending (append = 1, created if missing) only if it is a
+ * regular file: the open itself does not block (O_NONBLOCK, so a FIFO without a writer cannot hang
+ * it), then fstat refuses FIFOs, devices, sockets and directories with a one-line message. *st
+ * (may be NULL) receives the fstat result. NULL on failure, message in ctx. */
+struct stat;
+FILE *wcmi_fopen_regular(wcmi_ctx *ctx, const char *path, int append, struct stat *st);
 
 #ifdef __cplusplus
 }

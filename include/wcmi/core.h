@@ -38,6 +38,10 @@ typedef struct wcmi_ctx {
   volatile int interrupt; /* set asynchronously (signal handler) to ask long loops to stop */
   int conv_algo;       /* convolution algorithm for layers built from now on: WCMI_CONV_AUTO (0, the
                           default) or WCMI_CONV_GEMM (wcmi/nn.h) */
+  /* Fault injection, for tests: wcmi_alloc/wcmi_calloc through this ctx count their calls in
+   * alloc_count, and call number alloc_fail_at (> 0) fails as if memory ran out. wcmi_ctx_init sets
+   * alloc_fail_at from the environment variable WCMI_FAULT_ALLOC (tests only; unset: 0, off). */
+  int64_t alloc_count, alloc_fail_at;
 } wcmi_ctx;
 
 /* Initializes ctx: num_threads from WCMI_NUM_THREADS if set, else all cores. */

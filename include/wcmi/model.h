@@ -10,6 +10,9 @@ extern "C" {
 
 #define WCMI_ZDIM 64       /* representation size of the basic encoder */
 #define WCMI_NUM_CLASSES 10
+/* Widest MI estimator (--hsize, a model file's hsize): 8 x the paper's 2048. The critic's buffers
+ * grow as batch x hsize x 49 floats; metadata asking for more is refused before anything is built. */
+#define WCMI_HSIZE_MAX 16384
 
 /* Input geometry and the per-dataset normalization applied inside the model. */
 typedef struct wcmi_input_spec {

@@ -83,6 +83,10 @@ typedef struct wcmi_st wcmi_st;
 
 /* Loads and validates the whole file (see the top of this header). */
 int wcmi_st_open(wcmi_ctx *ctx, const char *path, wcmi_st **out);
+/* Reads and validates only the 8-byte length and the header (names, dtypes, shapes, offsets
+ * against the file's size, metadata): for `wcmi info` and metadata look-ups, whatever the file's
+ * size. Tensor data pointers are NULL and wcmi_st_load_params refuses such a handle. */
+int wcmi_st_open_header(wcmi_ctx *ctx, const char *path, wcmi_st **out);
 /* Same on bytes already in memory (copied); `name` is used in messages. */
 int wcmi_st_open_memory(wcmi_ctx *ctx, const char *name, const void *bytes, size_t n, wcmi_st **out);
 void wcmi_st_close(wcmi_st *st);

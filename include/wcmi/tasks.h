@@ -49,6 +49,7 @@ typedef struct wcmi_task_cfg {
   const char *model; /* input model file (frozen encoder, model to evaluate) */
   /* run */
   const char *out_dir, *resume_dir;
+  int force;         /* out_dir may hold an earlier run: its files are replaced */
   int progress;      /* 0 quiet, 1 plain lines on stderr, 2 one-line bar (TTY) */
   int timing;        /* print where the time goes */
   int max_batches;   /* > 0: cap batches per epoch (smoke tests) */
@@ -70,10 +71,21 @@ typedef struct wcmi_task_cfg {
 int wcmi_task_defaults(wcmi_ctx *ctx, wcmi_task_cfg *cfg, const char *dataset, const char *profile);
 /* config.json text for cfg (caller frees with free()). */
 char *wcmi_task_config_json(const wcmi_task_cfg *cfg, const char *task);
-/* Reads a run's config.json back into cfg (strings are owned by *keep, free with wcmi_json_free). */
+/* Upper bounds of the task settings (hsize: WCMI_HSIZE_MAX in wcmi/model.h). */
+#define WCMI_EPOCHS_MAX 1000000
+#define WCMI_BATCH_MAX 65536
+/* The ranges every configuration must satisfy, whether it comes from the command line or from a
+ * run's config.json: epochs in [0, WCMI_EPOCHS_MAX], batch size in [2, WCMI_BATCH_MAX], lr > 0,
+ * hsize in [1, WCMI_HSIZE_MAX], subsets, batch caps and eps-fade >= 0, a valid attack. */
+int wcmi_task_cfg_check(wcmi_ctx *ctx, const wcmi_task_cfg *cfg);
+/* Reads a run's config.json back into cfg (strings are owned by *keep, free with wcmi_json_free).
+ * Every value is range-checked (wcmi_task_cfg_check); unknown names are refused. */
 typedef struct wcmi_json wcmi_json;
 int wcmi_task_config_load(wcmi_ctx *ctx, const char *run_dir, wcmi_task_cfg *cfg, char *task, size_t task_n,
                           wcmi_json **keep);
+/* The same from config.json text in memory (`path` names it in messages); does not set resume_dir. */
+int wcmi_task_config_parse(wcmi_ctx *ctx, const char *path, const char *text, size_t len, wcmi_task_cfg *cfg,
+                           char *task, size_t task_n, wcmi_json **keep);
 
 /* Each task writes its run directory (cfg->out_dir, or continues cfg->resume_dir) and returns the
  * summary as a JSON string (malloc'd) in *summary. */

@@ -22,7 +22,7 @@ wcmi_attack *wcmi_attack_new(wcmi_ctx *ctx, const wcmi_pgd_cfg *cfg, int max_bat
     wcmi_fail(ctx, WCMI_EINVAL, "attack: batch %d and sample size %lld must be positive", max_batch, (long long)sample_numel);
     return NULL;
   }
-  wcmi_attack *a = calloc(1, sizeof *a);
+  wcmi_attack *a = wcmi_calloc(ctx, 1, sizeof *a);
   if (!a) {
     wcmi_fail(ctx, WCMI_ENOMEM, "attack: out of memory");
     return NULL;
@@ -54,7 +54,7 @@ void wcmi_attack_free(wcmi_attack *a) {
                   a->step_size, a->prev_best_loss, a->succ, a->run_best_succ, a->best_succ, a->reduced, a->improved,
                   a->grad_best, a->last_loss};
   for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) wcmi_free(bufs[i]);
-  free(a);
+  wcmi_free(a);
 }
 
 int wcmi_attack_set_cfg(wcmi_attack *a, const wcmi_pgd_cfg *cfg) {

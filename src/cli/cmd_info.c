@@ -55,7 +55,7 @@ int wcmi_cmd_info(int argc, char **argv) {
   wcmi_ctx ctx;
   wcmi_ctx_init(&ctx);
   wcmi_st *st;
-  if (wcmi_st_open(&ctx, files.v[0], &st)) {
+  if (wcmi_st_open_header(&ctx, files.v[0], &st)) {
     fprintf(stderr, "wcmi info: %s\n", wcmi_errmsg(&ctx));
     return 1;
   }

@@ -35,7 +35,7 @@ int model_data_argv_init(model_data_argv *out, const char *cmd, int argc, char *
   wcmi_ctx ctx;
   wcmi_ctx_init(&ctx);
   wcmi_st *st = NULL;
-  if (wcmi_st_open(&ctx, model, &st)) return 0;
+  if (wcmi_st_open_header(&ctx, model, &st)) return 0;
   const char *ds = wcmi_st_meta(st, "dataset");
   if (ds && strlen(ds) < sizeof out->dataset) {
     snprintf(out->dataset, sizeof out->dataset, "%s", ds);

@@ -123,6 +123,7 @@ static int apply(task_cli *tc, const char *cmd) {
     }
     c->data_dir = tc->data_dir;
     c->out_dir = tc->out;
+    c->force = tc->force;
     c->model = tc->model;
     if (given(tc, "--train-subset")) c->train_subset = tc->train_subset;
     if (given(tc, "--test-subset")) c->test_subset = tc->test_subset;
@@ -155,15 +156,11 @@ static int apply(task_cli *tc, const char *cmd) {
       fprintf(stderr, "wcmi %s: %s\n", cmd, wcmi_errmsg(ctx));
       return 2;
     }
-    if (c->epochs < 0 || c->batch_size < 2 || c->batch_size > 65536 || !(c->lr > 0) || c->hsize < 1 ||
-        c->train_subset < 0 || c->test_subset < 0) {
-      fprintf(stderr, "wcmi %s: need --epochs >= 0, --batch-size in [2, 65536], --lr > 0, --hsize >= 1, subsets >= 0\n", cmd);
-      return 2;
-    }
-    if (wcmi_pgd_cfg_check(ctx, &c->attack)) {
-      fprintf(stderr, "wcmi %s: %s\n", cmd, wcmi_errmsg(ctx));
-      return 2;
-    }
+  }
+  /* The same ranges a resumed run's config.json must satisfy (src/train/config.c). */
+  if (wcmi_task_cfg_check(ctx, c)) {
+    fprintf(stderr, "wcmi %s: %s\n", cmd, wcmi_errmsg(ctx));
+    return 2;
   }
   c->timing = tc->timing;
   c->progress = tc->progress ? (isatty(2) ? 2 : 1) : 0;
@@ -206,6 +203,7 @@ int task_cli_parse(task_cli *tc, const char *cmd, const char *synopsis, const ch
   add(tc, &n, "--conv-algo", WCMI_OPT_STR, &tc->conv_algo, "A",
       "convolutions: auto (default: Winograd where it saves work) or gemm (im2col + GEMM, as PyTorch's CPU path)");
   add(tc, &n, "--out", WCMI_OPT_STR, &tc->out, "DIR", "run directory to create");
+  add(tc, &n, "--force", WCMI_OPT_FLAG, &tc->force, NULL, "let --out replace the run already in DIR");
   add(tc, &n, "--resume", WCMI_OPT_STR, &tc->resume, "DIR", "continue the run in DIR from its latest checkpoint");
   add(tc, &n, "--progress", WCMI_OPT_FLAG, &tc->progress, NULL, "progress on stderr (a bar on a TTY, lines otherwise)");
   add(tc, &n, "--timing", WCMI_OPT_FLAG, &tc->timing, NULL, "print where the time goes (attack, fwd+bwd, optimizer)");
@@ -214,12 +212,29 @@ int task_cli_parse(task_cli *tc, const char *cmd, const char *synopsis, const ch
   tc->opts[n] = (wcmi_opt){0};
   rc = wcmi_cli_parse(cmd, synopsis, desc, tc->opts, argc, argv, NULL);
   if (rc) return rc < 0 ? -1 : rc;
-  if (tc->threads < 0) return fprintf(stderr, "wcmi %s: --threads must be >= 1\n", cmd), 2;
+  if (given(tc, "--threads") && (rc = task_cli_check_threads(cmd, tc->threads))) return rc;
   if (tc->threads) wcmi_set_threads(&tc->ctx, tc->threads);
   if ((rc = task_cli_conv_algo(&tc->ctx, cmd, tc->conv_algo))) return rc;
-  if ((rc = apply(tc, cmd))) return rc;
+  if ((rc = apply(tc, cmd))) {
+    /* The caller returns at once without task_cli_finish: release a loaded config.json here. */
+    wcmi_json_free(tc->resume_cfg);
+    tc->resume_cfg = NULL;
+    return rc;
+  }
   interrupt_target = &tc->ctx;
   signal(SIGINT, on_sigint);
+  return 0;
+}
+
+int task_cli_check_threads(const char *cmd, int threads) {
+  long cores = sysconf(_SC_NPROCESSORS_ONLN);
+  if (cores < 1) cores = 1;
+  const long most = TASK_CLI_THREADS_PER_CORE * cores;
+  if (threads < 1 || threads > most) {
+    fprintf(stderr, "wcmi %s: --threads must be in [1, %ld] (%d x the %ld online cores)\n", cmd, most,
+            TASK_CLI_THREADS_PER_CORE, cores);
+    return 2;
+  }
   return 0;
 }
 

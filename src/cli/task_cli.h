@@ -17,7 +17,7 @@ typedef struct task_cli {
   /* raw values */
   const char *data, *data_dir, *profile, *estimator, *measure, *grad_path, *norm, *out, *resume, *model, *conv_algo;
   long long train_subset, test_subset, seed;
-  int epochs, batch_size, hsize, attack_steps, restarts, random_start, use_best, eps_fade, threads, progress, timing,
+  int epochs, batch_size, hsize, attack_steps, restarts, random_start, use_best, eps_fade, threads, progress, timing, force,
       max_batches, eval_batches;
   double eps, attack_lr, lr;
 } task_cli;
@@ -29,6 +29,12 @@ typedef struct task_cli {
  * Returns 0 to continue, or the exit code to return now (0 after --help, 2 on a usage error). */
 int task_cli_parse(task_cli *tc, const char *cmd, const char *synopsis, const char *desc, const wcmi_opt *extra,
                    int argc, char **argv);
+/* More threads than this many per online core only oversubscribe the machine (1000 threads made a
+ * 1.6 s run take minutes): --threads beyond it is a usage error, as is 0. */
+#define TASK_CLI_THREADS_PER_CORE 4
+/* Returns 0 when threads is in [1, TASK_CLI_THREADS_PER_CORE x cores], else 2 after a one-line
+ * message naming the command. */
+int task_cli_check_threads(const char *cmd, int threads);
 /* Sets ctx->conv_algo from a --conv-algo value (NULL: leave it). Returns 0, or 2 after a one-line
  * message naming the command when the value is neither auto nor gemm. */
 int task_cli_conv_algo(wcmi_ctx *ctx, const char *cmd, const char *value);

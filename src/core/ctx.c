@@ -27,6 +27,8 @@ void wcmi_ctx_init(wcmi_ctx *ctx) {
     if (end && *end == '\0' && v > 0 && v <= 4096) n = (int)v;
   }
   wcmi_set_threads(ctx, n);
+  const char *fault = getenv("WCMI_FAULT_ALLOC");
+  if (fault && *fault) ctx->alloc_fail_at = strtoll(fault, NULL, 10);
 }
 
 void wcmi_set_threads(wcmi_ctx *ctx, int n) {
@@ -89,6 +91,12 @@ void *wcmi_alloc(wcmi_ctx *ctx, size_t count, size_t elem_size) {
   }
   bytes &= ~(size_t)63;
   if (bytes == 0) bytes = 64;
+  /* The counter lives in the caller's ctx (no process-wide state); atomic because a ctx is shared
+   * by the threads of one task. */
+  if (ctx && __atomic_add_fetch(&ctx->alloc_count, 1, __ATOMIC_RELAXED) == ctx->alloc_fail_at) {
+    wcmi_fail(ctx, WCMI_ENOMEM, "out of memory allocating %zu bytes", bytes);
+    return NULL;
+  }
   void *p = aligned_alloc(64, bytes);
   if (!p) wcmi_fail(ctx, WCMI_ENOMEM, "out of memory allocating %zu bytes", bytes);
   return p;

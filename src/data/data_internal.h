@@ -13,7 +13,8 @@
  * the machine. */
 #define WCMI_DATA_MAX_INFLATE ((size_t)2 << 30)
 
-/* Reads a whole file into a wcmi_alloc'd buffer. Missing / unreadable files give WCMI_EIO. */
+/* Reads a whole regular file into a wcmi_alloc'd buffer (FIFOs, devices and directories are refused
+ * without blocking). Missing / unreadable files give WCMI_EIO. */
 int wcmi__read_file(wcmi_ctx *ctx, const char *path, uint8_t **out, size_t *out_len);
 
 /* 1 if the bytes start with the gzip magic 1f 8b. */
@@ -25,5 +26,10 @@ int wcmi__is_gzip(const uint8_t *b, size_t len);
  * Errors name `file`. */
 int wcmi__inflate(wcmi_ctx *ctx, const char *file, const uint8_t *src, size_t len, int gzip, size_t cap,
                   uint8_t **out, size_t *out_len);
+
+/* Inflates only the first `want` bytes of a gzip stream into out (*got < want if the stream is
+ * shorter): enough to read a header before deciding how much to inflate. */
+int wcmi__inflate_prefix(wcmi_ctx *ctx, const char *file, const uint8_t *src, size_t len, uint8_t *out, size_t want,
+                         size_t *got);
 
 #endif

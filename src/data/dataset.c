@@ -1,6 +1,7 @@
 /* Datasets: allocation, names and default locations, loading by name, class-balanced selection,
  * validation split, statistics and the synthetic Gaussian mixture. */
 #include "data/data_internal.h"
+#include "wcmi/model.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -117,18 +118,38 @@ static int load_cifar(wcmi_ctx *ctx, const char *dir, wcmi_split split, wcmi_dat
   return wcmi_cifar10_read(ctx, pp, np, out);
 }
 
-int wcmi_data_load(wcmi_ctx *ctx, const char *name, const char *dir, wcmi_split split, wcmi_dataset *out) {
-  memset(out, 0, sizeof *out);
-  if (!wcmi_data_name_valid(name))
-    return wcmi_fail(ctx, WCMI_EINVAL, "unknown dataset '%s' (expected mnist, fashion-mnist, svhn or cifar10)",
-                     name ? name : "(null)");
-  if (!dir) dir = wcmi_data_default_dir(name);
+static int load_by_name(wcmi_ctx *ctx, const char *name, const char *dir, wcmi_split split, wcmi_dataset *out) {
   if (!strcmp(name, "mnist") || !strcmp(name, "fashion-mnist")) return load_idx(ctx, name, dir, split, out);
   if (!strcmp(name, "cifar10")) return load_cifar(ctx, dir, split, out);
   char path[4096];
   const char *cand[1] = {split == WCMI_SPLIT_TRAIN ? "train_32x32.mat" : "test_32x32.mat"};
   int rc = find_file(ctx, dir, cand, 1, path, sizeof path);
   if (!rc) rc = wcmi_svhn_read(ctx, path, out);
+  return rc;
+}
+
+/* Every model built for dataset `name` takes its input spec (wcmi_input_spec_for), and every
+ * command reads its data through here: samples of another shape (14x14 or 32x32 IDX files under
+ * --data fashion-mnist, say) are refused once, here, instead of being read past the end of their
+ * buffers by a network built for 28x28. */
+static int check_sample_shape(wcmi_ctx *ctx, const char *name, const char *dir, const wcmi_dataset *d) {
+  wcmi_input_spec in;
+  int rc = wcmi_input_spec_for(ctx, name, &in);
+  if (rc) return rc;
+  if (d->c != in.C || d->h != in.H || d->w != in.W)
+    return wcmi_fail(ctx, WCMI_EFORMAT, "%s: %s samples are %dx%dx%d, but %s models take %dx%dx%d", dir, name, d->c, d->h,
+                     d->w, name, in.C, in.H, in.W);
+  return WCMI_OK;
+}
+
+int wcmi_data_load(wcmi_ctx *ctx, const char *name, const char *dir, wcmi_split split, wcmi_dataset *out) {
+  memset(out, 0, sizeof *out);
+  if (!wcmi_data_name_valid(name))
+    return wcmi_fail(ctx, WCMI_EINVAL, "unknown dataset '%s' (expected mnist, fashion-mnist, svhn or cifar10)",
+                     name ? name : "(null)");
+  if (!dir) dir = wcmi_data_default_dir(name);
+  int rc = load_by_name(ctx, name, dir, split, out);
+  if (!rc && (rc = check_sample_shape(ctx, name, dir, out))) wcmi_dataset_free(out);
   return rc;
 }
 

@@ -1,5 +1,6 @@
 /* Whole-file reads and bounded inflation for the dataset readers. */
 #include "data/data_internal.h"
+#include "wcmi/io.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -10,13 +11,9 @@
 int wcmi__read_file(wcmi_ctx *ctx, const char *path, uint8_t **out, size_t *out_len) {
   *out = NULL;
   *out_len = 0;
-  FILE *f = fopen(path, "rb");
-  if (!f) return wcmi_fail(ctx, WCMI_EIO, "%s: cannot open: %s", path, strerror(errno));
   struct stat st;
-  if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
-    fclose(f);
-    return wcmi_fail(ctx, WCMI_EIO, "%s: not a regular file", path);
-  }
+  FILE *f = wcmi_fopen_regular(ctx, path, 0, &st);
+  if (!f) return ctx ? ctx->status : WCMI_EIO;
   size_t size = (size_t)st.st_size;
   /* +1 so an empty file still gets a valid pointer. */
   uint8_t *buf = wcmi_alloc(ctx, size + 1, 1);
@@ -43,7 +40,7 @@ static int grow(wcmi_ctx *ctx, const char *file, uint8_t **buf, size_t *capacity
   size_t next = *capacity < ((size_t)1 << 16) ? ((size_t)1 << 16) : *capacity * 2;
   if (next > cap) next = cap;
   if (next <= *capacity)
-    return wcmi_fail(ctx, WCMI_EFORMAT, "%s: decompressed data exceeds the %zu MiB limit", file, cap >> 20);
+    return wcmi_fail(ctx, WCMI_EFORMAT, "%s: decompressed data exceeds the limit of %zu bytes", file, cap);
   uint8_t *nb = wcmi_alloc(ctx, next, 1);
   if (!nb) return wcmi_fail(ctx, WCMI_ENOMEM, "%s: cannot allocate %zu bytes while decompressing", file, next);
   if (used) memcpy(nb, *buf, used);
@@ -51,6 +48,27 @@ static int grow(wcmi_ctx *ctx, const char *file, uint8_t **buf, size_t *capacity
   *buf = nb;
   *capacity = next;
   return WCMI_OK;
+}
+
+int wcmi__inflate_prefix(wcmi_ctx *ctx, const char *file, const uint8_t *src, size_t len, uint8_t *out, size_t want,
+                         size_t *got) {
+  *got = 0;
+  z_stream zs;
+  memset(&zs, 0, sizeof zs);
+  if (inflateInit2(&zs, 16 + MAX_WBITS) != Z_OK) return wcmi_fail(ctx, WCMI_ENOMEM, "%s: cannot initialise zlib", file);
+  zs.next_in = (Bytef *)(uintptr_t)src;
+  zs.avail_in = (uInt)(len < ((size_t)1 << 30) ? len : ((size_t)1 << 30));
+  zs.next_out = out;
+  zs.avail_out = (uInt)want;
+  int z = Z_OK;
+  while (zs.avail_out > 0 && (z == Z_OK) && zs.avail_in > 0) z = inflate(&zs, Z_NO_FLUSH);
+  *got = want - zs.avail_out;
+  const char *why = zs.msg ? zs.msg : "invalid data";
+  int rc = z == Z_OK || z == Z_STREAM_END || z == Z_BUF_ERROR
+               ? WCMI_OK
+               : wcmi_fail(ctx, WCMI_EFORMAT, "%s: corrupted gzip stream (%s)", file, why);
+  inflateEnd(&zs);
+  return rc;
 }
 
 int wcmi__inflate(wcmi_ctx *ctx, const char *file, const uint8_t *src, size_t len, int gzip, size_t cap,

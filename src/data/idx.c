@@ -50,16 +50,49 @@ static int idx_header(wcmi_ctx *ctx, const char *file, const uint8_t *b, size_t 
   return WCMI_OK;
 }
 
+/* Size of the whole uncompressed IDX file its gzip stream promises: the header is inflated alone
+ * (12 or 8 bytes) and checked first, so a gzip bomb or a lying header is refused before anything
+ * large is inflated, and the full inflation is then capped at exactly that size. */
+static int gzip_implied_size(wcmi_ctx *ctx, const char *file, const uint8_t *bytes, size_t len, int want_ndim,
+                             size_t *implied) {
+  uint8_t head[16];
+  const size_t header = 4 + 4 * (size_t)want_ndim;
+  size_t got = 0;
+  int rc = wcmi__inflate_prefix(ctx, file, bytes, len, head, header, &got);
+  if (rc) return rc;
+  idx_array a;
+  /* Parse the header alone: idx_header sees a buffer of exactly the header's length. */
+  if (got < header)
+    return wcmi_fail(ctx, WCMI_EFORMAT, "%s: truncated: %zu bytes after decompression, too short for an IDX header", file,
+                     got);
+  uint32_t magic = be32(head), want_magic = 0x00000800u | (uint32_t)want_ndim;
+  if (magic != want_magic)
+    return wcmi_fail(ctx, WCMI_EFORMAT, "%s: wrong magic 0x%08x (expected 0x%08x: uint8 IDX with %d dimension%s)", file,
+                     magic, want_magic, want_ndim, want_ndim == 1 ? "" : "s");
+  size_t count = 1;
+  for (int i = 0; i < want_ndim; i++) {
+    a.dims[i] = be32(head + 4 + 4 * i);
+    if (!wcmi_mul_size(count, a.dims[i], &count)) return wcmi_fail(ctx, WCMI_EFORMAT, "%s: header dimensions overflow", file);
+  }
+  if (!wcmi_add_size(count, header, implied) || *implied > WCMI_DATA_MAX_INFLATE)
+    return wcmi_fail(ctx, WCMI_EFORMAT, "%s: header claims %zu bytes of data, more than the %zu MiB limit", file, count,
+                     WCMI_DATA_MAX_INFLATE >> 20);
+  return WCMI_OK;
+}
+
 /* Returns the decompressed view of bytes: either bytes itself or an owned inflated copy. */
-static int maybe_inflate(wcmi_ctx *ctx, const char *file, const uint8_t *bytes, size_t len, uint8_t **owned,
-                         const uint8_t **view, size_t *view_len) {
+static int maybe_inflate(wcmi_ctx *ctx, const char *file, const uint8_t *bytes, size_t len, int want_ndim,
+                         uint8_t **owned, const uint8_t **view, size_t *view_len) {
   *owned = NULL;
   if (!wcmi__is_gzip(bytes, len)) {
     *view = bytes;
     *view_len = len;
     return WCMI_OK;
   }
-  int rc = wcmi__inflate(ctx, file, bytes, len, 1, WCMI_DATA_MAX_INFLATE, owned, view_len);
+  size_t implied = 0;
+  int rc = gzip_implied_size(ctx, file, bytes, len, want_ndim, &implied);
+  /* More data than the header implies fails inside the inflation, at that size. */
+  if (!rc) rc = wcmi__inflate(ctx, file, bytes, len, 1, implied, owned, view_len);
   *view = *owned;
   return rc;
 }
@@ -72,8 +105,8 @@ int wcmi_idx_parse(wcmi_ctx *ctx, const char *name, const char *images_file, con
   const uint8_t *img = NULL, *lbl = NULL;
   size_t img_len = 0, lbl_len = 0;
   idx_array ia = {0}, la = {0};
-  int rc = maybe_inflate(ctx, images_file, images_bytes, images_len, &img_owned, &img, &img_len);
-  if (!rc) rc = maybe_inflate(ctx, labels_file, labels_bytes, labels_len, &lbl_owned, &lbl, &lbl_len);
+  int rc = maybe_inflate(ctx, images_file, images_bytes, images_len, 3, &img_owned, &img, &img_len);
+  if (!rc) rc = maybe_inflate(ctx, labels_file, labels_bytes, labels_len, 1, &lbl_owned, &lbl, &lbl_len);
   if (!rc) rc = idx_header(ctx, images_file, img, img_len, 3, &ia);
   if (!rc) rc = idx_header(ctx, labels_file, lbl, lbl_len, 1, &la);
   if (!rc && ia.dims[0] != la.dims[0])

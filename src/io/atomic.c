@@ -34,7 +34,10 @@ int wcmi_atomic_open(wcmi_ctx *ctx, wcmi_atomic_file *af, const char *path) {
     return WCMI_ENOMEM;
   }
   snprintf(af->tmp, n, "%s.tmp.%ld", path, (long)getpid());
-  af->f = fopen(af->tmp, "wb");
+  /* O_NOFOLLOW: a planted symlink cannot redirect the write. */
+  int fd = open(af->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
+  af->f = fd >= 0 ? fdopen(fd, "wb") : NULL;
+  if (!af->f && fd >= 0) close(fd);
   if (!af->f) {
     int e = errno;
     release(af);
@@ -119,16 +122,42 @@ int wcmi_atomic_write(wcmi_ctx *ctx, const char *path, const void *bytes, size_t
   return wcmi_atomic_commit(ctx, &af);
 }
 
+static const char *file_kind(mode_t m) {
+  return S_ISDIR(m) ? "a directory" : S_ISFIFO(m) ? "a FIFO" : S_ISCHR(m) || S_ISBLK(m) ? "a device" : S_ISSOCK(m) ? "a socket" : "not a regular file";
+}
+
+FILE *wcmi_fopen_regular(wcmi_ctx *ctx, const char *path, int append, struct stat *st_out) {
+  int flags = (append ? O_WRONLY | O_APPEND | O_CREAT : O_RDONLY) | O_NONBLOCK | O_CLOEXEC | O_NOCTTY;
+  int fd = open(path, flags, 0644);
+  if (fd < 0) {
+    wcmi_fail(ctx, WCMI_EIO, "%s: cannot open: %s", path, strerror(errno));
+    return NULL;
+  }
+  struct stat st;
+  int stat_failed = fstat(fd, &st) != 0;
+  if (stat_failed || !S_ISREG(st.st_mode)) {
+    wcmi_fail(ctx, WCMI_EIO, "%s: cannot use it: %s", path, stat_failed ? strerror(errno) : file_kind(st.st_mode));
+    close(fd);
+    return NULL;
+  }
+  /* Back to blocking I/O for the regular file's reads and writes. */
+  int fl = fcntl(fd, F_GETFL);
+  FILE *f = fl >= 0 && fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) == 0 ? fdopen(fd, append ? "ab" : "rb") : NULL;
+  if (!f) {
+    wcmi_fail(ctx, WCMI_EIO, "%s: cannot open: %s", path, strerror(errno));
+    close(fd);
+    return NULL;
+  }
+  if (st_out) *st_out = st;
+  return f;
+}
+
 int wcmi_read_file(wcmi_ctx *ctx, const char *path, size_t max_bytes, char **out, size_t *n) {
   *out = NULL;
   *n = 0;
-  FILE *f = fopen(path, "rb");
-  if (!f) return wcmi_fail(ctx, WCMI_EIO, "%s: cannot open: %s", path, strerror(errno));
   struct stat st;
-  if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
-    fclose(f);
-    return wcmi_fail(ctx, WCMI_EIO, "%s: not a regular file", path);
-  }
+  FILE *f = wcmi_fopen_regular(ctx, path, 0, &st);
+  if (!f) return ctx ? ctx->status : WCMI_EIO;
   if ((unsigned long long)st.st_size > (unsigned long long)max_bytes) {
     fclose(f);
     return wcmi_fail(ctx, WCMI_EFORMAT, "%s: file is %lld bytes, more than the limit of %zu", path,

@@ -8,6 +8,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
 #error "safetensors data is little-endian; wcmi's reader/writer assume a little-endian host"
@@ -224,8 +225,9 @@ int wcmi_st_write_params(wcmi_ctx *ctx, const char *path, wcmi_param *const *par
 
 struct wcmi_st {
   char *name;
-  unsigned char *bytes; /* the whole file */
-  size_t size;
+  unsigned char *bytes; /* the whole file, or only its first 8 + header bytes (header_only) */
+  size_t size;          /* of the whole file */
+  int header_only;      /* tensors have no data pointers (wcmi_st_open_header) */
   wcmi_json *header;
   int n;
   wcmi_st_info *tensors; /* name order */
@@ -352,23 +354,33 @@ static int check_coverage(wcmi_ctx *ctx, const wcmi_st *st, size_t buffer_size) 
   return rc;
 }
 
-static int parse_file(wcmi_ctx *ctx, wcmi_st *st) {
-  const char *file = st->name;
-  if (st->size < 8)
-    return wcmi_fail(ctx, WCMI_EFORMAT, "%s: file is %zu bytes, too short for the 8-byte header length", file, st->size);
+/* The header length of a file of `size` bytes that starts with first8, checked against the file. */
+static int header_length(wcmi_ctx *ctx, const char *file, const unsigned char *first8, size_t size, uint64_t *out) {
+  if (size < 8)
+    return wcmi_fail(ctx, WCMI_EFORMAT, "%s: file is %zu bytes, too short for the 8-byte header length", file, size);
   uint64_t hlen = 0;
-  for (int i = 7; i >= 0; i--) hlen = (hlen << 8) | st->bytes[i];
+  for (int i = 7; i >= 0; i--) hlen = (hlen << 8) | first8[i];
   if (hlen > WCMI_ST_MAX_HEADER)
     return wcmi_fail(ctx, WCMI_EFORMAT, "%s: header length %llu is absurd (limit %u bytes)", file,
                      (unsigned long long)hlen, WCMI_ST_MAX_HEADER);
-  if (hlen > st->size - 8)
+  if (hlen > size - 8)
     return wcmi_fail(ctx, WCMI_EFORMAT, "%s: header length %llu exceeds the %zu bytes after it (truncated file?)", file,
-                     (unsigned long long)hlen, st->size - 8);
-  if (hlen < 2) return wcmi_fail(ctx, WCMI_EFORMAT, "%s: header length %llu is too small for a JSON object", file,
-                                 (unsigned long long)hlen);
+                     (unsigned long long)hlen, size - 8);
+  if (hlen < 2)
+    return wcmi_fail(ctx, WCMI_EFORMAT, "%s: header length %llu is too small for a JSON object", file,
+                     (unsigned long long)hlen);
+  *out = hlen;
+  return WCMI_OK;
+}
+
+static int parse_file(wcmi_ctx *ctx, wcmi_st *st) {
+  const char *file = st->name;
+  uint64_t hlen = 0;
+  int rc = header_length(ctx, file, st->bytes, st->size, &hlen);
+  if (rc) return rc;
   char what[600];
   snprintf(what, sizeof what, "%s: header", file);
-  int rc = wcmi_json_parse(ctx, what, (const char *)st->bytes + 8, (size_t)hlen, &st->header);
+  rc = wcmi_json_parse(ctx, what, (const char *)st->bytes + 8, (size_t)hlen, &st->header);
   if (rc) return rc;
   const wcmi_json *h = st->header;
   if (h->type != WCMI_JSON_OBJECT)
@@ -384,7 +396,7 @@ static int parse_file(wcmi_ctx *ctx, wcmi_st *st) {
       wcmi_st_info *t = &st->tensors[st->n];
       rc = parse_tensor_entry(ctx, file, h->keys[i], h->key_lens[i], &h->items[i], buffer_size, t);
       if (!rc) {
-        t->data = buffer + t->begin;
+        t->data = st->header_only ? NULL : buffer + t->begin;
         st->n++;
       }
     }
@@ -460,6 +472,34 @@ int wcmi_st_open(wcmi_ctx *ctx, const char *path, wcmi_st **out) {
   return st_finish_open(ctx, st, out);
 }
 
+int wcmi_st_open_header(wcmi_ctx *ctx, const char *path, wcmi_st **out) {
+  *out = NULL;
+  struct stat fs;
+  FILE *f = wcmi_fopen_regular(ctx, path, 0, &fs);
+  if (!f) return ctx ? ctx->status : WCMI_EIO;
+  unsigned char first8[8];
+  size_t size = (size_t)fs.st_size;
+  uint64_t hlen = 0;
+  int rc = WCMI_OK;
+  if (size >= 8 && fread(first8, 1, 8, f) != 8) rc = wcmi_fail(ctx, WCMI_EIO, "%s: read error", path);
+  if (!rc) rc = header_length(ctx, path, first8, size, &hlen);
+  wcmi_st *st = rc ? NULL : st_new(ctx, path);
+  if (!rc && !st) rc = WCMI_ENOMEM;
+  if (!rc && !(st->bytes = wcmi_alloc(ctx, (size_t)hlen + 9, 1))) rc = WCMI_ENOMEM;
+  if (!rc) {
+    memcpy(st->bytes, first8, 8);
+    if (fread(st->bytes + 8, 1, (size_t)hlen, f) != (size_t)hlen) rc = wcmi_fail(ctx, WCMI_EIO, "%s: read error in the header", path);
+  }
+  fclose(f);
+  if (rc) {
+    wcmi_st_close(st);
+    return rc;
+  }
+  st->size = size;
+  st->header_only = 1;
+  return st_finish_open(ctx, st, out);
+}
+
 const char *wcmi_st_name(const wcmi_st *st) { return st->name; }
 int wcmi_st_count(const wcmi_st *st) { return st->n; }
 
@@ -530,6 +570,7 @@ static int check_param(wcmi_ctx *ctx, const wcmi_st *st, const wcmi_param *p, co
 
 int wcmi_st_load_params(wcmi_ctx *ctx, const wcmi_st *st, wcmi_param *const *params, int n, int strict) {
   if (n < 0 || (n > 0 && !params)) return wcmi_fail(ctx, WCMI_EINVAL, "%s: invalid parameter list", st->name);
+  if (st->header_only) return wcmi_fail(ctx, WCMI_EINVAL, "%s: opened for its header only", st->name);
   const wcmi_st_info **src = wcmi_alloc(ctx, (size_t)n + 1, sizeof *src);
   unsigned char *used = wcmi_calloc(ctx, (size_t)st->n + 1, 1);
   int rc = WCMI_OK;

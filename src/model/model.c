@@ -10,7 +10,7 @@ int wcmi_model_init(wcmi_ctx *ctx, wcmi_model *m, const char *dataset, int hsize
   memset(m, 0, sizeof *m);
   int rc = wcmi_input_spec_for(ctx, dataset, &m->in);
   if (rc) return rc;
-  if (hsize < 0 || hsize > 65536) return wcmi_fail(ctx, WCMI_EINVAL, "hsize %d outside [0, 65536]", hsize);
+  if (hsize < 0 || hsize > WCMI_HSIZE_MAX) return wcmi_fail(ctx, WCMI_EINVAL, "hsize %d outside [0, %d]", hsize, WCMI_HSIZE_MAX);
   snprintf(m->dataset, sizeof m->dataset, "%s", dataset);
   m->hsize = hsize;
   m->head = head;
@@ -71,11 +71,11 @@ void wcmi_model_describe(const wcmi_model *m, char *buf, size_t n) {
   if (m->head != WCMI_HEAD_NONE) snprintf(buf + w, n - (size_t)w, " + classifier(%s)", wcmi_head_name(m->head));
 }
 
-static int collect_params(wcmi_model *m, wcmi_param *const *extra, int n_extra, wcmi_param ***out) {
+static int collect_params(wcmi_ctx *ctx, wcmi_model *m, wcmi_param *const *extra, int n_extra, wcmi_param ***out) {
   wcmi_net *nets[4];
   int nn = wcmi_model_nets(m, nets), total = n_extra;
   for (int i = 0; i < nn; i++) total += wcmi_net_num_params(nets[i]);
-  wcmi_param **ps = malloc((size_t)(total ? total : 1) * sizeof *ps);
+  wcmi_param **ps = wcmi_alloc(ctx, (size_t)(total ? total : 1), sizeof *ps);
   if (!ps) return -1;
   int k = 0;
   for (int i = 0; i < nn; i++)
@@ -91,7 +91,7 @@ int wcmi_model_save(wcmi_ctx *ctx, wcmi_model *m, const char *path, wcmi_param *
                     const wcmi_st_kv *meta, int n_meta) {
   if (n_meta > MODEL_META_MAX - 5) return wcmi_fail(ctx, WCMI_EINVAL, "%s: too many metadata entries", path);
   wcmi_param **ps;
-  int n = collect_params(m, extra, n_extra, &ps);
+  int n = collect_params(ctx, m, extra, n_extra, &ps);
   if (n < 0) return wcmi_fail(ctx, WCMI_ENOMEM, "%s: out of memory", path);
   char hsize[16], arch[256];
   snprintf(hsize, sizeof hsize, "%d", m->hsize);
@@ -101,18 +101,73 @@ int wcmi_model_save(wcmi_ctx *ctx, wcmi_model *m, const char *path, wcmi_param *
   int nkv = 5;
   for (int i = 0; i < n_meta; i++) kv[nkv++] = meta[i];
   int rc = wcmi_st_write_params(ctx, path, ps, n, kv, nkv);
-  free(ps);
+  wcmi_free(ps);
   return rc;
+}
+
+/* 1 if name ends with suffix. */
+static int ends_with(const char *name, const char *suffix) {
+  size_t n = strlen(name), k = strlen(suffix);
+  return n >= k && !strcmp(name + n - k, suffix);
+}
+
+/* A model file's floats must be finite, and a BatchNorm running variance non-negative: a NaN model
+ * would otherwise be evaluated (every prediction the same class) as if it were robust. Checked on
+ * the file's bytes before anything is copied. */
+static int check_tensor_values(wcmi_ctx *ctx, const wcmi_st *st, const wcmi_param *p) {
+  const wcmi_st_info *t = wcmi_st_find(st, p->name);
+  if (!t || p->kind == WCMI_PARAM_COUNTER || t->dtype != WCMI_DT_F32) return WCMI_OK; /* load_params names these */
+  const int variance = ends_with(p->name, "running_var");
+  const unsigned char *b = t->data;
+  for (int64_t i = 0; i < t->numel; i++) {
+    float v;
+    memcpy(&v, b + (size_t)i * sizeof v, sizeof v); /* the data may sit at any byte offset */
+    if (v - v != 0.0f)
+      return wcmi_fail(ctx, WCMI_ENUMERIC, "%s: tensor '%s' holds NaN/Inf (element %lld)", wcmi_st_name(st), p->name,
+                       (long long)i);
+    if (variance && v < 0.0f)
+      return wcmi_fail(ctx, WCMI_EFORMAT, "%s: tensor '%s' holds a negative variance %g (element %lld)", wcmi_st_name(st),
+                       p->name, (double)v, (long long)i);
+  }
+  return WCMI_OK;
 }
 
 int wcmi_net_load(wcmi_ctx *ctx, const wcmi_st *st, wcmi_net *net) {
   int n = wcmi_net_num_params(net);
-  wcmi_param **ps = malloc((size_t)(n ? n : 1) * sizeof *ps);
-  if (!ps) return wcmi_fail(ctx, WCMI_ENOMEM, "out of memory");
-  for (int i = 0; i < n; i++) ps[i] = wcmi_net_param(net, i);
-  int rc = wcmi_st_load_params(ctx, st, ps, n, 0);
-  free(ps);
+  wcmi_param **ps = wcmi_alloc(ctx, (size_t)(n ? n : 1), sizeof *ps);
+  if (!ps) return ctx->status;
+  int rc = WCMI_OK;
+  for (int i = 0; i < n && !rc; i++) {
+    ps[i] = wcmi_net_param(net, i);
+    rc = check_tensor_values(ctx, st, ps[i]);
+  }
+  if (!rc) rc = wcmi_st_load_params(ctx, st, ps, n, 0);
+  wcmi_free(ps);
   return rc;
+}
+
+/* The sizes the model would be built with, checked against the file's tensors first: every buffer
+ * the nets allocate is fixed by (input spec, hsize, head), so once the input channels and H agree
+ * with tensors the file really holds (their bytes are in the file), nothing is allocated from an
+ * unchecked number. The remaining shapes are compared exactly by wcmi_st_load_params. */
+static int check_dims_against_file(wcmi_ctx *ctx, const wcmi_st *st, const char *path, const char *dataset, int hsize) {
+  wcmi_input_spec in;
+  int rc = wcmi_input_spec_for(ctx, dataset, &in);
+  if (rc) return wcmi_fail(ctx, WCMI_EFORMAT, "%s: metadata 'dataset' = '%.40s' is not mnist, fashion-mnist, svhn or cifar10",
+                           path, dataset);
+  const wcmi_st_info *w0 = wcmi_st_find(st, "encoder.layer0.0.weight");
+  if (!w0) return wcmi_fail(ctx, WCMI_EFORMAT, "%s: missing tensor 'encoder.layer0.0.weight' (not a wcmi model?)", path);
+  if (w0->ndim != 4 || w0->shape[1] != in.C)
+    return wcmi_fail(ctx, WCMI_EFORMAT, "%s: tensor 'encoder.layer0.0.weight' does not take the %d input channel(s) of %s",
+                     path, in.C, dataset);
+  const char *const critic[2] = {"dim_local.block_ln.1.weight", "dim_global.block_ln.1.weight"};
+  for (int i = 0; hsize > 0 && i < 2; i++) {
+    const wcmi_st_info *t = wcmi_st_find(st, critic[i]);
+    if (!t || t->ndim != 1 || t->shape[0] != hsize)
+      return wcmi_fail(ctx, WCMI_EFORMAT, "%s: hsize %d does not match tensor '%s'%s", path, hsize, critic[i],
+                       t ? "" : " (missing)");
+  }
+  return WCMI_OK;
 }
 
 static int meta_int(wcmi_ctx *ctx, const wcmi_st *st, const char *path, const char *key, int lo, int hi, int *out) {
@@ -139,10 +194,10 @@ int wcmi_model_load(wcmi_ctx *ctx, const char *path, int max_batch, wcmi_model *
   const wcmi_st_info *w0 = wcmi_st_find(st, "encoder.layer0.0.weight");
   if (!dataset && w0 && w0->ndim == 4 && w0->shape[1] == 1) dataset = "fashion-mnist"; /* MNIST-shaped input */
   if (!dataset) rc = wcmi_fail(ctx, WCMI_EFORMAT, "%s: metadata has no 'dataset' (not a wcmi model?)", path);
-  if (!rc && wcmi_st_meta(st, "hsize")) rc = meta_int(ctx, st, path, "hsize", 0, 65536, &hsize);
+  if (!rc && wcmi_st_meta(st, "hsize")) rc = meta_int(ctx, st, path, "hsize", 0, WCMI_HSIZE_MAX, &hsize);
   else if (!rc) {
     const wcmi_st_info *ln = wcmi_st_find(st, "dim_local.block_ln.1.weight");
-    hsize = ln && ln->ndim == 1 && ln->shape[0] <= 65536 ? (int)ln->shape[0] : 0;
+    hsize = ln && ln->ndim == 1 && ln->shape[0] <= WCMI_HSIZE_MAX ? (int)ln->shape[0] : 0;
   }
   if (!rc && head && strcmp(head, "none") && wcmi_head_parse(ctx, head, &hk))
     rc = wcmi_fail(ctx, WCMI_EFORMAT, "%s: metadata 'head' = '%s' is not linear, mlp or none", path, head);
@@ -150,9 +205,15 @@ int wcmi_model_load(wcmi_ctx *ctx, const char *path, int max_batch, wcmi_model *
     hk = wcmi_st_find(st, "classifier.layer1.0.weight") ? WCMI_HEAD_MLP
          : wcmi_st_find(st, "classifier.layer0.weight") ? WCMI_HEAD_LINEAR
                                                          : WCMI_HEAD_NONE;
+  if (!rc) rc = check_dims_against_file(ctx, st, path, dataset, hsize);
   if (!rc) {
     rc = wcmi_model_init(ctx, m, dataset, hsize, hk, max_batch, 0);
-    if (rc) rc = wcmi_fail(ctx, WCMI_EFORMAT, "%s: cannot rebuild the model: %s", path, ctx->msg);
+    if (rc) {
+      char cause[sizeof ctx->msg]; /* ctx->msg cannot be both the output and an argument of vsnprintf */
+      snprintf(cause, sizeof cause, "%s", ctx->msg);
+      wcmi_fail(ctx, rc == WCMI_ENOMEM ? rc : WCMI_EFORMAT, "%s: cannot rebuild the model: %s", path, cause);
+      rc = ctx->status;
+    }
   }
   wcmi_net *nets[4];
   int n = rc ? 0 : wcmi_model_nets(m, nets);

@@ -20,7 +20,7 @@ wcmi_net *wcmi_net_new(wcmi_ctx *ctx, const char *prefix, wcmi_shape in) {
       wcmi_fail(ctx, WCMI_EINVAL, "net %s: input dimension %d is %lld", prefix, i, (long long)in.d[i]);
       return NULL;
     }
-  wcmi_net *net = calloc(1, sizeof *net);
+  wcmi_net *net = wcmi_calloc(ctx, 1, sizeof *net);
   if (!net) {
     wcmi_fail(ctx, WCMI_ENOMEM, "net %s: out of memory", prefix);
     return NULL;
@@ -43,8 +43,8 @@ void wcmi_net_free(wcmi_net *net) {
     wcmi_free(L->dropout_mask);
     if (L->rb) resblock_free(L);
   }
-  free(net->layers);
-  free(net->params);
+  wcmi_free(net->layers);
+  wcmi_free(net->params);
   wcmi_free(net->param_buf);
   wcmi_free(net->grad_buf);
   wcmi_free(net->counter_buf);
@@ -52,7 +52,17 @@ void wcmi_net_free(wcmi_net *net) {
   wcmi_free(net->g0);
   wcmi_free(net->g1);
   wcmi_free(net->dx);
-  free(net);
+  wcmi_free(net);
+}
+
+/* A copy of the first n of old's elements in a new array of cap (through wcmi_alloc, so the
+ * allocation fault tests reach it); frees old on success. Build time only. */
+static void *grow_array(wcmi_ctx *ctx, void *old, size_t n, size_t cap, size_t elem) {
+  void *p = wcmi_alloc(ctx, cap, elem);
+  if (!p) return NULL;
+  if (n) memcpy(p, old, n * elem);
+  wcmi_free(old);
+  return p;
 }
 
 void net_module_name(const wcmi_net *net, const char *name, const char *sub, char *out, size_t n) {
@@ -70,7 +80,7 @@ void net_module_name(const wcmi_net *net, const char *name, const char *sub, cha
 int net_register_param(wcmi_net *net, const char *module, const char *leaf, wcmi_param_kind kind, wcmi_shape shape) {
   if (net->n_params == net->cap_params) {
     int cap = net->cap_params ? 2 * net->cap_params : 16;
-    wcmi_param *p = realloc(net->params, (size_t)cap * sizeof *p);
+    wcmi_param *p = grow_array(net->ctx, net->params, (size_t)net->cap_params, (size_t)cap, sizeof *p);
     if (!p) return wcmi_fail(net->ctx, WCMI_ENOMEM, "net %s: out of memory", net->prefix), -1;
     net->params = p;
     net->cap_params = cap;
@@ -99,7 +109,7 @@ static net_layer *push_layer(wcmi_net *net, layer_kind kind, const char *name) {
   }
   if (net->n_layers == net->cap_layers) {
     int cap = net->cap_layers ? 2 * net->cap_layers : 16;
-    net_layer *l = realloc(net->layers, (size_t)cap * sizeof *l);
+    net_layer *l = grow_array(net->ctx, net->layers, (size_t)net->cap_layers, (size_t)cap, sizeof *l);
     if (!l) {
       wcmi_fail(net->ctx, WCMI_ENOMEM, "net %s: out of memory", net->prefix);
       return NULL;
@@ -186,7 +196,9 @@ int net_register_bn(wcmi_net *net, const char *name, int C, bn_params *bn) {
   bn->running_mean = net_register_param(net, name, "running_mean", WCMI_PARAM_BUFFER, wcmi_shape1(C));
   bn->running_var = net_register_param(net, name, "running_var", WCMI_PARAM_BUFFER, wcmi_shape1(C));
   bn->num_batches = net_register_param(net, name, "num_batches_tracked", WCMI_PARAM_COUNTER, (wcmi_shape){0, {0}});
-  return bn->num_batches < 0 ? net->ctx->status : WCMI_OK;
+  /* Any of the five may fail (allocation): each index is checked, not only the last. */
+  int failed = bn->gamma < 0 || bn->beta < 0 || bn->running_mean < 0 || bn->running_var < 0 || bn->num_batches < 0;
+  return failed ? net->ctx->status : WCMI_OK;
 }
 
 int wcmi_net_add_batchnorm(wcmi_net *net, const char *name) {

@@ -55,14 +55,14 @@ static wcmi_optim *optim_new(wcmi_ctx *ctx, wcmi_net **nets, int n_nets, optim_k
       total += wcmi_shape_numel(&p->shape);
     }
   int per = kind == OPT_ADAM ? 2 : 1;
-  wcmi_optim *o = calloc(1, sizeof *o);
+  wcmi_optim *o = wcmi_calloc(ctx, 1, sizeof *o);
   if (!o) {
     wcmi_fail(ctx, WCMI_ENOMEM, "optimizer: out of memory");
     return NULL;
   }
   o->kind = kind;
-  o->slots = calloc((size_t)(n ? n : 1), sizeof *o->slots);
-  o->state = calloc((size_t)(per * n + 1), sizeof *o->state);
+  o->slots = wcmi_calloc(ctx, (size_t)(n ? n : 1), sizeof *o->slots);
+  o->state = wcmi_calloc(ctx, (size_t)(per * n + 1), sizeof *o->state);
   o->state_buf = wcmi_calloc(ctx, (size_t)(per * total + 1), sizeof(float));
   if (!o->slots || !o->state || !o->state_buf) {
     wcmi_optim_free(o);
@@ -126,10 +126,10 @@ wcmi_optim *wcmi_sgd_new(wcmi_ctx *ctx, wcmi_net **nets, int n_nets, wcmi_sgd_cf
 
 void wcmi_optim_free(wcmi_optim *o) {
   if (!o) return;
-  free(o->slots);
-  free(o->state);
+  wcmi_free(o->slots);
+  wcmi_free(o->state);
   wcmi_free(o->state_buf);
-  free(o);
+  wcmi_free(o);
 }
 
 /* torch.optim.Adam (amsgrad=False, maximize=False): decoupled bias corrections, eps added to

@@ -34,7 +34,7 @@ int resblock_build(wcmi_net *net, net_layer *L, const char *name, int H) {
   if (L->in.ndim != 3)
     return wcmi_fail(net->ctx, WCMI_EINVAL, "resblock %s: expects a (C, h, w) map (use view_map for vectors)", full);
   if (H <= 0) return wcmi_fail(net->ctx, WCMI_EINVAL, "resblock %s: H = %d must be positive", full, H);
-  resblock_state *rb = calloc(1, sizeof *rb);
+  resblock_state *rb = wcmi_calloc(net->ctx, 1, sizeof *rb);
   if (!rb) return wcmi_fail(net->ctx, WCMI_ENOMEM, "resblock %s: out of memory", full);
   L->rb = rb;
   int in = (int)L->in.d[0], h = (int)L->in.d[1], w = (int)L->in.d[2];
@@ -54,7 +54,7 @@ int resblock_build(wcmi_net *net, net_layer *L, const char *name, int H) {
   rb->ln_beta = net_register_param(net, m, "bias", WCMI_PARAM_TRAINABLE, wcmi_shape1(H));
   sub_name(name, "linear_shortcut", m, sizeof m);
   if ((rc = build_conv1x1(net, m, in, H, h, w, 0, &rb->shortcut))) return rc;
-  if (rb->ln_beta < 0) return net->ctx->status;
+  if (rb->ln_gamma < 0 || rb->ln_beta < 0) return net->ctx->status;
   L->out = wcmi_shape3(H, h, w);
   L->out_numel = (int64_t)H * rb->S;
   return WCMI_OK;
@@ -99,7 +99,7 @@ void resblock_free(net_layer *L) {
   float *bufs[] = {rb->a,        rb->d,       rb->bn_shift, rb->bn_scale, rb->bn_bias,
                    rb->ln_mean,  rb->ln_rstd, rb->bn.mean,  rb->bn.rstd};
   for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) wcmi_free(bufs[i]);
-  free(rb);
+  wcmi_free(rb);
   L->rb = NULL;
 }
 

@@ -2,6 +2,7 @@
 #include "wcmi/io.h"
 #include "wcmi/tasks.h"
 
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -105,13 +106,55 @@ char *wcmi_task_config_json(const wcmi_task_cfg *c, const char *task) {
   return out;
 }
 
-int wcmi_task_config_load(wcmi_ctx *ctx, const char *run_dir, wcmi_task_cfg *c, char *task, size_t task_n,
-                          wcmi_json **keep) {
-  char path[1100];
-  snprintf(path, sizeof path, "%s/config.json", run_dir);
-  wcmi_json *j = NULL;
-  int rc = wcmi_json_parse_file(ctx, path, 1 << 20, &j);
+int wcmi_task_cfg_check(wcmi_ctx *ctx, const wcmi_task_cfg *c) {
+  if (c->epochs < 0 || c->epochs > WCMI_EPOCHS_MAX)
+    return wcmi_fail(ctx, WCMI_EINVAL, "epochs = %d outside [0, %d]", c->epochs, WCMI_EPOCHS_MAX);
+  if (c->batch_size < 2 || c->batch_size > WCMI_BATCH_MAX)
+    return wcmi_fail(ctx, WCMI_EINVAL, "batch size = %d outside [2, %d]", c->batch_size, WCMI_BATCH_MAX);
+  if (!(c->lr > 0) || !(c->lr <= 1e6))
+    return wcmi_fail(ctx, WCMI_EINVAL, "learning rate = %g must be in (0, 1e6]", c->lr);
+  if (c->hsize < 1 || c->hsize > WCMI_HSIZE_MAX)
+    return wcmi_fail(ctx, WCMI_EINVAL, "hsize = %d outside [1, %d]", c->hsize, WCMI_HSIZE_MAX);
+  if (c->train_subset < 0 || c->test_subset < 0 || c->val_size < 0)
+    return wcmi_fail(ctx, WCMI_EINVAL, "subset sizes must be >= 0 (train %lld, test %lld)", c->train_subset,
+                     c->test_subset);
+  if (c->max_batches < 0 || c->eval_batches < 0 || c->eps_fade_epochs < 0)
+    return wcmi_fail(ctx, WCMI_EINVAL, "max batches (%d), eval batches (%d) and eps-fade epochs (%d) must be >= 0",
+                     c->max_batches, c->eval_batches, c->eps_fade_epochs);
+  return wcmi_pgd_cfg_check(ctx, &c->attack);
+}
+
+/* The integer under key, which must fit [lo, hi] (the range of the field it goes into). */
+static int get_int_in(wcmi_ctx *ctx, const char *path, const wcmi_json *obj, const char *key, int64_t lo, int64_t hi,
+                      int64_t *out) {
+  int rc = wcmi_json_get_int(ctx, path, obj, key, out);
+  if (!rc && (*out < lo || *out > hi))
+    rc = wcmi_fail(ctx, WCMI_EFORMAT, "%s: '%s' = %lld is out of range", path, key, (long long)*out);
+  return rc;
+}
+
+/* A string under key that must be one of two names: *out = 1 for `one`, 0 for `zero`. */
+static int get_choice(wcmi_ctx *ctx, const char *path, const wcmi_json *obj, const char *key, const char *zero,
+                      const char *one, int *out) {
+  const char *s = NULL;
+  int rc = wcmi_json_get_string(ctx, path, obj, key, &s);
   if (rc) return rc;
+  if (strcmp(s, zero) && strcmp(s, one))
+    return wcmi_fail(ctx, WCMI_EFORMAT, "%s: '%s' must be %s or %s", path, key, zero, one);
+  *out = !strcmp(s, one);
+  return WCMI_OK;
+}
+
+int wcmi_task_config_parse(wcmi_ctx *ctx, const char *path, const char *text, size_t len, wcmi_task_cfg *c, char *task,
+                           size_t task_n, wcmi_json **keep) {
+  *keep = NULL;
+  wcmi_json *j = NULL;
+  int rc = wcmi_json_parse(ctx, path, text, len, &j);
+  if (rc) return rc;
+  if (j->type != WCMI_JSON_OBJECT) {
+    wcmi_json_free(j);
+    return wcmi_fail(ctx, WCMI_EFORMAT, "%s: not a JSON object", path);
+  }
   const char *s = NULL, *data = NULL, *profile = NULL;
   double d;
   int64_t v;
@@ -124,25 +167,27 @@ int wcmi_task_config_load(wcmi_ctx *ctx, const char *run_dir, wcmi_task_cfg *c, 
   snprintf(task, task_n, "%s", s);
   if (wcmi_json_get(j, "data_dir") && (rc = wcmi_json_get_string(ctx, path, j, "data_dir", &c->data_dir))) goto fail;
   if (wcmi_json_get(j, "model") && (rc = wcmi_json_get_string(ctx, path, j, "model", &c->model))) goto fail;
-#define GET_INT(key, dst)                                                      \
-  if ((rc = wcmi_json_get_int(ctx, path, j, key, &v))) goto fail;              \
+  /* Each integer must fit the field it goes into; the ranges the command line enforces follow in
+   * wcmi_task_cfg_check, the same function the CLI calls. */
+#define GET_INT(obj, key, dst, lo, hi)                                         \
+  if ((rc = get_int_in(ctx, path, obj, key, lo, hi, &v))) goto fail;           \
   dst = v;
-  GET_INT("train_subset", c->train_subset);
-  GET_INT("test_subset", c->test_subset);
-  GET_INT("epochs", c->epochs);
-  GET_INT("batch_size", c->batch_size);
-  GET_INT("seed", c->seed);
-  GET_INT("hsize", c->hsize);
-  GET_INT("max_batches", c->max_batches);
-  GET_INT("eval_batches", c->eval_batches);
+  GET_INT(j, "train_subset", c->train_subset, INT64_MIN, INT64_MAX);
+  GET_INT(j, "test_subset", c->test_subset, INT64_MIN, INT64_MAX);
+  GET_INT(j, "epochs", c->epochs, INT_MIN, INT_MAX);
+  GET_INT(j, "batch_size", c->batch_size, INT_MIN, INT_MAX);
+  GET_INT(j, "seed", c->seed, INT64_MIN, INT64_MAX);
+  GET_INT(j, "hsize", c->hsize, INT_MIN, INT_MAX);
+  GET_INT(j, "max_batches", c->max_batches, INT_MIN, INT_MAX);
+  GET_INT(j, "eval_batches", c->eval_batches, INT_MIN, INT_MAX);
   if ((rc = wcmi_json_get_number(ctx, path, j, "lr", &d))) goto fail;
   c->lr = d;
   if ((rc = wcmi_json_get_string(ctx, path, j, "estimator", &s)) || (rc = wcmi_mi_parse_estimator(ctx, s, &c->mi.estimator)))
     goto fail;
   if ((rc = wcmi_json_get_string(ctx, path, j, "measure", &s)) || (rc = wcmi_mi_parse_measure(ctx, s, &c->mi.measure)))
     goto fail;
-  if ((rc = wcmi_json_get_string(ctx, path, j, "grad_path", &s))) goto fail;
-  c->grad_path = !strcmp(s, "both") ? WCMI_PATH_BOTH : WCMI_PATH_ENCODER;
+  if ((rc = get_choice(ctx, path, j, "grad_path", "encoder", "both", &b))) goto fail;
+  c->grad_path = b ? WCMI_PATH_BOTH : WCMI_PATH_ENCODER;
   if ((rc = wcmi_json_get_string(ctx, path, j, "head", &s))) goto fail;
   c->head = WCMI_HEAD_NONE;
   if (strcmp(s, "none") && (rc = wcmi_head_parse(ctx, s, &c->head))) goto fail;
@@ -178,28 +223,45 @@ int wcmi_task_config_load(wcmi_ctx *ctx, const char *run_dir, wcmi_task_cfg *c, 
     rc = wcmi_fail(ctx, WCMI_EFORMAT, "%s: 'attack' missing or not an object", path);
     goto fail;
   }
-  if ((rc = wcmi_json_get_string(ctx, path, a, "norm", &s))) goto fail;
-  c->attack.norm = !strcmp(s, "l2") ? WCMI_NORM_L2 : WCMI_NORM_LINF;
+  if ((rc = get_choice(ctx, path, a, "norm", "linf", "l2", &b))) goto fail;
+  c->attack.norm = b ? WCMI_NORM_L2 : WCMI_NORM_LINF;
   if ((rc = wcmi_json_get_number(ctx, path, a, "eps", &d))) goto fail;
   c->attack.eps = (float)d;
   if ((rc = wcmi_json_get_number(ctx, path, a, "step", &d))) goto fail;
   c->attack.step = (float)d;
-#define GET_AINT(key, dst)                                                     \
-  if ((rc = wcmi_json_get_int(ctx, path, a, key, &v))) goto fail;              \
-  dst = (int)v;
-  GET_AINT("steps", c->attack.steps);
-  GET_AINT("restarts", c->attack.restarts);
-  GET_AINT("eps_fade_epochs", c->eps_fade_epochs);
+  GET_INT(a, "steps", c->attack.steps, INT_MIN, INT_MAX);
+  GET_INT(a, "restarts", c->attack.restarts, INT_MIN, INT_MAX);
+  GET_INT(a, "eps_fade_epochs", c->eps_fade_epochs, INT_MIN, INT_MAX);
+#undef GET_INT
   if ((rc = wcmi_json_get_bool(ctx, path, a, "random_start", &b))) goto fail;
   c->attack.random_start = b;
   if ((rc = wcmi_json_get_bool(ctx, path, a, "use_best", &b))) goto fail;
   c->attack.use_best = b;
-#undef GET_INT
-#undef GET_AINT
-  c->resume_dir = run_dir;
+  if ((rc = wcmi_task_cfg_check(ctx, c))) {
+    char msg[sizeof ctx->msg];
+    snprintf(msg, sizeof msg, "%s", ctx->msg);
+    rc = wcmi_fail(ctx, WCMI_EFORMAT, "%s: %s", path, msg);
+    goto fail;
+  }
   *keep = j;
   return WCMI_OK;
 fail:
   wcmi_json_free(j);
+  return rc;
+}
+
+int wcmi_task_config_load(wcmi_ctx *ctx, const char *run_dir, wcmi_task_cfg *c, char *task, size_t task_n,
+                          wcmi_json **keep) {
+  *keep = NULL;
+  char path[1100];
+  if (snprintf(path, sizeof path, "%s/config.json", run_dir) >= (int)sizeof path)
+    return wcmi_fail(ctx, WCMI_EINVAL, "%s: path too long", run_dir);
+  char *text = NULL;
+  size_t n = 0;
+  int rc = wcmi_read_file(ctx, path, 1 << 20, &text, &n);
+  if (rc) return rc;
+  rc = wcmi_task_config_parse(ctx, path, text, n, c, task, task_n, keep);
+  wcmi_free(text);
+  if (!rc) c->resume_dir = run_dir;
   return rc;
 }

@@ -65,6 +65,8 @@ int eval_attacks(wcmi_ctx *ctx, wcmi_model *m, const wcmi_dataset *d, const wcmi
     }
     clf.labels = y;
     for (int k = 0; k < n_attacks && !rc; k++) {
+      /* One attack on a batch can take seconds (restarts, APGD): Ctrl-C is checked before each. */
+      if (ctx->interrupt) break;
       if ((rc = run_attack(atk, &attacks[k], &obj, x, n, rng, x_adv))) break;
       if ((rc = wcmi_clf_step(&clf, x_adv, y, n, 0, 0, 0, NULL, NULL, wrong, NULL, NULL))) break;
       for (int i = 0; i < n; i++) {

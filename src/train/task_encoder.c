@@ -12,6 +12,7 @@ typedef struct encoder_task {
   float *delta, *dx; /* free adversarial training: the perturbation carried across batches, its gradient */
   wcmi_param delta_param; /* delta as checkpoint state, so a resume continues bit-identically */
   double last_normal_mi, last_worst_mi;
+  int evaluated; /* last_*_mi hold a measurement (not so with --epochs 0 or a finished run resumed) */
 } encoder_task;
 
 /* Runs the MI attack (BN in eval mode, the paper's protocol) on x into t->xadv. */
@@ -123,6 +124,9 @@ static int test_mi(trainer *t, encoder_task *et, double *normal, double *worst) 
       if ((rc = wcmi_dim_step(&et->dim, t->xadv, B, 0, 0, 0, &loss, NULL))) return rc;
       sw += wcmi_mi_estimate(et->dim.mi, B, et->dim.L, loss);
     }
+    if (t->ctx->interrupt)
+      return wcmi_fail(t->ctx, WCMI_EINTR, "interrupted during the test MI estimate (batch %lld/%lld)", (long long)(b + 1),
+                       (long long)nb);
   }
   *normal = sn / (double)nb;
   if (worst) *worst = sw / (double)nb;
@@ -139,12 +143,16 @@ static int encoder_end_epoch(trainer *t, int epoch, wcmi_jsonw *w, double *score
   wcmi_jsonw_kv_double(w, "test_mi_worst", worst);
   et->last_normal_mi = normal;
   et->last_worst_mi = worst;
+  et->evaluated = 1;
   *score = t->cfg.worst ? worst : normal;
   return WCMI_OK;
 }
 
 static int encoder_summarize(trainer *t, wcmi_jsonw *w) {
   encoder_task *et = t->user;
+  /* No epoch ran here: measure the model as it stands rather than report zeros. */
+  int rc = et->evaluated ? WCMI_OK : test_mi(t, et, &et->last_normal_mi, &et->last_worst_mi);
+  if (rc) return rc;
   wcmi_jsonw_kv_string(w, "objective", t->cfg.worst ? "worst" : "normal");
   if (t->cfg.worst)
     wcmi_jsonw_kv_string(w, "adversarial_training", t->cfg.free_replays > 0 ? "free (minibatch replay, train-mode gradients)"

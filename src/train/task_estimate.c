@@ -274,6 +274,7 @@ static int refit_critic(trainer *t, estimate_task *et, const float *xs, int64_t 
       if (!rc && !isfinite(loss)) rc = wcmi_fail(ctx, WCMI_ENUMERIC, "re-fitted estimate: MI loss is %g", (double)loss);
       if (!rc) wcmi_optim_step(opt);
       train_sum += wcmi_mi_estimate(dim.mi, (int)bf, dim.L, loss);
+      if (!rc && ctx->interrupt) rc = wcmi_fail(ctx, WCMI_EINTR, "interrupted during the re-fitted estimate (rerun with --resume %s)", t->run_dir);
     }
     double judged = 0;
     for (int64_t b = 0; b < nb_ho && !rc; b++) {

@@ -1,11 +1,16 @@
 /* The shared epoch loop: run directory, metrics.jsonl, atomic checkpoints, bit-identical resume
  * (also from the middle of an epoch after Ctrl-C), NaN/Inf detection and progress. */
+#define _DEFAULT_SOURCE /* flock(2) */
 #include "train/trainer.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -47,6 +52,94 @@ void task_progress(const wcmi_task_cfg *cfg, const char *task, int epoch, int64_
   fflush(stderr);
 }
 
+/* ---- the run directory ---------------------------------------------------------------------- */
+
+/* The files a run writes; --force removes exactly these (and nothing else the directory holds). */
+static const char *const RUN_FILES[] = {"config.json", "metrics.jsonl", "latest.safetensors", "best.safetensors",
+                                        "summary.json"};
+#define RUN_LOCK ".wcmi.lock"
+
+/* One writer per run directory: an exclusive flock on DIR/.wcmi.lock, held until trainer_free (the
+ * kernel drops it if the process dies, so a killed run never leaves a stale lock). The file holds
+ * the owner's pid for the message a second process prints. */
+static int lock_run_dir(trainer *t) {
+  char path[1100];
+  run_path(t, RUN_LOCK, path, sizeof path);
+  int fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644);
+  if (fd < 0) return wcmi_fail(t->ctx, WCMI_EIO, "%s: cannot create the lock file: %s", path, strerror(errno));
+  if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    char pid[32] = "?";
+    ssize_t n = pread(fd, pid, sizeof pid - 1, 0);
+    pid[n > 0 ? n : 1] = '\0';
+    pid[strcspn(pid, "\n")] = '\0';
+    close(fd);
+    return wcmi_fail(t->ctx, WCMI_EIO, "%s: another wcmi process (pid %s) is writing this run directory", t->run_dir, pid);
+  }
+  char line[32];
+  int n = snprintf(line, sizeof line, "%ld\n", (long)getpid());
+  if (ftruncate(fd, 0) != 0 || pwrite(fd, line, (size_t)n, 0) != n) {
+    close(fd);
+    return wcmi_fail(t->ctx, WCMI_EIO, "%s: cannot write the lock file", path);
+  }
+  t->lock_fd = fd;
+  return WCMI_OK;
+}
+
+/* 1 if name is "<something>.tmp.<digits>": a temporary of wcmi_atomic_open left by a killed run. */
+static int is_stale_temporary(const char *name) {
+  const char *tmp = strstr(name, ".tmp.");
+  if (!tmp || tmp == name) return 0;
+  const char *d = tmp + 5;
+  if (!*d) return 0;
+  for (; *d; d++)
+    if (*d < '0' || *d > '9') return 0;
+  return 1;
+}
+
+/* --out DIR on a directory that already holds files would mix two runs (or destroy one). */
+static int check_run_dir_empty(trainer *t) {
+  DIR *d = opendir(t->run_dir);
+  if (!d) return wcmi_fail(t->ctx, WCMI_EIO, "%s: cannot list: %s", t->run_dir, strerror(errno));
+  const char *found = NULL;
+  char first[256];
+  struct dirent *e;
+  while (!found && (e = readdir(d)) != NULL) {
+    if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..") || !strcmp(e->d_name, RUN_LOCK)) continue;
+    snprintf(first, sizeof first, "%s", e->d_name);
+    found = first;
+  }
+  closedir(d);
+  if (found)
+    return wcmi_fail(t->ctx, WCMI_EINVAL, "%s: the directory is not empty (holds %s): continue that run with --resume %s, "
+                     "or pass --force to overwrite it", t->run_dir, found, t->run_dir);
+  return WCMI_OK;
+}
+
+static int clear_run_files(trainer *t) {
+  for (size_t i = 0; i < sizeof RUN_FILES / sizeof RUN_FILES[0]; i++) {
+    char path[1100];
+    run_path(t, RUN_FILES[i], path, sizeof path);
+    if (unlink(path) != 0 && errno != ENOENT) return wcmi_fail(t->ctx, WCMI_EIO, "%s: cannot remove: %s", path, strerror(errno));
+  }
+  return WCMI_OK;
+}
+
+/* Under the lock no other process writes here, so every temporary is a leftover of a killed run. */
+static int remove_stale_temporaries(trainer *t) {
+  DIR *d = opendir(t->run_dir);
+  if (!d) return wcmi_fail(t->ctx, WCMI_EIO, "%s: cannot list: %s", t->run_dir, strerror(errno));
+  int rc = WCMI_OK;
+  struct dirent *e;
+  while (!rc && (e = readdir(d)) != NULL) {
+    if (!is_stale_temporary(e->d_name)) continue;
+    char path[1400];
+    snprintf(path, sizeof path, "%s/%s", t->run_dir, e->d_name);
+    if (unlink(path) != 0 && errno != ENOENT) rc = wcmi_fail(t->ctx, WCMI_EIO, "%s: cannot remove: %s", path, strerror(errno));
+  }
+  closedir(d);
+  return rc;
+}
+
 int trainer_init(trainer *t, wcmi_ctx *ctx, const wcmi_task_cfg *cfg, const trainer_ops *ops, void *user) {
   memset(t, 0, sizeof *t);
   t->ctx = ctx;
@@ -55,12 +148,21 @@ int trainer_init(trainer *t, wcmi_ctx *ctx, const wcmi_task_cfg *cfg, const trai
   t->user = user;
   t->best_score = -INFINITY;
   t->best_epoch = -1;
+  t->lock_fd = -1;
   const char *dir = cfg->resume_dir ? cfg->resume_dir : cfg->out_dir;
   if (!dir) return wcmi_fail(ctx, WCMI_EINVAL, "%s: no run directory (--out DIR or --resume DIR)", ops->task);
   if (snprintf(t->run_dir, sizeof t->run_dir, "%s", dir) >= (int)sizeof t->run_dir)
     return wcmi_fail(ctx, WCMI_EINVAL, "%s: run directory path too long", dir);
   int rc = wcmi_mkdir_p(ctx, dir);
+  if (!rc) rc = lock_run_dir(t);
+  if (!rc && !cfg->resume_dir) rc = cfg->force ? clear_run_files(t) : check_run_dir_empty(t);
+  if (!rc) rc = remove_stale_temporaries(t);
   if (rc) return rc;
+  /* The data first: a run that cannot start leaves no config.json behind. */
+  if ((rc = task_open_data(ctx, cfg, &t->train, &t->test))) return rc;
+  if (t->train.n < cfg->batch_size)
+    return wcmi_fail(ctx, WCMI_EINVAL, "%s: %lld training samples are fewer than one batch of %d", cfg->data,
+                     (long long)t->train.n, cfg->batch_size);
   if (!cfg->resume_dir) {
     char *json = wcmi_task_config_json(cfg, ops->task), path[1100];
     if (!json) return wcmi_fail(ctx, WCMI_ENOMEM, "out of memory");
@@ -69,10 +171,6 @@ int trainer_init(trainer *t, wcmi_ctx *ctx, const wcmi_task_cfg *cfg, const trai
     free(json);
     if (rc) return rc;
   }
-  if ((rc = task_open_data(ctx, cfg, &t->train, &t->test))) return rc;
-  if (t->train.n < cfg->batch_size)
-    return wcmi_fail(ctx, WCMI_EINVAL, "%s: %lld training samples are fewer than one batch of %d", cfg->data,
-                     (long long)t->train.n, cfg->batch_size);
   size_t nd = (size_t)cfg->batch_size * (size_t)wcmi_dataset_sample_size(&t->train);
   t->x = wcmi_alloc(ctx, nd, sizeof(float));
   t->xadv = wcmi_alloc(ctx, nd, sizeof(float));
@@ -102,7 +200,9 @@ void trainer_free(trainer *t) {
   wcmi_free(t->xadv);
   wcmi_free(t->y);
   if (t->metrics) fclose(t->metrics);
+  if (t->lock_fd > 0) close(t->lock_fd); /* releases the run directory */
   memset(t, 0, sizeof *t);
+  t->lock_fd = -1;
 }
 
 /* ---- checkpoints -------------------------------------------------------------------------- */
@@ -135,8 +235,8 @@ static int save_checkpoint(trainer *t, const char *leaf, int next_epoch, int64_t
   wcmi_param rng[TRAINER_MAX_RNG];
   int n_rng = rng_params(t, rng);
   const int n_task = t->n_task_state;
-  wcmi_param **extra = malloc((size_t)(n_opt + n_rng + n_task) * sizeof *extra);
-  if (!extra) return wcmi_fail(t->ctx, WCMI_ENOMEM, "out of memory");
+  wcmi_param **extra = wcmi_alloc(t->ctx, (size_t)(n_opt + n_rng + n_task + 1), sizeof *extra);
+  if (!extra) return t->ctx->status;
   for (int i = 0; i < n_opt; i++) extra[i] = wcmi_optim_state(t->opt, i);
   for (int i = 0; i < n_rng; i++) extra[n_opt + i] = &rng[i];
   for (int i = 0; i < n_task; i++) extra[n_opt + n_rng + i] = &t->task_state[i];
@@ -155,22 +255,69 @@ static int save_checkpoint(trainer *t, const char *leaf, int next_epoch, int64_t
                        {"best", best},         {"partial", partial}, {"elapsed", elapsed}};
   run_path(t, leaf, path, sizeof path);
   int rc = wcmi_model_save(t->ctx, &t->model, path, extra, n_opt + n_rng + n_task, meta, 6);
-  free(extra);
+  wcmi_free(extra);
   return rc;
 }
 
-typedef struct resume_point {
-  int epoch;
-  int64_t batch, done;
-  double sums[TRAINER_MAX_SUMS];
-} resume_point;
+/* Strict decimal integer in [lo, hi] at *p (leading blanks allowed), advancing *p past it. */
+static int parse_int_field(const char **p, long long lo, long long hi, long long *out) {
+  char *end = NULL;
+  errno = 0;
+  long long v = strtoll(*p, &end, 10);
+  if (errno || end == *p || v < lo || v > hi) return 0;
+  *p = end;
+  *out = v;
+  return 1;
+}
 
-static int load_checkpoint(trainer *t, resume_point *rp) {
+static int parse_double_field(const char **p, double *out) {
+  char *end = NULL;
+  double v = strtod(*p, &end);
+  if (end == *p) return 0;
+  *p = end;
+  *out = v;
+  return 1;
+}
+
+int trainer_parse_resume(wcmi_ctx *ctx, const char *path, const char *epoch, const char *batch, const char *best,
+                         const char *partial, int n_sums, trainer_resume *rp) {
+  memset(rp, 0, sizeof *rp);
+  if (!epoch || !batch || !best || !partial)
+    return wcmi_fail(ctx, WCMI_EFORMAT, "%s: not a training checkpoint (metadata lacks epoch/batch)", path);
+  if (n_sums < 0 || n_sums > TRAINER_MAX_SUMS) return wcmi_fail(ctx, WCMI_EINVAL, "%s: %d sums", path, n_sums);
+  long long e, b, be, done;
+  const char *p = epoch, *q = batch, *r = best, *s = partial;
+  int ok = parse_int_field(&p, 0, WCMI_EPOCHS_MAX, &e) && !*p;
+  ok = ok && parse_int_field(&q, 0, INT64_MAX, &b) && !*q;
+  ok = ok && parse_double_field(&r, &rp->best_score) && parse_int_field(&r, -1, e - 1 < -1 ? -1 : e - 1, &be) && !*r;
+  ok = ok && parse_int_field(&s, 0, b, &done);
+  for (int i = 0; ok && i < n_sums; i++) ok = parse_double_field(&s, &rp->sums[i]);
+  if (ok) ok = !*s;
+  if (!ok || rp->best_score != rp->best_score)
+    return wcmi_fail(ctx, WCMI_EFORMAT, "%s: checkpoint metadata epoch/batch/best/partial is malformed or out of range",
+                     path);
+  rp->epoch = (int)e;
+  rp->batch = b;
+  rp->best_epoch = (int)be;
+  rp->done = done;
+  return WCMI_OK;
+}
+
+static int load_checkpoint(trainer *t, trainer_resume *rp) {
   char path[1100];
   run_path(t, "latest.safetensors", path, sizeof path);
+  if (access(path, F_OK) != 0 && errno == ENOENT)
+    return wcmi_fail(t->ctx, WCMI_EINVAL, "%s: no checkpoint yet (the run stopped before its first one); start it again "
+                     "with --out %s --force", t->run_dir, t->run_dir);
   wcmi_st *st = NULL;
   int rc = wcmi_st_open(t->ctx, path, &st);
   if (rc) return rc;
+  const char *task = wcmi_st_meta(st, "task");
+  if (!task || strcmp(task, t->ops->task))
+    rc = wcmi_fail(t->ctx, WCMI_EFORMAT, "%s: a checkpoint of '%s', not of %s", path, task ? task : "(no task)", t->ops->task);
+  if (!rc)
+    rc = trainer_parse_resume(t->ctx, path, wcmi_st_meta(st, "epoch"), wcmi_st_meta(st, "batch"), wcmi_st_meta(st, "best"),
+                              wcmi_st_meta(st, "partial"), t->ops->n_sums, rp);
   wcmi_net *nets[4];
   int n = wcmi_model_nets(&t->model, nets);
   for (int i = 0; i < n && !rc; i++) rc = wcmi_net_load(t->ctx, st, nets[i]);
@@ -178,31 +325,21 @@ static int load_checkpoint(trainer *t, resume_point *rp) {
   wcmi_param rng[TRAINER_MAX_RNG];
   int n_rng = rng_params(t, rng);
   const int n_task = t->n_task_state;
-  wcmi_param **extra = malloc((size_t)(n_opt + n_rng + n_task) * sizeof *extra);
-  if (!rc && !extra) rc = wcmi_fail(t->ctx, WCMI_ENOMEM, "out of memory");
+  wcmi_param **extra = rc ? NULL : wcmi_alloc(t->ctx, (size_t)(n_opt + n_rng + n_task + 1), sizeof *extra);
+  if (!rc && !extra) rc = t->ctx->status;
   for (int i = 0; !rc && i < n_opt; i++) extra[i] = wcmi_optim_state(t->opt, i);
   for (int i = 0; !rc && i < n_rng; i++) extra[n_opt + i] = &rng[i];
   for (int i = 0; !rc && i < n_task; i++) extra[n_opt + n_rng + i] = &t->task_state[i];
   if (!rc) rc = wcmi_st_load_params(t->ctx, st, extra, n_opt + n_rng + n_task, 0);
-  free(extra);
-  const char *e = wcmi_st_meta(st, "epoch"), *b = wcmi_st_meta(st, "batch"), *best = wcmi_st_meta(st, "best"),
-             *partial = wcmi_st_meta(st, "partial");
-  if (!rc && (!e || !b || !best || !partial))
-    rc = wcmi_fail(t->ctx, WCMI_EFORMAT, "%s: not a training checkpoint (metadata lacks epoch/batch)", path);
+  wcmi_free(extra);
   if (!rc) {
-    char *end;
-    rp->epoch = (int)strtol(e, &end, 10);
-    rp->batch = strtoll(b, &end, 10);
-    t->best_score = strtod(best, &end);
-    t->best_epoch = (int)strtol(end, NULL, 10);
-    rp->done = strtoll(partial, &end, 10);
-    for (int i = 0; i < t->ops->n_sums; i++) rp->sums[i] = strtod(end, &end);
-    if (rp->epoch < 0 || rp->batch < 0 || rp->done < 0)
-      rc = wcmi_fail(t->ctx, WCMI_EFORMAT, "%s: negative epoch or batch in metadata", path);
+    t->best_score = rp->best_score;
+    t->best_epoch = rp->best_epoch;
     /* Checkpoints written before "elapsed" existed resume with the clock at 0. */
     const char *el = wcmi_st_meta(st, "elapsed");
+    char *end = NULL;
     double v = el ? strtod(el, &end) : 0.0;
-    t->elapsed_before = el && *end == '\0' && v >= 0 && v < 1e9 ? v : 0.0;
+    t->elapsed_before = el && end && *end == '\0' && v >= 0 && v < 1e9 ? v : 0.0;
   }
   wcmi_st_close(st);
   return rc;
@@ -259,8 +396,8 @@ static int write_metrics_line(trainer *t, int epoch, const double *means, double
 static int open_metrics(trainer *t) {
   char path[1100];
   run_path(t, "metrics.jsonl", path, sizeof path);
-  t->metrics = fopen(path, "a");
-  return t->metrics ? WCMI_OK : wcmi_fail(t->ctx, WCMI_EIO, "%s: cannot open for append", path);
+  t->metrics = wcmi_fopen_regular(t->ctx, path, 1, NULL);
+  return t->metrics ? WCMI_OK : t->ctx->status;
 }
 
 /* A probe when one is due: one metrics.jsonl line {"epoch", "batch", "train_seconds", "probe": {...}}
@@ -352,7 +489,8 @@ int trainer_finish(trainer *t, char **summary) { return finish(t, summary); }
 
 int trainer_run(trainer *t, char **summary) {
   const wcmi_task_cfg *c = &t->cfg;
-  resume_point rp = {0, 0, 0, {0}};
+  trainer_resume rp;
+  memset(&rp, 0, sizeof rp);
   int rc;
   if (c->resume_dir) {
     if ((rc = load_checkpoint(t, &rp))) return rc;
@@ -372,6 +510,11 @@ int trainer_run(trainer *t, char **summary) {
   wcmi_loader loader;
   if ((rc = wcmi_loader_init(t->ctx, &loader, &t->train, &lc))) return rc;
   const int64_t nb = task_num_batches(c, t->train.n);
+  if (rp.batch > nb) {
+    wcmi_loader_free(&loader);
+    return wcmi_fail(t->ctx, WCMI_EFORMAT, "%s/latest.safetensors: batch %lld is beyond the %lld batches of an epoch",
+                     t->run_dir, (long long)rp.batch, (long long)nb);
+  }
   double sums[TRAINER_MAX_SUMS];
   t->first_epoch = rp.epoch;
   for (int epoch = rp.epoch; epoch < c->epochs && !rc; epoch++) {
@@ -422,8 +565,19 @@ int trainer_run(trainer *t, char **summary) {
     wcmi_jsonw_begin_object(&ev);
     double score = means[0] == means[0] ? -means[0] : -INFINITY;
     double te = wcmi_now();
+    /* Ctrl-C during the evaluation: the epoch's training is kept in a checkpoint that resumes at
+     * its end (batch nb), with the attack stream as it was before the evaluation drew from it. */
+    const wcmi_rng attack_rng_before = t->attack_rng;
     if (t->ops->end_epoch) rc = t->ops->end_epoch(t, epoch, &ev, &score);
     t->phase_time[3] += wcmi_now() - te;
+    if (rc == WCMI_EINTR) {
+      wcmi_jsonw_free(&ev);
+      t->attack_rng = attack_rng_before;
+      wcmi_loader_free(&loader);
+      int src = save_checkpoint(t, "latest.safetensors", epoch, nb, sums, done);
+      return src ? src : wcmi_fail(t->ctx, WCMI_EINTR, "interrupted during the evaluation of epoch %d: saved %s/latest.safetensors",
+                                   epoch + 1, t->run_dir);
+    }
     wcmi_jsonw_end_object(&ev);
     if (!rc) rc = wcmi_jsonw_finish(t->ctx, &ev);
     if (!rc) rc = write_metrics_line(t, epoch, means, wcmi_now() - t0, &ev);

@@ -39,6 +39,7 @@ struct trainer {
   int32_t *y;
   int epoch;       /* current epoch */
   char run_dir[1024];
+  int lock_fd;     /* holds the run directory's lock (-1: none) */
   FILE *metrics;
   double best_score;
   int best_epoch;
@@ -66,6 +67,20 @@ int trainer_finish(trainer *t, char **summary);
 /* After the task built t->model: Adam (lr from the config) over `nets`, into t->opt, and a PGD
  * attack sized for a batch of the model's inputs, into *attack. */
 int trainer_setup(trainer *t, wcmi_net **nets, int n_nets, wcmi_attack **attack);
+
+/* Where a resumed run continues: a checkpoint's metadata, parsed and range-checked. */
+typedef struct trainer_resume {
+  int epoch;           /* next epoch to run, in [0, WCMI_EPOCHS_MAX] */
+  int64_t batch, done; /* next batch of that epoch; batches already summed (<= batch) */
+  double sums[TRAINER_MAX_SUMS];
+  double best_score;   /* not NaN */
+  int best_epoch;      /* -1 or an epoch before `epoch` */
+} trainer_resume;
+/* Parses the checkpoint metadata values "epoch", "batch", "best" ("score epoch") and "partial"
+ * ("done sum0 sum1 ..." with n_sums sums); a missing, malformed or out-of-range value fails with
+ * WCMI_EFORMAT naming path. The batch is checked against the epoch's batch count by trainer_run. */
+int trainer_parse_resume(wcmi_ctx *ctx, const char *path, const char *epoch, const char *batch, const char *best,
+                         const char *partial, int n_sums, trainer_resume *rp);
 
 /* Helpers shared by tasks. */
 int task_open_data(wcmi_ctx *ctx, const wcmi_task_cfg *cfg, wcmi_dataset *train, wcmi_dataset *test);
