@@ -204,15 +204,15 @@ int wcmi_task_config_parse(wcmi_ctx *ctx, const char *path, const char *text, si
   if (wcmi_json_get(j, "probe_every")) {
     if ((rc = wcmi_json_get_number(ctx, path, j, "probe_every", &d))) goto fail;
     c->probe_every = d;
-    GET_INT("probe_train", c->probe_train);
-    GET_INT("probe_test", c->probe_test);
+    GET_INT(j, "probe_train", c->probe_train, 0, 100000000);
+    GET_INT(j, "probe_test", c->probe_test, 0, 100000000);
     if (!(c->probe_every >= 0 && c->probe_every <= 1e7) || c->probe_train < 0 || c->probe_test < 0) {
       rc = wcmi_fail(ctx, WCMI_EFORMAT, "%s: probe_every / probe_train / probe_test out of range", path);
       goto fail;
     }
   }
   if (wcmi_json_get(j, "free_replays")) {
-    GET_INT("free_replays", c->free_replays);
+    GET_INT(j, "free_replays", c->free_replays, 0, 64);
     if (c->free_replays < 0 || c->free_replays > 64) {
       rc = wcmi_fail(ctx, WCMI_EFORMAT, "%s: free_replays %d outside [0, 64]", path, c->free_replays);
       goto fail;
