@@ -60,7 +60,10 @@ static int apply(task_cli *tc, const char *cmd) {
     if (given(tc, "--attack-lr")) c->attack.step = (float)tc->attack_lr;
     if (given(tc, "--restarts")) c->attack.restarts = tc->restarts;
     if (given(tc, "--random-start")) c->attack.random_start = 1;
+    if (given(tc, "--use-best") && given(tc, "--no-use-best"))
+      return fprintf(stderr, "wcmi %s: --use-best and --no-use-best contradict each other\n", cmd), 2;
     if (given(tc, "--use-best")) c->attack.use_best = 1;
+    if (given(tc, "--no-use-best")) c->attack.use_best = 0;
     if (given(tc, "--eps-fade")) c->eps_fade_epochs = tc->eps_fade;
     if (given(tc, "--max-batches")) c->max_batches = tc->max_batches;
     if (given(tc, "--eval-batches")) c->eval_batches = tc->eval_batches;
@@ -120,7 +123,9 @@ int task_cli_parse(task_cli *tc, const char *cmd, const char *synopsis, const ch
   add(tc, &n, "--attack-lr", WCMI_OPT_FLOAT, &tc->attack_lr, "A", "PGD step size");
   add(tc, &n, "--restarts", WCMI_OPT_INT, &tc->restarts, "R", "extra PGD runs from random starts (worst kept)");
   add(tc, &n, "--random-start", WCMI_OPT_FLAG, &tc->random_start, NULL, "start PGD uniformly inside the ball");
-  add(tc, &n, "--use-best", WCMI_OPT_FLAG, &tc->use_best, NULL, "keep the PGD iterate with the highest loss");
+  add(tc, &n, "--use-best", WCMI_OPT_FLAG, &tc->use_best, NULL,
+      "keep the PGD iterate with the highest loss, clean start included (default: on, as the paper)");
+  add(tc, &n, "--no-use-best", WCMI_OPT_FLAG, &tc->no_use_best, NULL, "return the last PGD iterate instead");
   add(tc, &n, "--eps-fade", WCMI_OPT_INT, &tc->eps_fade, "E", "grow eps linearly over the first E epochs");
   add(tc, &n, "--seed", WCMI_OPT_I64, &tc->seed, "S", "random seed (default 0)");
   add(tc, &n, "--threads", WCMI_OPT_INT, &tc->threads, "T", "threads (default: WCMI_NUM_THREADS or all cores)");
