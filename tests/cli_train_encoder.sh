@@ -137,6 +137,10 @@ check "free adversarial training: 1 epoch + resume == 2 epochs, bit for bit (per
 
 # 7. Usage and input errors.
 "$WCMI" train-encoder --objective sideways --out "$T/x" > /dev/null 2>&1; check "bad objective exits 2" "[ $? -eq 2 ]"
+check "use-best is on by default (the paper's protocol)" "$PY -c 'import json,sys; sys.exit(json.load(open(\"$T/a/config.json\"))[\"attack\"][\"use_best\"] is not True)'"
+"$WCMI" train-encoder --objective normal "${COMMON[@]}" --no-use-best --epochs 1 --max-batches 1 --out "$T/nub" > /dev/null 2>&1
+check "--no-use-best turns it off in config.json" "$PY -c 'import json,sys; sys.exit(json.load(open(\"$T/nub/config.json\"))[\"attack\"][\"use_best\"] is not False)'"
+"$WCMI" train-encoder --objective normal --use-best --no-use-best --out "$T/x" > /dev/null 2>&1; check "--use-best with --no-use-best exits 2" "[ $? -eq 2 ]"
 "$WCMI" train-encoder --no-such-flag > /dev/null 2>&1; check "unknown flag exits 2" "[ $? -eq 2 ]"
 "$WCMI" train-encoder --conv-algo fast --out "$T/x" > /dev/null 2> "$T/x.err"
 check "bad --conv-algo exits 2 naming the option" "[ $? -eq 2 ] && grep -q -- '--conv-algo' '$T/x.err'"

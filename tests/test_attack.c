@@ -2,6 +2,8 @@
  * linear classifier l-inf PGD reaches the analytic worst case. */
 #include "harness.h"
 #include "wcmi/attack.h"
+#include "wcmi/tasks.h"
+#include "wcmi/train.h"
 
 #include <string.h>
 
@@ -136,6 +138,71 @@ static void test_use_best_never_ends_below_start(void) {
   wcmi_attack_free(a);
 }
 
+/* Per-sample version: each sample's loss peaks at the clean point x = 0.5, every step moves away
+ * from it, and no sample ever succeeds; use-best must hand back the clean point itself (the start
+ * is a candidate, as in robustness' PGD loop). */
+static int bumpy_per_sample(void *user, const float *x, int N, float *loss, unsigned char *succ, float *grad) {
+  (void)user;
+  for (int i = 0; i < N; i++) {
+    double v = x[i] - 0.5;
+    loss[i] = (float)cos(40 * v);
+    if (succ) succ[i] = 0;
+    if (grad) grad[i] = (float)(-40 * sin(40 * v));
+  }
+  return WCMI_OK;
+}
+
+static void test_use_best_keeps_the_clean_point_per_sample(void) {
+  enum { N = 3 };
+  float x[N] = {0.5f, 0.5f, 0.5f}, adv[N], fin[N];
+  /* A gradient of exactly 0 at the peak would leave sign steps at 0: nudge the first iterate off it. */
+  x[1] = 0.5001f;
+  x[2] = 0.4999f;
+  wcmi_objective obj = {1, bumpy_per_sample, NULL};
+  wcmi_rng rng;
+  wcmi_rng_seed(&rng, 2);
+  wcmi_pgd_cfg cfg = {WCMI_NORM_LINF, 0.2f, 0.13f, 4, 0, 0, 1};
+  wcmi_attack *a = wcmi_attack_new(&ctx, &cfg, N, 1);
+  CHECK_OK(&ctx, wcmi_pgd_run(a, &obj, x, N, &rng, adv, fin));
+  for (int i = 0; i < N; i++) CHECK_MSG(adv[i] == x[i], "sample %d: use-best returned %g, not the clean %g", i, (double)adv[i], (double)x[i]);
+  wcmi_attack_free(a);
+}
+
+/* PAPER.md section 4: every published number used use-best (robustness' default), so both
+ * profiles of every dataset must start with it on. */
+static void test_profiles_use_best_like_the_reference(void) {
+  const char *data[] = {"mnist", "fashion-mnist", "svhn", "cifar10"}, *prof[] = {"paper", "quick"};
+  for (int d = 0; d < 4; d++)
+    for (int p = 0; p < 2; p++) {
+      wcmi_task_cfg c;
+      CHECK_OK(&ctx, wcmi_task_defaults(&ctx, &c, data[d], prof[p]));
+      CHECK_MSG(c.attack.use_best == 1, "%s/%s: use_best %d", data[d], prof[p], c.attack.use_best);
+      CHECK(c.attack.random_start == 0 && c.attack.restarts == 0);
+    }
+}
+
+/* APGD's per-sample cross-entropy of a confident sample (true logit ahead by a margin of 30 or
+ * more): -logf(p_y) in float rounds it to 0; it must stay positive and fall as the margin grows. */
+static void test_sample_loss_of_a_confident_sample_is_positive_and_ordered(void) {
+  enum { K = 10 };
+  float l[K];
+  double prev = INFINITY;
+  for (int margin = 30; margin <= 60; margin += 10) {
+    for (int k = 0; k < K; k++) l[k] = k == 3 ? 5.0f : 5.0f - (float)margin;
+    double got = wcmi_clf_sample_loss(K, l, 3), want = log1p(9.0 * exp(-(double)margin));
+    CHECK_MSG(got > 0 && got < prev, "margin %d: loss %g (previous %g)", margin, got, prev);
+    CHECK_CLOSE(got, want, 0, 1e-5);
+    prev = got;
+  }
+  /* A wrong prediction: the loss is about the margin by which another class wins. */
+  for (int k = 0; k < K; k++) l[k] = 0.0f;
+  l[7] = 50.0f;
+  CHECK_CLOSE(wcmi_clf_sample_loss(K, l, 3), 50.0 + log1p(9.0 * exp(-50.0)), 0, 1e-6);
+  l[7] = 0.25f;
+  double lse = log(9.0 + exp(0.25));
+  CHECK_CLOSE(wcmi_clf_sample_loss(K, l, 3), lse, 0, 1e-6);
+}
+
 static void test_bad_config_is_rejected(void) {
   wcmi_pgd_cfg cfg = {WCMI_NORM_LINF, -0.1f, 0.01f, 10, 0, 0, 0};
   CHECK(wcmi_attack_new(&ctx, &cfg, 4, 4) == NULL);
@@ -145,9 +212,13 @@ static void test_bad_config_is_rejected(void) {
   CHECK(wcmi_pgd_cfg_check(&ctx, &cfg) == WCMI_EINVAL);
 }
 
+/* The reference (robustness' calc_fadein_eps) uses eps * min(1, epoch / E): a clean first epoch,
+ * the full eps from epoch E on. */
 static void test_eps_fade_in(void) {
-  CHECK_CLOSE(wcmi_eps_schedule(0.3f, 0, 10), 0.03, 1e-7, 0);
-  CHECK_CLOSE(wcmi_eps_schedule(0.3f, 9, 10), 0.3, 1e-7, 0);
+  CHECK_CLOSE(wcmi_eps_schedule(0.3f, 0, 10), 0.0, 0, 0);
+  CHECK_CLOSE(wcmi_eps_schedule(0.3f, 1, 10), 0.03, 1e-7, 0);
+  CHECK_CLOSE(wcmi_eps_schedule(0.3f, 9, 10), 0.27, 1e-7, 0);
+  CHECK_CLOSE(wcmi_eps_schedule(0.3f, 10, 10), 0.3, 1e-7, 0);
   CHECK_CLOSE(wcmi_eps_schedule(0.3f, 50, 10), 0.3, 1e-7, 0);
   CHECK_CLOSE(wcmi_eps_schedule(0.3f, 0, 0), 0.3, 1e-7, 0);
 }
@@ -157,6 +228,9 @@ int main(void) {
   RUN(test_pgd_linf_reaches_analytic_worst_case_on_linear_classifier);
   RUN(test_pgd_iterates_stay_in_ball_and_box);
   RUN(test_use_best_never_ends_below_start);
+  RUN(test_use_best_keeps_the_clean_point_per_sample);
+  RUN(test_profiles_use_best_like_the_reference);
+  RUN(test_sample_loss_of_a_confident_sample_is_positive_and_ordered);
   RUN(test_bad_config_is_rejected);
   RUN(test_eps_fade_in);
   return wt_finish();

@@ -151,7 +151,7 @@ static void test_crop_and_flip_are_a_shift_and_mirror_of_the_input(void) {
   for (int k = 0; k < C * H * W; k++) src[k] = (float)(k + 1);
   wcmi_loader_config cfg;
   wcmi_loader_config_default(&cfg);
-  cfg.augment = WCMI_AUG_CIFAR;
+  cfg.augment = WCMI_AUG_CROP | WCMI_AUG_FLIP;
   int flips = 0, shifted = 0;
   for (int trial = 0; trial < 200; trial++) {
     wcmi_rng rng;
@@ -204,6 +204,154 @@ static void test_augmentation_stays_in_unit_range_and_is_reproducible(void) {
   CHECK(memcmp(a, b, sizeof a) == 0);
   for (int k = 0; k < C * H * W; k++) CHECK(a[k] >= 0.0f && a[k] <= 1.0f);
   CHECK(memcmp(a, src, sizeof a) != 0);
+}
+
+/* ---- the reference's CIFAR-10 colour jitter and rotation ------------------------------------ */
+
+static void test_cifar_augmentation_is_the_references_four_transforms(void) {
+  CHECK(WCMI_AUG_CIFAR == (WCMI_AUG_CROP | WCMI_AUG_FLIP | WCMI_AUG_JITTER | WCMI_AUG_ROTATE));
+  /* Defaults (0) are ColorJitter(0.25, ...) and RandomRotation(2): the same draws give the same image. */
+  enum { C = 3, H = 8, W = 8 };
+  float src[C * H * W], a[C * H * W], b[C * H * W];
+  for (int k = 0; k < C * H * W; k++) src[k] = (float)((k * 53) % 97) / 96.0f;
+  wcmi_loader_config def, ref;
+  wcmi_loader_config_default(&def);
+  def.augment = WCMI_AUG_JITTER | WCMI_AUG_ROTATE;
+  ref = def;
+  ref.jitter = 0.25f;
+  ref.rotate_deg = 2.0f;
+  for (int t = 0; t < 20; t++) {
+    wcmi_rng r1, r2;
+    wcmi_rng_derive(&r1, (uint64_t)t, WCMI_STREAM_AUGMENT);
+    wcmi_rng_derive(&r2, (uint64_t)t, WCMI_STREAM_AUGMENT);
+    wcmi_augment_image(&def, &r1, src, a, C, H, W);
+    wcmi_augment_image(&ref, &r2, src, b, C, H, W);
+    CHECK_MSG(memcmp(a, b, sizeof a) == 0, "trial %d: default jitter/rotation differ from 0.25 / 2 degrees", t);
+  }
+}
+
+static void test_jitter_draws_every_order_and_factors_in_range(void) {
+  int seen[3][3] = {{0}};
+  double lo = 9, hi = -9, sum = 0;
+  const int n = 3000;
+  wcmi_rng rng;
+  wcmi_rng_seed(&rng, 7);
+  for (int t = 0; t < n; t++) {
+    wcmi_jitter j;
+    wcmi_jitter_draw(&rng, 0.25f, &j);
+    CHECK(j.order[0] != j.order[1] && j.order[1] != j.order[2] && j.order[0] != j.order[2]);
+    for (int i = 0; i < 3; i++) {
+      seen[i][j.order[i]]++;
+      lo = fmin(lo, j.factor[i]);
+      hi = fmax(hi, j.factor[i]);
+      sum += j.factor[i];
+    }
+  }
+  /* Each operation in each position a third of the time (1000 +- 5 sigma = 130). */
+  for (int i = 0; i < 3; i++)
+    for (int k = 0; k < 3; k++) CHECK_MSG(abs(seen[i][k] - n / 3) < 130, "op %d at step %d: %d of %d", k, i, seen[i][k], n);
+  CHECK_MSG(lo >= 0.75 && lo < 0.752 && hi <= 1.25 && hi > 1.248, "factors in [%g, %g], want [0.75, 1.25]", lo, hi);
+  CHECK_CLOSE(sum / (3.0 * n), 1.0, 0.005, 0);
+}
+
+/* The three operations against their definitions, computed here in double. */
+static void jitter_reference(const int *order, const double *f, double *x, int hw) {
+  for (int s = 0; s < 3; s++) {
+    double m = 0;
+    for (int k = 0; k < hw; k++) m += 0.299 * x[k] + 0.587 * x[hw + k] + 0.114 * x[2 * hw + k];
+    m /= hw;
+    for (int k = 0; k < hw; k++) {
+      double g = 0.299 * x[k] + 0.587 * x[hw + k] + 0.114 * x[2 * hw + k];
+      for (int ch = 0; ch < 3; ch++) {
+        double *v = &x[ch * hw + k];
+        double blend = order[s] == WCMI_JITTER_BRIGHTNESS ? 0.0 : order[s] == WCMI_JITTER_CONTRAST ? m : g;
+        *v = fmin(1.0, fmax(0.0, f[s] * *v + (1.0 - f[s]) * blend));
+      }
+    }
+  }
+}
+
+static void test_jitter_operations_follow_torchvision(void) {
+  enum { C = 3, H = 4, W = 5, HW = H * W };
+  float img[C * HW];
+  double ref[C * HW];
+  wcmi_rng rng;
+  wcmi_rng_seed(&rng, 11);
+  for (int t = 0; t < 12; t++) {
+    for (int k = 0; k < C * HW; k++) ref[k] = img[k] = (float)k / (C * HW - 1) * (t % 2 ? 1.0f : 0.9f) + (k % 3 == 0 ? 0.1f : 0.0f);
+    wcmi_jitter j;
+    wcmi_jitter_draw(&rng, 0.25f, &j);
+    if (t < 6) { /* every permutation, factors that make clamping matter */
+      static const int perms[6][3] = {{0, 1, 2}, {0, 2, 1}, {1, 0, 2}, {1, 2, 0}, {2, 0, 1}, {2, 1, 0}};
+      for (int i = 0; i < 3; i++) j.order[i] = perms[t][i];
+      j.factor[0] = 1.25f, j.factor[1] = 0.8f, j.factor[2] = 1.2f;
+    }
+    double f[3] = {j.factor[0], j.factor[1], j.factor[2]};
+    jitter_reference(j.order, f, ref, HW);
+    wcmi_jitter_apply(&j, img, C, H, W);
+    for (int k = 0; k < C * HW; k++) CHECK_CLOSE(img[k], ref[k], 2e-6, 0);
+  }
+  /* The order matters once values clamp: brightness 1.25 then contrast 0.8 is not the reverse. */
+  float a[2] = {1.0f, 0.0f}, b[2] = {1.0f, 0.0f};
+  wcmi_jitter bc = {{WCMI_JITTER_BRIGHTNESS, WCMI_JITTER_CONTRAST, WCMI_JITTER_SATURATION}, {1.25f, 0.8f, 1.0f}};
+  wcmi_jitter cb = {{WCMI_JITTER_CONTRAST, WCMI_JITTER_BRIGHTNESS, WCMI_JITTER_SATURATION}, {0.8f, 1.25f, 1.0f}};
+  wcmi_jitter_apply(&bc, a, 1, 1, 2);
+  wcmi_jitter_apply(&cb, b, 1, 1, 2);
+  CHECK_CLOSE(a[0], 0.9, 1e-6, 0);   /* clamp(1.25) = 1, then 0.8 * 1 + 0.2 * 0.5 */
+  CHECK_CLOSE(b[0], 1.0, 1e-6, 0);   /* 0.8 + 0.1 = 0.9, then 1.25 * 0.9 clamps to 1 */
+}
+
+/* Brightness jitter of a flat grey image (contrast and saturation leave it alone): 0.5 * f with f
+ * uniform in [0.75, 1.25]. */
+static void test_jitter_of_a_grey_image_spans_the_brightness_range(void) {
+  enum { C = 3, H = 4, W = 4 };
+  float src[C * H * W], dst[C * H * W];
+  for (int k = 0; k < C * H * W; k++) src[k] = 0.5f;
+  wcmi_loader_config cfg;
+  wcmi_loader_config_default(&cfg);
+  cfg.augment = WCMI_AUG_JITTER;
+  double lo = 9, hi = -9;
+  for (int t = 0; t < 400; t++) {
+    wcmi_rng rng;
+    wcmi_rng_derive(&rng, (uint64_t)t, WCMI_STREAM_AUGMENT);
+    wcmi_augment_image(&cfg, &rng, src, dst, C, H, W);
+    for (int k = 1; k < C * H * W; k++) CHECK(fabsf(dst[k] - dst[0]) < 1e-6f);
+    lo = fmin(lo, dst[0]);
+    hi = fmax(hi, dst[0]);
+  }
+  CHECK_MSG(lo >= 0.375 - 1e-6 && lo < 0.385 && hi <= 0.625 + 1e-6 && hi > 0.615, "grey 0.5 jittered into [%g, %g]", lo, hi);
+}
+
+/* RandomRotation(2): nearest neighbour with zero fill, so every output value is an input value or
+ * 0; the centre never moves; a 2-degree turn moves only pixels far from the centre. */
+static void test_rotation_is_nearest_neighbour_with_zero_fill(void) {
+  enum { C = 1, H = 32, W = 32 };
+  float src[H * W], dst[H * W];
+  for (int k = 0; k < H * W; k++) src[k] = (float)(k + 1) / (H * W);
+  wcmi_loader_config cfg;
+  wcmi_loader_config_default(&cfg);
+  cfg.augment = WCMI_AUG_ROTATE;
+  int changed = 0, max_moved = 0;
+  for (int t = 0; t < 200; t++) {
+    wcmi_rng rng;
+    wcmi_rng_derive(&rng, (uint64_t)t, WCMI_STREAM_AUGMENT);
+    wcmi_augment_image(&cfg, &rng, src, dst, C, H, W);
+    int moved = 0;
+    for (int k = 0; k < H * W; k++) {
+      float v = dst[k];
+      int idx = (int)lrintf(v * (H * W)) - 1;
+      CHECK_MSG(v == 0.0f || (idx >= 0 && idx < H * W && src[idx] == v), "trial %d pixel %d: %g is no input value", t, k, (double)v);
+      moved += v != src[k];
+    }
+    CHECK(dst[(H / 2) * W + W / 2] == src[(H / 2) * W + W / 2]);
+    changed += moved > 0;
+    if (moved > max_moved) max_moved = moved;
+  }
+  /* A corner pixel's preimage moves by about 15.5 * angle per axis, so nearest neighbour changes
+   * anything only when |angle| > 0.5 / 15.5 rad = 1.85 degrees: about 7% of uniform draws in +-2
+   * (18 of these 200), against about 63% for the old 5-degree default. */
+  CHECK_MSG(changed >= 5 && changed <= 40, "%d of 200 rotations moved a pixel", changed);
+  CHECK_MSG(max_moved < H * W / 3, "up to %d of %d pixels moved", max_moved, H * W);
 }
 
 static void test_balanced_subset_has_equal_class_counts_and_is_seeded(void) {
@@ -305,6 +453,11 @@ int main(void) {
   RUN(test_prefetch_gives_bit_identical_augmented_batches);
   RUN(test_crop_and_flip_are_a_shift_and_mirror_of_the_input);
   RUN(test_augmentation_stays_in_unit_range_and_is_reproducible);
+  RUN(test_cifar_augmentation_is_the_references_four_transforms);
+  RUN(test_jitter_draws_every_order_and_factors_in_range);
+  RUN(test_jitter_operations_follow_torchvision);
+  RUN(test_jitter_of_a_grey_image_spans_the_brightness_range);
+  RUN(test_rotation_is_nearest_neighbour_with_zero_fill);
   RUN(test_balanced_subset_has_equal_class_counts_and_is_seeded);
   RUN(test_validation_split_is_disjoint_and_complete);
   RUN(test_gaussian_mixture_has_the_stated_moments);

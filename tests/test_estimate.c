@@ -43,6 +43,37 @@ static void fill_inputs(float *x, uint64_t seed) {
       x[i * 28 * 28 + p] = 0.2f + 0.6f * (float)i / (N - 1) + wcmi_rng_uniform_range(&r, -0.05f, 0.05f);
 }
 
+/* Fano's inequality needs an MI lower bound in nats: DV and InfoNCE, not the f-divergences. */
+static void test_fano_applies_only_to_mi_lower_bounds(void) {
+  wcmi_mi_cfg mi = wcmi_mi_default_cfg();
+  const char *why = NULL;
+  CHECK(wcmi_fano_applies(mi, &why) == 1);
+  mi.estimator = WCMI_MI_NCE;
+  CHECK(wcmi_fano_applies(mi, &why) == 1);
+  mi.estimator = WCMI_MI_FD;
+  CHECK(wcmi_fano_applies(mi, &why) == 0);
+  CHECK(why != NULL && strstr(why, "f-divergence") != NULL);
+}
+
+/* --critics: 3 for the quick profile, 1 for paper, the option wins; critic 0 keeps the run's seed
+ * (so --critics 1 is the single-critic run) and the others are distinct and reproducible. */
+static void test_critic_count_and_seeds(void) {
+  wcmi_ctx c;
+  wcmi_ctx_init(&c);
+  wcmi_task_cfg quick, paper;
+  CHECK_OK(&c, wcmi_task_defaults(&c, &quick, "fashion-mnist", "quick"));
+  CHECK_OK(&c, wcmi_task_defaults(&c, &paper, "fashion-mnist", "paper"));
+  wcmi_estimate_opts o;
+  wcmi_estimate_opts_default(&o);
+  CHECK(wcmi_estimate_critics(&quick, &o) == 3 && wcmi_estimate_critics(&paper, &o) == 1);
+  o.critics = 5;
+  CHECK(wcmi_estimate_critics(&quick, &o) == 5 && wcmi_estimate_critics(&paper, &o) == 5);
+  CHECK(wcmi_estimate_critic_seed(42, 0) == 42);
+  uint64_t s1 = wcmi_estimate_critic_seed(42, 1), s2 = wcmi_estimate_critic_seed(42, 2);
+  CHECK(s1 != 42 && s2 != 42 && s1 != s2);
+  CHECK(s1 == wcmi_estimate_critic_seed(42, 1) && s1 != wcmi_estimate_critic_seed(43, 1));
+}
+
 static void test_input_gradient_through_repr_head_matches_finite_difference(void) {
   wcmi_ctx ctx;
   wcmi_ctx_init(&ctx);
@@ -282,6 +313,8 @@ static void test_dim_gradient_in_the_lx_buffer_matches_a_separate_buffer(void) {
 
 int main(void) {
   RUN(test_fano_bound_matches_paper_values);
+  RUN(test_fano_applies_only_to_mi_lower_bounds);
+  RUN(test_critic_count_and_seeds);
   RUN(test_input_gradient_through_repr_head_matches_finite_difference);
   RUN(test_repr_head_params_count_as_encoder_params);
   RUN(test_repr_head_shape_mismatch_is_rejected);

@@ -57,7 +57,8 @@ int wcmi_apgd_run(wcmi_attack *a, const wcmi_objective *obj, const float *x, int
 /* Projects z onto the eps-ball of x (per sample) and onto [0,1]. */
 void wcmi_project(wcmi_norm norm, float eps, const float *x, float *z, int N, int64_t sample_numel);
 
-/* Linear epsilon fade-in: eps * min(1, (epoch + 1) / fade_epochs); fade_epochs <= 0 disables. */
+/* Linear epsilon fade-in: eps * min(1, epoch / fade_epochs) for 0-based epoch, the reference's
+ * schedule (epoch 0 is clean); fade_epochs <= 0 disables. */
 float wcmi_eps_schedule(float eps, int epoch, int fade_epochs);
 
 #ifdef __cplusplus

@@ -124,9 +124,12 @@ int wcmi_data_gaussian_mixture(wcmi_ctx *ctx, int64_t n, int d, const float *the
 enum {
   WCMI_AUG_CROP = 1,   /* random crop of the original size after zero-padding by crop_pad */
   WCMI_AUG_FLIP = 2,   /* horizontal flip with probability 1/2 */
-  WCMI_AUG_JITTER = 4, /* brightness/contrast/saturation jitter, each factor in [1-j, 1+j] */
-  WCMI_AUG_ROTATE = 8, /* rotation by a uniform angle in [-rotate_deg, rotate_deg], bilinear, zero fill */
-  WCMI_AUG_CIFAR = WCMI_AUG_CROP | WCMI_AUG_FLIP,
+  WCMI_AUG_JITTER = 4, /* torchvision ColorJitter(j, j, j): brightness/contrast/saturation factors in
+                        [1-j, 1+j], applied in a random order, each result clamped to [0, 1] */
+  WCMI_AUG_ROTATE = 8, /* RandomRotation: uniform angle in [-rotate_deg, rotate_deg], nearest, fill 0 */
+  /* The reference's CIFAR-10 training transforms, in this order: RandomCrop(32, padding=4),
+   * RandomHorizontalFlip, ColorJitter(0.25, 0.25, 0.25), RandomRotation(2). */
+  WCMI_AUG_CIFAR = WCMI_AUG_CROP | WCMI_AUG_FLIP | WCMI_AUG_JITTER | WCMI_AUG_ROTATE,
 };
 
 typedef struct wcmi_loader_config {
@@ -136,8 +139,8 @@ typedef struct wcmi_loader_config {
   uint64_t seed;    /* shuffling uses (seed, WCMI_STREAM_SHUFFLE), augmentation (seed, WCMI_STREAM_AUGMENT) */
   int augment;      /* WCMI_AUG_* flags; 0: none */
   int crop_pad;     /* padding for WCMI_AUG_CROP (0 -> 4) */
-  float jitter;     /* strength for WCMI_AUG_JITTER (0 -> 0.1) */
-  float rotate_deg; /* max angle for WCMI_AUG_ROTATE (0 -> 5) */
+  float jitter;     /* strength for WCMI_AUG_JITTER (0 -> 0.25, the reference's) */
+  float rotate_deg; /* max angle for WCMI_AUG_ROTATE (0 -> 2 degrees, the reference's) */
   int prefetch;     /* 1: assemble the next batch on a background thread (same results as 0) */
 } wcmi_loader_config;
 
@@ -169,6 +172,20 @@ int wcmi_loader_start_epoch(wcmi_ctx *ctx, wcmi_loader *L, int64_t epoch);
 int wcmi_loader_next(wcmi_ctx *ctx, wcmi_loader *L, float *x, int32_t *y, int *count);
 /* Assembles batch `b` of the current epoch without moving the cursor (what _next uses). */
 int wcmi_loader_batch(wcmi_ctx *ctx, const wcmi_loader *L, int64_t b, float *x, int32_t *y, int *count);
+
+/* Colour jitter of one image, torchvision's ColorJitter semantics: brightness (blend with black),
+ * contrast (blend with the image's mean grey level, 0.299 R + 0.587 G + 0.114 B), saturation
+ * (blend with each pixel's grey level; colour images only), each with its factor, in order[0..3),
+ * every result clamped to [0, 1]. */
+enum { WCMI_JITTER_BRIGHTNESS = 0, WCMI_JITTER_CONTRAST = 1, WCMI_JITTER_SATURATION = 2 };
+typedef struct wcmi_jitter {
+  int order[3];     /* a permutation of WCMI_JITTER_* */
+  float factor[3];  /* factor[i] goes with order[i] */
+} wcmi_jitter;
+/* A random order and factors uniform in [max(0, 1 - strength), 1 + strength]. */
+void wcmi_jitter_draw(wcmi_rng *rng, float strength, wcmi_jitter *j);
+/* Applies j to img (c, h, w) in place. */
+void wcmi_jitter_apply(const wcmi_jitter *j, float *img, int c, int h, int w);
 
 /* Augments one image (c, h, w) from src into dst (distinct buffers) with the loader's settings and
  * the given rng. Exposed for tests and the `data show --augment` command. */

@@ -104,9 +104,14 @@ typedef struct wcmi_estimate_opts {
   wcmi_repr_kind repr;  /* AUTO: the logits when the model has a classifier head, else z */
   int refit_patience;   /* re-fitted worst-case estimate: epochs without held-out improvement (3) */
   int refit_max_epochs; /* and at most this many epochs (50) */
+  int critics;          /* critics from independent seeds, averaged; 0: the profile's (quick 3, paper 1) */
 } wcmi_estimate_opts;
 void wcmi_estimate_opts_default(wcmi_estimate_opts *o);
 const char *wcmi_repr_name(wcmi_repr_kind r); /* "auto", "z", "logits" */
+/* The number of critics o asks for (o->critics, or the profile's default when 0). */
+int wcmi_estimate_critics(const wcmi_task_cfg *cfg, const wcmi_estimate_opts *o);
+/* The seed of critic k: k = 0 is seed itself (the single-critic run); others from (seed, k). */
+uint64_t wcmi_estimate_critic_seed(uint64_t seed, int k);
 /* wcmi_task_estimate_mi / wcmi_task_vulnerability use the defaults above. */
 int wcmi_task_estimate_mi_ex(wcmi_ctx *ctx, const wcmi_task_cfg *cfg, const wcmi_estimate_opts *opts, char **summary);
 int wcmi_task_vulnerability_ex(wcmi_ctx *ctx, const wcmi_task_cfg *cfg, const wcmi_estimate_opts *opts,

@@ -75,13 +75,21 @@ void wcmi_clf_free(wcmi_clf *c);
  * be NULL; *correct counts right predictions. */
 int wcmi_clf_step(wcmi_clf *c, const float *x, const int32_t *y, int N, int enc_train, int head_train, int grads,
                   float *mean_loss, float *per_sample_loss, unsigned char *wrong, int *correct, float *dx);
+/* One sample's cross-entropy -log softmax(logits)[y] over K classes, computed in double (stays
+ * positive and ordered for confident samples, whose 1 - p_y is below float resolution). */
+float wcmi_clf_sample_loss(int K, const float *logits, int y);
 /* Per-sample objective for attacks, eval mode, on c->labels. */
 wcmi_objective wcmi_clf_objective(wcmi_clf *c);
 
 /* ---- Fano bound (PAPER.md section 1, Theorem 3.4) ------------------------------------------ */
 /* Upper bound on any downstream classifier's adversarial accuracy: (max(0, I_worst) + ln 2) / ln K,
- * capped at 1 (MI in nats). */
+ * capped at 1 (MI in nats). Meaningful only when I_worst is an MI lower bound in nats (see
+ * wcmi_fano_applies). */
 double wcmi_fano_bound(double worst_mi, int num_classes);
+/* 1 when the estimator's value is a lower bound on MI in nats (DV, InfoNCE), so that Fano's
+ * inequality bounds adversarial accuracy; 0 for the f-divergence measures (fd), whose value is a
+ * divergence of another kind and not in nats. *why (may be NULL) gets a one-line reason when 0. */
+int wcmi_fano_applies(wcmi_mi_cfg mi, const char **why);
 
 #ifdef __cplusplus
 }

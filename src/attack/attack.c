@@ -65,7 +65,8 @@ int wcmi_attack_set_cfg(wcmi_attack *a, const wcmi_pgd_cfg *cfg) {
 
 float wcmi_eps_schedule(float eps, int epoch, int fade_epochs) {
   if (fade_epochs <= 0) return eps;
-  float f = (float)(epoch + 1) / (float)fade_epochs;
+  /* epoch / E as in robustness' calc_fadein_eps: the first epoch (0) trains on clean inputs. */
+  float f = (float)epoch / (float)fade_epochs;
   return eps * (f < 1.0f ? f : 1.0f);
 }
 

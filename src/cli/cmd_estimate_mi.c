@@ -4,9 +4,9 @@
 #include <string.h>
 
 /* --repr and the re-fit options, shared with `wcmi vulnerability`. Returns 0 or 2 (usage). */
-int estimate_cli_opts(const char *cmd, const char *repr, int patience, int max_epochs, wcmi_estimate_opts *o);
+int estimate_cli_opts(const char *cmd, const char *repr, int patience, int max_epochs, int critics, wcmi_estimate_opts *o);
 
-int estimate_cli_opts(const char *cmd, const char *repr, int patience, int max_epochs, wcmi_estimate_opts *o) {
+int estimate_cli_opts(const char *cmd, const char *repr, int patience, int max_epochs, int critics, wcmi_estimate_opts *o) {
   wcmi_estimate_opts_default(o);
   if (repr) {
     if (!strcmp(repr, "z")) o->repr = WCMI_REPR_Z;
@@ -15,6 +15,8 @@ int estimate_cli_opts(const char *cmd, const char *repr, int patience, int max_e
   }
   if (patience) o->refit_patience = patience;
   if (max_epochs) o->refit_max_epochs = max_epochs;
+  if (critics < 0 || critics > 100) return fprintf(stderr, "wcmi %s: --critics must be in [1, 100]\n", cmd), 2;
+  o->critics = critics;
   if (o->refit_patience < 1 || o->refit_max_epochs < 1)
     return fprintf(stderr, "wcmi %s: --refit-patience and --refit-max-epochs must be >= 1\n", cmd), 2;
   return 0;
@@ -23,12 +25,14 @@ int estimate_cli_opts(const char *cmd, const char *repr, int patience, int max_e
 int wcmi_cmd_estimate_mi(int argc, char **argv) {
   task_cli tc;
   const char *kase = "normal", *repr = NULL;
-  int patience = 0, max_epochs = 0;
+  int patience = 0, max_epochs = 0, critics = 0;
   wcmi_opt extra[] = {
       {"--model", WCMI_OPT_STR, &tc.model, "FILE", "model to analyse (any wcmi model; its encoder is frozen)", 0},
       {"--case", WCMI_OPT_STR, &kase, "C", "normal (I(X; g(X))) or worst (worst-case MI under the MI attack)", 0},
       {"--repr", WCMI_OPT_STR, &repr, "R", "logits (default when the model has a classifier head) or z", 0},
       {"--refit-patience", WCMI_OPT_INT, &patience, "P", "worst case: re-fitted critic stops after P epochs without held-out gain (3)", 0},
+      {"--critics", WCMI_OPT_INT, &critics, "K",
+       "critics from independent seeds, averaged; JSON gets mean, std, per-critic values (quick: 3, paper: 1)", 0},
       {"--refit-max-epochs", WCMI_OPT_INT, &max_epochs, "N", "worst case: at most N re-fit epochs (50)", 0},
       {0}};
   int rc = task_cli_parse(&tc, "estimate-mi", "--model FILE --case normal|worst --out DIR [options]",
@@ -44,7 +48,7 @@ int wcmi_cmd_estimate_mi(int argc, char **argv) {
     return 2;
   }
   wcmi_estimate_opts o;
-  if ((rc = estimate_cli_opts("estimate-mi", repr, patience, max_epochs, &o))) return rc;
+  if ((rc = estimate_cli_opts("estimate-mi", repr, patience, max_epochs, critics, &o))) return rc;
   if (!tc.resume_cfg) {
     tc.cfg.worst = !strcmp(kase, "worst");
     if (!tc.cfg.model) return fprintf(stderr, "wcmi estimate-mi: --model FILE is required\n"), 2;

@@ -29,7 +29,7 @@ enum {
   GROUP_PROFILE = 1u << 2,     /* --profile --batch-size */
   GROUP_TRAINING = 1u << 3,    /* --epochs --lr --eps-fade --max-batches --timing --resume */
   GROUP_ESTIMATOR = 1u << 4,   /* --hsize --estimator --measure --grad-path */
-  GROUP_ATTACK = 1u << 5,      /* --norm --eps --attack-steps --attack-lr --restarts --random-start --use-best */
+  GROUP_ATTACK = 1u << 5,      /* --norm --eps --attack-steps --attack-lr --restarts --random-start --[no-]use-best */
   GROUP_EVAL = 1u << 6,        /* --eval-batches */
   GROUP_RUN = 1u << 7,         /* --seed --threads --conv-algo */
   GROUP_PROGRESS = 1u << 8,    /* --progress */
@@ -48,7 +48,8 @@ static const struct {
     {"--hsize", GROUP_ESTIMATOR},     {"--estimator", GROUP_ESTIMATOR},   {"--measure", GROUP_ESTIMATOR},
     {"--grad-path", GROUP_ESTIMATOR}, {"--norm", GROUP_ATTACK},           {"--eps", GROUP_ATTACK},
     {"--attack-steps", GROUP_ATTACK}, {"--attack-lr", GROUP_ATTACK},      {"--restarts", GROUP_ATTACK},
-    {"--random-start", GROUP_ATTACK}, {"--use-best", GROUP_ATTACK},       {"--eval-batches", GROUP_EVAL},
+    {"--random-start", GROUP_ATTACK}, {"--use-best", GROUP_ATTACK},       {"--no-use-best", GROUP_ATTACK},
+    {"--eval-batches", GROUP_EVAL},
     {"--seed", GROUP_RUN},            {"--threads", GROUP_RUN},           {"--conv-algo", GROUP_RUN},
     {"--progress", GROUP_PROGRESS},   {"--out", GROUP_OUT},
 };
@@ -137,7 +138,10 @@ static int apply(task_cli *tc, const char *cmd) {
     if (given(tc, "--attack-lr")) c->attack.step = (float)tc->attack_lr;
     if (given(tc, "--restarts")) c->attack.restarts = tc->restarts;
     if (given(tc, "--random-start")) c->attack.random_start = 1;
+    if (given(tc, "--use-best") && given(tc, "--no-use-best"))
+      return fprintf(stderr, "wcmi %s: --use-best and --no-use-best contradict each other\n", cmd), 2;
     if (given(tc, "--use-best")) c->attack.use_best = 1;
+    if (given(tc, "--no-use-best")) c->attack.use_best = 0;
     if (given(tc, "--eps-fade")) c->eps_fade_epochs = tc->eps_fade;
     if (given(tc, "--max-batches")) c->max_batches = tc->max_batches;
     if (given(tc, "--eval-batches")) c->eval_batches = tc->eval_batches;
@@ -196,7 +200,9 @@ int task_cli_parse(task_cli *tc, const char *cmd, const char *synopsis, const ch
   add(tc, &n, "--attack-lr", WCMI_OPT_FLOAT, &tc->attack_lr, "A", "PGD step size");
   add(tc, &n, "--restarts", WCMI_OPT_INT, &tc->restarts, "R", "extra PGD runs from random starts (worst kept)");
   add(tc, &n, "--random-start", WCMI_OPT_FLAG, &tc->random_start, NULL, "start PGD uniformly inside the ball");
-  add(tc, &n, "--use-best", WCMI_OPT_FLAG, &tc->use_best, NULL, "keep the PGD iterate with the highest loss");
+  add(tc, &n, "--use-best", WCMI_OPT_FLAG, &tc->use_best, NULL,
+      "keep the PGD iterate with the highest loss, clean start included (default: on, as the paper)");
+  add(tc, &n, "--no-use-best", WCMI_OPT_FLAG, &tc->no_use_best, NULL, "return the last PGD iterate instead");
   add(tc, &n, "--eps-fade", WCMI_OPT_INT, &tc->eps_fade, "E", "grow eps linearly over the first E epochs");
   add(tc, &n, "--seed", WCMI_OPT_I64, &tc->seed, "S", "random seed (default 0)");
   add(tc, &n, "--threads", WCMI_OPT_INT, &tc->threads, "T", "threads (default: WCMI_NUM_THREADS or all cores)");

@@ -17,7 +17,7 @@ typedef struct task_cli {
   /* raw values */
   const char *data, *data_dir, *profile, *estimator, *measure, *grad_path, *norm, *out, *resume, *model, *conv_algo;
   long long train_subset, test_subset, seed;
-  int epochs, batch_size, hsize, attack_steps, restarts, random_start, use_best, eps_fade, threads, progress, timing, force,
+  int epochs, batch_size, hsize, attack_steps, restarts, random_start, use_best, eps_fade, threads, progress, timing, force, no_use_best,
       max_batches, eval_batches;
   double eps, attack_lr, lr;
 } task_cli;

@@ -40,97 +40,163 @@ void wcmi_loader_config_default(wcmi_loader_config *cfg) {
 
 static void fill_defaults(wcmi_loader_config *c) {
   if (c->crop_pad <= 0) c->crop_pad = 4;
-  if (c->jitter <= 0) c->jitter = 0.1f;
-  if (c->rotate_deg <= 0) c->rotate_deg = 5.0f;
+  if (c->jitter <= 0) c->jitter = 0.25f;
+  if (c->rotate_deg <= 0) c->rotate_deg = 2.0f;
 }
 
-/* ---- augmentation ---------------------------------------------------------------------------- */
-static float sample_bilinear(const float *plane, int h, int w, float u, float v) {
-  /* Zero outside the image, like zero padding and torchvision's fill=0. */
-  int u0 = (int)floorf(u), v0 = (int)floorf(v);
-  float fu = u - (float)u0, fv = v - (float)v0;
-  float acc = 0.0f;
-  for (int du = 0; du < 2; du++)
-    for (int dv = 0; dv < 2; dv++) {
-      int uu = u0 + du, vv = v0 + dv;
-      if (uu < 0 || uu >= h || vv < 0 || vv >= w) continue;
-      float wgt = (du ? fu : 1.0f - fu) * (dv ? fv : 1.0f - fv);
-      acc += wgt * plane[uu * w + vv];
-    }
-  return acc;
-}
+/* ---- augmentation ----------------------------------------------------------------------------
+ * The reference's CIFAR-10 training transforms, in its order: RandomCrop(32, padding=4),
+ * RandomHorizontalFlip, ColorJitter(0.25, 0.25, 0.25), RandomRotation(2). Each output pixel is
+ * computed on its own: rotation (nearest neighbour, fill 0) picks the pixel of the cropped and
+ * flipped image it comes from, and the colour operations, which act pixel by pixel once the
+ * contrast mean of the whole (pre-rotation) image is known, are applied to it. */
 
 static float clamp01(float v) { return v < 0.0f ? 0.0f : (v > 1.0f ? 1.0f : v); }
 
-static void color_jitter(float *img, int c, int hw, float bri, float con, float sat) {
-  for (int k = 0; k < c * hw; k++) img[k] = clamp01(img[k] * bri);
-  /* Contrast blends with the mean grey level of the image (torchvision's definition). */
-  double gmean = 0;
-  for (int k = 0; k < hw; k++)
-    gmean += c == 3 ? 0.299 * img[k] + 0.587 * img[hw + k] + 0.114 * img[2 * hw + k] : img[k];
-  float m = (float)(gmean / hw);
-  for (int k = 0; k < c * hw; k++) img[k] = clamp01(con * img[k] + (1.0f - con) * m);
-  if (c != 3) return;
-  for (int k = 0; k < hw; k++) {
-    float g = 0.299f * img[k] + 0.587f * img[hw + k] + 0.114f * img[2 * hw + k];
-    for (int ch = 0; ch < 3; ch++) img[ch * hw + k] = clamp01(sat * img[ch * hw + k] + (1.0f - sat) * g);
+/* torchvision's grayscale weights (ITU-R 601-2 luma). */
+static float luma(const float *p, int64_t stride) { return 0.299f * p[0] + 0.587f * p[stride] + 0.114f * p[2 * stride]; }
+
+void wcmi_jitter_draw(wcmi_rng *rng, float strength, wcmi_jitter *j) {
+  /* Like torchvision's ColorJitter.get_params: a random order, then one factor per operation,
+   * uniform in [max(0, 1 - s), 1 + s]. */
+  int order[3] = {WCMI_JITTER_BRIGHTNESS, WCMI_JITTER_CONTRAST, WCMI_JITTER_SATURATION};
+  for (int i = 2; i > 0; i--) {
+    int k = (int)wcmi_rng_below(rng, (uint64_t)(i + 1));
+    int t = order[i];
+    order[i] = order[k];
+    order[k] = t;
   }
+  float lo = strength < 1.0f ? 1.0f - strength : 0.0f;
+  for (int i = 0; i < 3; i++) {
+    j->order[i] = order[i];
+    j->factor[i] = wcmi_rng_uniform_range(rng, lo, 1.0f + strength);
+  }
+}
+
+/* Applies the jitter operations order[0..n) to the c values of one pixel (channel stride hw), with
+ * mean = the grayscale mean of the image at the contrast step. */
+static void jitter_pixel(const wcmi_jitter *j, int n, float mean, float *p, int c, int64_t hw) {
+  for (int i = 0; i < n; i++) {
+    const float f = j->factor[i];
+    switch (j->order[i]) {
+    case WCMI_JITTER_BRIGHTNESS: /* blend with black */
+      for (int ch = 0; ch < c; ch++) p[ch * hw] = clamp01(f * p[ch * hw]);
+      break;
+    case WCMI_JITTER_CONTRAST: /* blend with the image's mean grey level */
+      for (int ch = 0; ch < c; ch++) p[ch * hw] = clamp01(f * p[ch * hw] + (1.0f - f) * mean);
+      break;
+    default: /* saturation: blend with the pixel's grey level; a no-op without colour */
+      if (c == 3) {
+        const float g = luma(p, hw);
+        for (int ch = 0; ch < 3; ch++) p[ch * hw] = clamp01(f * p[ch * hw] + (1.0f - f) * g);
+      }
+    }
+  }
+}
+
+/* Position of the contrast step in the order (3: none). */
+static int contrast_step(const wcmi_jitter *j) {
+  for (int i = 0; i < 3; i++)
+    if (j->order[i] == WCMI_JITTER_CONTRAST) return i;
+  return 3;
+}
+
+/* Applies the steps before contrast to img in place and returns the grayscale mean of the result:
+ * the mean the contrast step blends with. */
+static float contrast_mean(const wcmi_jitter *j, float *img, int c, int64_t hw) {
+  const int n = contrast_step(j);
+  double gsum = 0;
+  for (int64_t k = 0; k < hw; k++) {
+    jitter_pixel(j, n, 0.0f, img + k, c, hw);
+    gsum += c == 3 ? luma(img + k, hw) : img[k];
+  }
+  return (float)(gsum / (double)hw);
+}
+
+void wcmi_jitter_apply(const wcmi_jitter *j, float *img, int c, int h, int w) {
+  const int64_t hw = (int64_t)h * w;
+  const int n = contrast_step(j);
+  const float mean = contrast_mean(j, img, c, hw);
+  wcmi_jitter rest = *j;
+  for (int i = n; i < 3; i++) {
+    rest.order[i - n] = j->order[i];
+    rest.factor[i - n] = j->factor[i];
+  }
+  for (int64_t k = 0; k < hw; k++) jitter_pixel(&rest, 3 - n, mean, img + k, c, hw);
+}
+
+/* Source pixel of output (i, j) under crop offset (dy, dx) and flip: its index in the input
+ * plane, or -1 where it falls in the zero padding. */
+static int64_t crop_flip_source(int i, int j, int h, int w, int dy, int dx, int flip) {
+  const int si = i + dy, sj = (flip ? w - 1 - j : j) + dx;
+  return (si >= 0 && si < h && sj >= 0 && sj < w) ? (int64_t)si * w + sj : -1;
+}
+
+static void crop_flip(const float *src, float *dst, int c, int h, int w, int dy, int dx, int flip) {
+  const int64_t hw = (int64_t)h * w;
+  for (int ch = 0; ch < c; ch++)
+    for (int i = 0; i < h; i++)
+      for (int j = 0; j < w; j++) {
+        const int64_t s = crop_flip_source(i, j, h, w, dy, dx, flip);
+        dst[ch * hw + (int64_t)i * w + j] = s >= 0 ? src[ch * hw + s] : 0.0f;
+      }
+}
+
+/* Crop/flip, colour jitter (jit may be NULL) and a nearest-neighbour rotation about the centre by
+ * angle radians with zero fill, composed per output pixel so that no scratch image is needed:
+ * pixel (i, j) takes the crop/flip pixel nearest to its preimage, with the colour operations
+ * applied to it. The contrast mean is the whole pre-rotation image's, computed first in dst. */
+static void crop_flip_jitter_rotate(const float *src, float *dst, int c, int h, int w, int dy, int dx, int flip,
+                                    const wcmi_jitter *jit, float angle) {
+  const int64_t hw = (int64_t)h * w;
+  float mean = 0.0f;
+  if (jit) {
+    crop_flip(src, dst, c, h, w, dy, dx, flip);
+    mean = contrast_mean(jit, dst, c, hw);
+  }
+  const float cs = cosf(angle), sn = sinf(angle);
+  const float cy = 0.5f * (float)(h - 1), cx = 0.5f * (float)(w - 1);
+  for (int i = 0; i < h; i++)
+    for (int j = 0; j < w; j++) {
+      const float ry = (float)i - cy, rx = (float)j - cx;
+      const int pi = (int)floorf(cy + cs * ry - sn * rx + 0.5f), pj = (int)floorf(cx + sn * ry + cs * rx + 0.5f);
+      const int64_t o = (int64_t)i * w + j;
+      if (pi < 0 || pi >= h || pj < 0 || pj >= w) {
+        for (int ch = 0; ch < c; ch++) dst[ch * hw + o] = 0.0f; /* rotation's fill, after the colour steps */
+        continue;
+      }
+      const int64_t s = crop_flip_source(pi, pj, h, w, dy, dx, flip);
+      for (int ch = 0; ch < c; ch++) dst[ch * hw + o] = s >= 0 ? src[ch * hw + s] : 0.0f;
+      if (jit) jitter_pixel(jit, 3, mean, dst + o, c, hw);
+    }
 }
 
 void wcmi_augment_image(const wcmi_loader_config *cfg_in, wcmi_rng *rng, const float *src, float *dst, int c, int h,
                         int w) {
   wcmi_loader_config cfg = *cfg_in;
   fill_defaults(&cfg);
-  int pad = cfg.crop_pad;
-  /* Random draws in a fixed order per flag set, so a given (seed, epoch, position) is reproducible. */
+  const int pad = cfg.crop_pad;
+  /* Random draws in the reference's order (crop, flip, jitter, rotation), so a given (seed, epoch,
+   * position) is reproducible. */
   int oy = pad, ox = pad, flip = 0;
-  float angle = 0.0f;
   if (cfg.augment & WCMI_AUG_CROP) {
     oy = (int)wcmi_rng_below(rng, (uint64_t)(2 * pad + 1));
     ox = (int)wcmi_rng_below(rng, (uint64_t)(2 * pad + 1));
   }
   if (cfg.augment & WCMI_AUG_FLIP) flip = (int)(wcmi_rng_u64(rng) >> 63);
-  if (cfg.augment & WCMI_AUG_ROTATE)
-    angle = wcmi_rng_uniform_range(rng, -cfg.rotate_deg, cfg.rotate_deg) * (float)(3.14159265358979323846 / 180.0);
-  int dy = oy - pad, dx = ox - pad; /* crop offset relative to the unpadded image */
-  int hw = h * w;
-  if (!(cfg.augment & WCMI_AUG_ROTATE)) {
-    /* out(i, j) = in(i + dy, (flip ? w-1-j : j) + dx), zero where that falls in the padding. */
-    for (int ch = 0; ch < c; ch++) {
-      const float *sp = src + ch * hw;
-      float *dp = dst + ch * hw;
-      for (int i = 0; i < h; i++) {
-        int si = i + dy;
-        for (int j = 0; j < w; j++) {
-          int sj = (flip ? w - 1 - j : j) + dx;
-          dp[i * w + j] = (si >= 0 && si < h && sj >= 0 && sj < w) ? sp[si * w + sj] : 0.0f;
-        }
-      }
-    }
-  } else {
-    /* Crop, then flip, then rotate about the centre, composed into one inverse map per pixel. */
-    float cs = cosf(angle), sn = sinf(angle);
-    float cy = 0.5f * (float)(h - 1), cx = 0.5f * (float)(w - 1);
-    for (int ch = 0; ch < c; ch++) {
-      const float *sp = src + ch * hw;
-      float *dp = dst + ch * hw;
-      for (int i = 0; i < h; i++)
-        for (int j = 0; j < w; j++) {
-          float ry = (float)i - cy, rx = (float)j - cx;
-          float u = cy + cs * ry - sn * rx;
-          float v = cx + sn * ry + cs * rx;
-          if (flip) v = (float)(w - 1) - v;
-          dp[i * w + j] = sample_bilinear(sp, h, w, u + (float)dy, v + (float)dx);
-        }
-    }
+  wcmi_jitter jit;
+  const int jitter = (cfg.augment & WCMI_AUG_JITTER) != 0;
+  if (jitter) wcmi_jitter_draw(rng, cfg.jitter, &jit);
+  const int dy = oy - pad, dx = ox - pad; /* crop offset relative to the unpadded image */
+  if (cfg.augment & WCMI_AUG_ROTATE) {
+    const float deg = wcmi_rng_uniform_range(rng, -cfg.rotate_deg, cfg.rotate_deg);
+    crop_flip_jitter_rotate(src, dst, c, h, w, dy, dx, flip, jitter ? &jit : NULL,
+                            deg * (float)(3.14159265358979323846 / 180.0));
+    return;
   }
-  if (cfg.augment & WCMI_AUG_JITTER) {
-    float j = cfg.jitter;
-    float bri = wcmi_rng_uniform_range(rng, 1.0f - j, 1.0f + j);
-    float con = wcmi_rng_uniform_range(rng, 1.0f - j, 1.0f + j);
-    float sat = wcmi_rng_uniform_range(rng, 1.0f - j, 1.0f + j);
-    color_jitter(dst, c, hw, bri, con, sat);
-  }
+  /* The padding is part of the image the colour operations see, as in the reference. */
+  crop_flip(src, dst, c, h, w, dy, dx, flip);
+  if (jitter) wcmi_jitter_apply(&jit, dst, c, h, w);
 }
 
 /* ---- batches --------------------------------------------------------------------------------- */

@@ -28,6 +28,26 @@ void wcmi_clf_free(wcmi_clf *c) {
   memset(c, 0, sizeof *c);
 }
 
+float wcmi_clf_sample_loss(int K, const float *logits, int y) {
+  /* -log softmax(logits)[y] in double. When y is the argmax, log1p of the other classes' odds keeps
+   * a confident sample's tiny loss (about exp(-margin)) instead of rounding 1 - p_y to 0, so
+   * APGD's bookkeeping still sees such a sample's loss rise. Otherwise the max-shifted
+   * log-sum-exp, which cannot overflow. */
+  int arg = 0;
+  for (int k = 1; k < K; k++)
+    if (logits[k] > logits[arg]) arg = k;
+  const double ly = logits[y];
+  double s = 0;
+  if (logits[arg] == logits[y]) {
+    for (int k = 0; k < K; k++)
+      if (k != y) s += exp((double)logits[k] - ly);
+    return (float)log1p(s);
+  }
+  const double m = logits[arg];
+  for (int k = 0; k < K; k++) s += exp((double)logits[k] - m);
+  return (float)(m - ly + log(s));
+}
+
 int wcmi_clf_step(wcmi_clf *c, const float *x, const int32_t *y, int N, int enc_train, int head_train, int grads,
                   float *mean_loss, float *per_sample_loss, unsigned char *wrong, int *correct, float *dx) {
   wcmi_model *m = c->m;
@@ -47,8 +67,7 @@ int wcmi_clf_step(wcmi_clf *c, const float *x, const int32_t *y, int N, int enc_
       if (l[k] > l[arg]) arg = k;
     ok += arg == y[i];
     if (wrong) wrong[i] = arg != y[i];
-    /* -log p_y, floored so a probability that underflows to 0 stays finite */
-    if (per_sample_loss) per_sample_loss[i] = -logf(fmaxf(c->probs[(int64_t)i * K + y[i]], 1e-30f));
+    if (per_sample_loss) per_sample_loss[i] = wcmi_clf_sample_loss(K, l, y[i]);
   }
   if (correct) *correct = ok;
   if (!grads) return WCMI_OK;

@@ -121,3 +121,11 @@ double wcmi_fano_bound(double worst_mi, int num_classes) {
   double b = (fmax(0.0, worst_mi) + log(2.0)) / log((double)num_classes);
   return b < 1.0 ? b : 1.0;
 }
+
+int wcmi_fano_applies(wcmi_mi_cfg mi, const char **why) {
+  if (mi.estimator == WCMI_MI_DV || mi.estimator == WCMI_MI_NCE) return 1;
+  if (why)
+    *why = "the f-divergence estimator (fd) does not lower-bound the mutual information in nats, so Fano's "
+           "inequality gives no bound on adversarial accuracy from it (use --estimator dv or nce)";
+  return 0;
+}

@@ -11,7 +11,7 @@
 #include <unistd.h>
 
 /* RNG streams of this task, apart from core.h's well-known ids so none of them shifts another. */
-enum { STREAM_ESTIMATOR_INIT = 101, STREAM_REFIT_INIT = 102, STREAM_REFIT_SPLIT = 103 };
+enum { STREAM_ESTIMATOR_INIT = 101, STREAM_REFIT_INIT = 102, STREAM_REFIT_SPLIT = 103, STREAM_CRITIC_SEEDS = 104 };
 
 #define OPTS_FILE "estimate.json"
 
@@ -19,6 +19,23 @@ void wcmi_estimate_opts_default(wcmi_estimate_opts *o) {
   o->repr = WCMI_REPR_AUTO;
   o->refit_patience = 3;
   o->refit_max_epochs = 50;
+  o->critics = 0;
+}
+
+int wcmi_estimate_critics(const wcmi_task_cfg *cfg, const wcmi_estimate_opts *o) {
+  if (o->critics > 0) return o->critics;
+  /* The quick profile's critics are small and short-trained, so one of them is a noisy
+   * measurement: average three (docs/estimate-mi.md, EXPERIMENTS.md issue 13). */
+  return cfg->profile && !strcmp(cfg->profile, "quick") ? 3 : 1;
+}
+
+uint64_t wcmi_estimate_critic_seed(uint64_t seed, int k) {
+  if (k == 0) return seed; /* critic 0 is the single-critic run of the same seed, bit for bit */
+  wcmi_rng r;
+  wcmi_rng_derive(&r, seed, STREAM_CRITIC_SEEDS);
+  uint64_t v = 0;
+  for (int i = 0; i < k; i++) v = wcmi_rng_u64(&r);
+  return v;
 }
 
 const char *wcmi_repr_name(wcmi_repr_kind r) {
@@ -36,6 +53,7 @@ static int save_opts(wcmi_ctx *ctx, const char *dir, const wcmi_estimate_opts *o
   wcmi_jsonw_kv_string(&w, "repr", wcmi_repr_name(o->repr));
   wcmi_jsonw_kv_int(&w, "refit_patience", o->refit_patience);
   wcmi_jsonw_kv_int(&w, "refit_max_epochs", o->refit_max_epochs);
+  wcmi_jsonw_kv_int(&w, "critics", o->critics);
   wcmi_jsonw_end_object(&w);
   char path[1100];
   snprintf(path, sizeof path, "%s/%s", dir, OPTS_FILE);
@@ -60,6 +78,9 @@ static int load_opts(wcmi_ctx *ctx, const char *dir, wcmi_estimate_opts *o) {
     o->refit_patience = (int)p;
     o->refit_max_epochs = (int)e;
   }
+  /* Runs from before --critics have no key: they were single-critic runs. */
+  if (!rc && wcmi_json_get(j, "critics") && !(rc = wcmi_json_get_int(ctx, path, j, "critics", &e))) o->critics = (int)e;
+  if (!rc && !wcmi_json_get(j, "critics")) o->critics = 1;
   wcmi_json_free(j);
   return rc;
 }
@@ -179,12 +200,13 @@ static int estimate_step(trainer *t, const float *x, const int32_t *y, int n, do
   return WCMI_OK;
 }
 
-/* Mean MI estimate over nb batches of B samples at x, everything in eval mode. With attack != NULL
- * each batch is first moved by the MI attack and the perturbed batch is kept in keep (nb*B). */
+/* Mean MI estimate over nb batches of B samples at x, everything in eval mode, and its standard
+ * error over the batches (sd / sqrt(nb); 0 for one batch). With attack != NULL each batch is first
+ * moved by the MI attack and the perturbed batch is kept in keep (nb*B). */
 static int heldout_mi(trainer *t, wcmi_dim *dim, wcmi_attack *attack, const float *x, int64_t nb, int B, float *keep,
-                      double *mean) {
+                      double *mean, double *sem) {
   const int64_t D = wcmi_dataset_sample_size(&t->test);
-  double s = 0;
+  double s = 0, ss = 0;
   for (int64_t b = 0; b < nb; b++) {
     const float *xb = x + b * B * D;
     int rc;
@@ -196,10 +218,14 @@ static int heldout_mi(trainer *t, wcmi_dim *dim, wcmi_attack *attack, const floa
     float loss;
     if ((rc = wcmi_dim_step(dim, xb, B, 0, 0, 0, &loss, NULL))) return rc;
     if (!isfinite(loss)) return wcmi_fail(t->ctx, WCMI_ENUMERIC, "estimate-mi: held-out MI loss is %g", (double)loss);
-    s += wcmi_mi_estimate(dim->mi, B, dim->L, loss);
+    const double v = wcmi_mi_estimate(dim->mi, B, dim->L, loss);
+    s += v;
+    ss += v * v;
     if (t->ctx->interrupt) return wcmi_fail(t->ctx, WCMI_EINTR, "interrupted during the held-out estimate (rerun with --resume %s)", t->run_dir);
   }
   *mean = s / (double)nb;
+  const double var = nb > 1 ? (ss - s * s / (double)nb) / (double)(nb - 1) : 0.0;
+  *sem = var > 0 ? sqrt(var / (double)nb) : 0.0;
   return WCMI_OK;
 }
 
@@ -341,8 +367,12 @@ static int estimate_summarize(trainer *t, wcmi_jsonw *w) {
   float *keep = NULL;
   if (c->worst && !(keep = wcmi_alloc(t->ctx, (size_t)(nb * B * D), sizeof(float)))) return t->ctx->status;
   if (c->progress) fprintf(stderr, "[estimate-mi] held-out estimate on %lld batches%s\n", (long long)nb, c->worst ? " under the attack" : "");
-  double test_mi = 0;
-  rc = heldout_mi(t, &et->dim, c->worst ? et->attack : NULL, t->test.images, nb, B, keep, &test_mi);
+  double test_mi = 0, test_sem = 0, clean_mi = NAN, clean_sem = NAN;
+  rc = heldout_mi(t, &et->dim, c->worst ? et->attack : NULL, t->test.images, nb, B, keep, &test_mi, &test_sem);
+  /* The same critic on the same held-out batches without the attack (after the attacked pass, so
+   * the attack's random stream is the one it always had): the paired difference clean - attacked
+   * measures what the attack takes away with the critic's own errors largely cancelled. */
+  if (!rc && c->worst) rc = heldout_mi(t, &et->dim, NULL, t->test.images, nb, B, NULL, &clean_mi, &clean_sem);
   refit_result rr;
   wcmi_jsonw curve;
   wcmi_jsonw_init_buffer(&curve, 0);
@@ -365,7 +395,14 @@ static int estimate_summarize(trainer *t, wcmi_jsonw *w) {
   wcmi_jsonw_kv_int(w, "selected_epoch", t->best_epoch);
   wcmi_jsonw_kv_double(w, "train_mi_selected", wcmi_mi_estimate(c->mi, B, et->dim.L, -t->best_score));
   wcmi_jsonw_kv_double(w, "test_mi", test_mi);
+  wcmi_jsonw_kv_double(w, "test_mi_sem", test_sem);
+  wcmi_jsonw_kv_int(w, "test_batches", nb);
   wcmi_jsonw_kv_int(w, "test_samples", nb * B);
+  wcmi_jsonw_kv_int(w, "seed", (int64_t)c->seed);
+  if (c->worst) {
+    wcmi_jsonw_kv_double(w, "test_mi_clean", clean_mi);
+    wcmi_jsonw_kv_double(w, "test_mi_clean_sem", clean_sem);
+  }
   wcmi_jsonw_key(w, "attack");
   if (c->worst) write_attack(w, c);
   else wcmi_jsonw_null(w);
@@ -396,7 +433,8 @@ static const trainer_ops ESTIMATE_OPS = {
     "estimate-mi", {"loss", "mi"}, 2, estimate_step, NULL, estimate_summarize,
 };
 
-int wcmi_task_estimate_mi_ex(wcmi_ctx *ctx, const wcmi_task_cfg *cfg, const wcmi_estimate_opts *opts, char **summary) {
+/* One critic: the estimate-mi run of cfg in its run directory. */
+static int estimate_one(wcmi_ctx *ctx, const wcmi_task_cfg *cfg, const wcmi_estimate_opts *opts, char **summary) {
   estimate_task et;
   memset(&et, 0, sizeof et);
   if (opts) et.opts = *opts;
@@ -423,28 +461,214 @@ int wcmi_task_estimate_mi_ex(wcmi_ctx *ctx, const wcmi_task_cfg *cfg, const wcmi
   return rc;
 }
 
+/* ---- several critics: mean, spread, per-critic values ----------------------------------------- */
+
+#define MAX_CRITICS 100
+
+/* What one critic's estimate-mi summary says. */
+typedef struct critic_result {
+  double mi, sem;      /* held-out estimate and its standard error over the held-out batches */
+  double clean_mi;     /* worst case: the same critic on the same batches without the attack */
+  double refit_mi;     /* worst case: the re-fitted estimate */
+  char repr[16];
+} critic_result;
+
+static int read_critic(wcmi_ctx *ctx, const char *what, const wcmi_json *j, int worst, critic_result *r) {
+  const char *repr = NULL;
+  int rc = wcmi_json_get_number(ctx, what, j, "test_mi", &r->mi);
+  if (!rc) rc = wcmi_json_get_number(ctx, what, j, "test_mi_sem", &r->sem);
+  if (!rc) rc = wcmi_json_get_string(ctx, what, j, "representation", &repr);
+  if (!rc) snprintf(r->repr, sizeof r->repr, "%s", repr);
+  r->clean_mi = r->refit_mi = NAN;
+  if (!rc && worst) rc = wcmi_json_get_number(ctx, what, j, "test_mi_clean", &r->clean_mi);
+  if (!rc && worst) rc = wcmi_json_get_number(ctx, what, wcmi_json_get(j, "refit"), "mi", &r->refit_mi);
+  return rc;
+}
+
+static double mean_of(const double *v, int n) {
+  double s = 0;
+  for (int i = 0; i < n; i++) s += v[i];
+  return s / (double)n;
+}
+
+/* Sample standard deviation (n - 1); NAN (written as null) for a single value. */
+static double std_of(const double *v, int n) {
+  if (n < 2) return NAN;
+  double m = mean_of(v, n), ss = 0;
+  for (int i = 0; i < n; i++) ss += (v[i] - m) * (v[i] - m);
+  return sqrt(ss / (double)(n - 1));
+}
+
+/* Standard error of a mean of K critics' held-out values from the held-out batches alone. */
+static double pooled_sem(const critic_result *r, int K) {
+  double ss = 0;
+  for (int k = 0; k < K; k++) ss += r[k].sem * r[k].sem;
+  return sqrt(ss) / (double)K;
+}
+
+/* key = mean, key_std = spread over critics, key_per_critic = the values. */
+static void write_measure(wcmi_jsonw *w, const char *key, const double *v, int n) {
+  char k2[96];
+  wcmi_jsonw_kv_double(w, key, mean_of(v, n));
+  snprintf(k2, sizeof k2, "%s_std", key);
+  wcmi_jsonw_kv_double(w, k2, std_of(v, n));
+  snprintf(k2, sizeof k2, "%s_per_critic", key);
+  wcmi_jsonw_key(w, k2);
+  wcmi_jsonw_begin_array(w);
+  for (int i = 0; i < n; i++) wcmi_jsonw_double(w, v[i]);
+  wcmi_jsonw_end_array(w);
+}
+
+/* The run directory of critic k inside dir: critic 0 is dir itself (the single-critic layout). */
+static void critic_dir(const char *dir, int k, const char *leaf, char *out, size_t n) {
+  if (k == 0) snprintf(out, n, "%s%s%s", dir, leaf ? "/" : "", leaf ? leaf : "");
+  else snprintf(out, n, "%s/critic-%d%s%s", dir, k, leaf ? "/" : "", leaf ? leaf : "");
+}
+
+/* Runs critic k of cfg (its own seed) in sub, resuming it when the parent run is resumed and the
+ * critic saved a checkpoint; its parsed summary goes to *j. */
+static int run_critic(wcmi_ctx *ctx, const wcmi_task_cfg *cfg, const wcmi_estimate_opts *o, int k, const char *sub,
+                      int worst, wcmi_json **j) {
+  wcmi_task_cfg c = *cfg;
+  char latest[1200];
+  snprintf(latest, sizeof latest, "%s/latest.safetensors", sub);
+  c.seed = wcmi_estimate_critic_seed(cfg->seed, k);
+  c.worst = worst;
+  c.out_dir = sub;
+  c.resume_dir = cfg->resume_dir && access(latest, F_OK) == 0 ? sub : NULL;
+  char *s = NULL;
+  int rc = estimate_one(ctx, &c, o, &s);
+  if (!rc) rc = wcmi_json_parse(ctx, sub, s, strlen(s), j);
+  free(s);
+  return rc;
+}
+
+static int write_summary(wcmi_ctx *ctx, const char *dir, wcmi_jsonw *w, char **summary) {
+  char path[1100];
+  int rc = wcmi_jsonw_finish(ctx, w);
+  if (!rc) {
+    snprintf(path, sizeof path, "%s/summary.json", dir);
+    rc = wcmi_atomic_write(ctx, path, wcmi_jsonw_text(w), strlen(wcmi_jsonw_text(w)));
+  }
+  if (!rc && !(*summary = strdup(wcmi_jsonw_text(w)))) rc = wcmi_fail(ctx, WCMI_ENOMEM, "out of memory");
+  return rc;
+}
+
+/* estimate-mi with K > 1 critics: critic 0 runs in dir, critic k in dir/critic-k; the summary is
+ * critic 0's with test_mi (and the worst case's refit/clean values) replaced by the mean over the
+ * critics, plus their spread and per-critic values. */
+static int estimate_critics(wcmi_ctx *ctx, const wcmi_task_cfg *cfg, const wcmi_estimate_opts *o, int K,
+                            char **summary) {
+  const char *dir = cfg->resume_dir ? cfg->resume_dir : cfg->out_dir;
+  if (!dir) return wcmi_fail(ctx, WCMI_EINVAL, "estimate-mi: no run directory (--out DIR or --resume DIR)");
+  critic_result r[MAX_CRITICS];
+  wcmi_json *first = NULL;
+  int rc = WCMI_OK;
+  for (int k = 0; k < K && !rc; k++) {
+    char sub[1100];
+    critic_dir(dir, k, NULL, sub, sizeof sub);
+    if (cfg->progress) fprintf(stderr, "[estimate-mi] critic %d/%d into %s\n", k + 1, K, sub);
+    wcmi_json *j = NULL;
+    rc = run_critic(ctx, cfg, o, k, sub, cfg->worst, &j);
+    if (!rc) rc = read_critic(ctx, sub, j, cfg->worst, &r[k]);
+    if (k == 0) first = j;
+    else wcmi_json_free(j);
+  }
+  if (rc) {
+    wcmi_json_free(first);
+    return rc;
+  }
+  double mi[MAX_CRITICS], clean[MAX_CRITICS], refit[MAX_CRITICS], paired[MAX_CRITICS];
+  for (int k = 0; k < K; k++) {
+    mi[k] = r[k].mi;
+    clean[k] = r[k].clean_mi;
+    refit[k] = r[k].refit_mi;
+    paired[k] = r[k].clean_mi - r[k].mi;
+  }
+  wcmi_jsonw w;
+  wcmi_jsonw_init_buffer(&w, 2);
+  wcmi_jsonw_begin_object(&w);
+  for (size_t i = 0; i < first->n; i++) {
+    const char *key = first->keys[i];
+    if (!strcmp(key, "test_mi") || !strcmp(key, "test_mi_sem") || !strcmp(key, "test_mi_clean")) continue;
+    wcmi_jsonw_key(&w, key);
+    wcmi_jsonw_value(&w, &first->items[i]);
+  }
+  wcmi_jsonw_kv_int(&w, "critics", K);
+  write_measure(&w, "test_mi", mi, K);
+  wcmi_jsonw_kv_double(&w, "test_mi_sem", pooled_sem(r, K));
+  if (cfg->worst) {
+    write_measure(&w, "test_mi_clean", clean, K);
+    write_measure(&w, "refit_mi", refit, K);
+    write_measure(&w, "attack_drop", paired, K);
+  }
+  wcmi_jsonw_key(&w, "critic_runs");
+  wcmi_jsonw_begin_array(&w);
+  for (int k = 0; k < K; k++) {
+    char sub[1100];
+    critic_dir(dir, k, NULL, sub, sizeof sub);
+    wcmi_jsonw_string(&w, sub);
+  }
+  wcmi_jsonw_end_array(&w);
+  wcmi_jsonw_end_object(&w);
+  wcmi_json_free(first);
+  rc = write_summary(ctx, dir, &w, summary);
+  wcmi_jsonw_free(&w);
+  return rc;
+}
+
+int wcmi_task_estimate_mi_ex(wcmi_ctx *ctx, const wcmi_task_cfg *cfg, const wcmi_estimate_opts *opts, char **summary) {
+  wcmi_estimate_opts o;
+  if (opts) o = *opts;
+  else wcmi_estimate_opts_default(&o);
+  int rc = cfg->resume_dir ? load_opts(ctx, cfg->resume_dir, &o) : WCMI_OK;
+  if (rc) return rc;
+  const int K = wcmi_estimate_critics(cfg, &o);
+  if (K > MAX_CRITICS) return wcmi_fail(ctx, WCMI_EINVAL, "estimate-mi: --critics %d is more than %d", K, MAX_CRITICS);
+  o.critics = K;
+  return K == 1 ? estimate_one(ctx, cfg, &o, summary) : estimate_critics(ctx, cfg, &o, K, summary);
+}
+
 int wcmi_task_estimate_mi(wcmi_ctx *ctx, const wcmi_task_cfg *cfg, char **summary) {
   return wcmi_task_estimate_mi_ex(ctx, cfg, NULL, summary);
 }
 
 /* ---- vulnerability ------------------------------------------------------------------------- */
 
-typedef struct case_result {
-  double mi, refit_mi;
-  char repr[16];
-} case_result;
+static const char *const CASES[2] = {"normal", "worst"};
 
-static int read_case(wcmi_ctx *ctx, const char *what, const char *summary, int worst, case_result *r) {
-  wcmi_json *j = NULL;
-  int rc = wcmi_json_parse(ctx, what, summary, strlen(summary), &j);
-  if (rc) return rc;
-  const char *repr = NULL;
-  rc = wcmi_json_get_number(ctx, what, j, "test_mi", &r->mi);
-  if (!rc) rc = wcmi_json_get_string(ctx, what, j, "representation", &repr);
-  if (!rc) snprintf(r->repr, sizeof r->repr, "%s", repr);
-  r->refit_mi = NAN;
-  if (!rc && worst) rc = wcmi_json_get_number(ctx, what, wcmi_json_get(j, "refit"), "mi", &r->refit_mi);
-  wcmi_json_free(j);
+/* mean ± spread for the human table: the spread over critics, or the held-out standard error when
+ * there is one critic. */
+static void print_row(const char *what, const double *v, int K, double sem) {
+  double sd = K > 1 ? std_of(v, K) : sem;
+  fprintf(stderr, "  %-28s %8.4f ± %.4f\n", what, mean_of(v, K), sd);
+}
+
+static void print_table(const wcmi_task_cfg *cfg, int K, const critic_result *res, const double *const *cols,
+                        double fano, const char *fano_why) {
+  fprintf(stderr, "\nvulnerability of %s (%s, %s; nats; ± = %s)\n", cfg->model ? cfg->model : "?", res[0].repr,
+          wcmi_mi_estimator_name(cfg->mi.estimator),
+          K > 1 ? "std over the critics" : "standard error over held-out batches");
+  static const char *const names[6] = {"normal MI",          "worst-case MI (Algorithm 2)", "worst-case MI re-fitted",
+                                       "RV = normal - worst", "RV re-fitted",                "attack drop (same critic)"};
+  const double sems[6] = {res[0].sem, res[K].sem, NAN, NAN, NAN, NAN};
+  for (int i = 0; i < 6; i++) print_row(names[i], cols[i], K, sems[i]);
+  if (fano_why) fprintf(stderr, "  Fano bound                       n/a (%s)\n\n", wcmi_mi_estimator_name(cfg->mi.estimator));
+  else fprintf(stderr, "  Fano bound (mean I_worst >= 0)  %7.1f %%\n\n", 100 * fano);
+}
+
+static int vulnerability_config(wcmi_ctx *ctx, const wcmi_task_cfg *cfg, const char *dir, wcmi_estimate_opts *o) {
+  char path[1100];
+  int rc = wcmi_mkdir_p(ctx, dir);
+  if (!rc && cfg->resume_dir) rc = load_opts(ctx, dir, o);
+  if (!rc && !cfg->resume_dir) {
+    rc = save_opts(ctx, dir, o);
+    char *json = rc ? NULL : wcmi_task_config_json(cfg, "vulnerability");
+    if (!rc && !json) rc = wcmi_fail(ctx, WCMI_ENOMEM, "out of memory");
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    if (!rc) rc = wcmi_atomic_write(ctx, path, json, strlen(json));
+    free(json);
+  }
   return rc;
 }
 
@@ -454,38 +678,41 @@ int wcmi_task_vulnerability_ex(wcmi_ctx *ctx, const wcmi_task_cfg *cfg, const wc
   wcmi_estimate_opts o;
   if (opts) o = *opts;
   else wcmi_estimate_opts_default(&o);
-  char path[1100];
-  int rc = wcmi_mkdir_p(ctx, dir);
-  if (!rc && cfg->resume_dir) rc = load_opts(ctx, dir, &o);
-  if (!rc && !cfg->resume_dir) {
-    rc = save_opts(ctx, dir, &o);
-    char *json = rc ? NULL : wcmi_task_config_json(cfg, "vulnerability");
-    if (!rc && !json) rc = wcmi_fail(ctx, WCMI_ENOMEM, "out of memory");
-    snprintf(path, sizeof path, "%s/config.json", dir);
-    if (!rc) rc = wcmi_atomic_write(ctx, path, json, strlen(json));
-    free(json);
-  }
+  if (!cfg->resume_dir) o.critics = wcmi_estimate_critics(cfg, &o);
+  int rc = vulnerability_config(ctx, cfg, dir, &o);
   if (rc) return rc;
-  /* Each case gets its own fresh critic and run directory; a resumed vulnerability run continues
-   * each case from its own latest checkpoint, or starts it when it never saved one. */
-  static const char *const CASES[2] = {"normal", "worst"};
-  case_result res[2];
-  for (int k = 0; k < 2 && !rc; k++) {
-    wcmi_task_cfg c = *cfg;
-    char sub[1100], latest[1200];
-    snprintf(sub, sizeof sub, "%s/%s", dir, CASES[k]);
-    snprintf(latest, sizeof latest, "%s/latest.safetensors", sub);
-    c.worst = k;
-    c.out_dir = sub;
-    c.resume_dir = cfg->resume_dir && access(latest, F_OK) == 0 ? sub : NULL;
-    if (cfg->progress) fprintf(stderr, "[vulnerability] %s case into %s\n", CASES[k], sub);
-    char *s = NULL;
-    rc = wcmi_task_estimate_mi_ex(ctx, &c, &o, &s);
-    if (!rc) rc = read_case(ctx, sub, s, k, &res[k]);
-    free(s);
-  }
+  const int K = wcmi_estimate_critics(cfg, &o);
+  if (K > MAX_CRITICS) return wcmi_fail(ctx, WCMI_EINVAL, "vulnerability: --critics %d is more than %d", K, MAX_CRITICS);
+  /* Each critic k (its own seed) estimates both cases, each with its own fresh critic network and
+   * run directory: DIR/normal and DIR/worst for critic 0, DIR/critic-k/{normal,worst} for the
+   * others. A resumed run continues each from its own checkpoint, or starts it. */
+  critic_result res[2 * MAX_CRITICS]; /* res[k] normal, res[K + k] worst */
+  for (int k = 0; k < K && !rc; k++)
+    for (int w = 0; w < 2 && !rc; w++) {
+      char sub[1100];
+      critic_dir(dir, k, CASES[w], sub, sizeof sub);
+      if (cfg->progress) fprintf(stderr, "[vulnerability] critic %d/%d, %s case into %s\n", k + 1, K, CASES[w], sub);
+      wcmi_json *j = NULL;
+      rc = run_critic(ctx, cfg, &o, k, sub, w, &j);
+      if (!rc) rc = read_critic(ctx, sub, j, w, &res[w * K + k]);
+      wcmi_json_free(j);
+    }
   if (rc) return rc;
-  const double rv = res[0].mi - res[1].mi;
+  double normal[MAX_CRITICS], worst[MAX_CRITICS], refit[MAX_CRITICS], rv[MAX_CRITICS], rv_refit[MAX_CRITICS],
+      drop[MAX_CRITICS], clean[MAX_CRITICS];
+  for (int k = 0; k < K; k++) {
+    normal[k] = res[k].mi;
+    worst[k] = res[K + k].mi;
+    refit[k] = res[K + k].refit_mi;
+    clean[k] = res[K + k].clean_mi;
+    rv[k] = normal[k] - worst[k];
+    rv_refit[k] = normal[k] - refit[k];
+    drop[k] = clean[k] - worst[k];
+  }
+  const char *fano_why = NULL;
+  const int fano_ok = wcmi_fano_applies(cfg->mi, &fano_why);
+  const double worst_mean = mean_of(worst, K), refit_mean = mean_of(refit, K);
+  const double fano = wcmi_fano_bound(worst_mean, WCMI_NUM_CLASSES);
   wcmi_jsonw w;
   wcmi_jsonw_init_buffer(&w, 2);
   wcmi_jsonw_begin_object(&w);
@@ -494,17 +721,36 @@ int wcmi_task_vulnerability_ex(wcmi_ctx *ctx, const wcmi_task_cfg *cfg, const wc
   wcmi_jsonw_kv_string(&w, "model", cfg->model ? cfg->model : "");
   wcmi_jsonw_kv_string(&w, "dataset", cfg->data);
   wcmi_jsonw_kv_string(&w, "representation", res[0].repr);
-  wcmi_jsonw_kv_double(&w, "normal_mi", res[0].mi);
-  wcmi_jsonw_kv_double(&w, "worst_mi", res[1].mi);
-  wcmi_jsonw_kv_double(&w, "worst_mi_refit", res[1].refit_mi);
-  wcmi_jsonw_kv_double(&w, "rv", rv);
-  wcmi_jsonw_kv_double(&w, "rv_refit", res[0].mi - res[1].refit_mi);
+  wcmi_jsonw_kv_int(&w, "critics", K);
+  wcmi_jsonw_kv_string(&w, "uncertainty",
+                       "X = mean over the critics, X_std = their sample standard deviation (null for one critic), "
+                       "X_per_critic = each critic's value; X_sem = standard error of the mean from the held-out "
+                       "batches alone");
+  write_measure(&w, "normal_mi", normal, K);
+  wcmi_jsonw_kv_double(&w, "normal_mi_sem", pooled_sem(res, K));
+  write_measure(&w, "worst_mi", worst, K);
+  wcmi_jsonw_kv_double(&w, "worst_mi_sem", pooled_sem(res + K, K));
+  write_measure(&w, "worst_mi_refit", refit, K);
+  write_measure(&w, "rv", rv, K);
+  write_measure(&w, "rv_refit", rv_refit, K);
+  write_measure(&w, "worst_critic_clean_mi", clean, K);
+  write_measure(&w, "attack_drop", drop, K);
   wcmi_jsonw_kv_int(&w, "num_classes", WCMI_NUM_CLASSES);
-  wcmi_jsonw_kv_double(&w, "fano_bound", wcmi_fano_bound(res[1].mi, WCMI_NUM_CLASSES));
-  wcmi_jsonw_kv_double(&w, "fano_bound_refit", wcmi_fano_bound(res[1].refit_mi, WCMI_NUM_CLASSES));
-  wcmi_jsonw_kv_string(&w, "fano_note",
-                       "upper bound on any downstream classifier's adversarial accuracy: (max(0, worst_mi) + ln 2) / ln 10, "
-                       "capped at 1");
+  if (fano_ok) {
+    wcmi_jsonw_kv_double(&w, "fano_bound", fano);
+    wcmi_jsonw_kv_double(&w, "fano_bound_refit", wcmi_fano_bound(refit_mean, WCMI_NUM_CLASSES));
+    wcmi_jsonw_kv_string(&w, "fano_estimate", "worst_mi (the mean over the critics), clipped at 0; fano_bound_refit "
+                                              "uses worst_mi_refit the same way");
+    wcmi_jsonw_kv_string(&w, "fano_note",
+                         "upper bound on any downstream classifier's adversarial accuracy: (max(0, worst_mi) + ln 2) / "
+                         "ln 10, capped at 1");
+  } else {
+    wcmi_jsonw_key(&w, "fano_bound");
+    wcmi_jsonw_null(&w);
+    wcmi_jsonw_key(&w, "fano_bound_refit");
+    wcmi_jsonw_null(&w);
+    wcmi_jsonw_kv_string(&w, "fano_note", fano_why);
+  }
   wcmi_jsonw_kv_string(&w, "units", "nats");
   wcmi_jsonw_key(&w, "attack");
   write_attack(&w, cfg);
@@ -512,24 +758,23 @@ int wcmi_task_vulnerability_ex(wcmi_ctx *ctx, const wcmi_task_cfg *cfg, const wc
   write_estimator(&w, cfg);
   wcmi_jsonw_kv_string(&w, "selection", "Algorithm 2: critic of the epoch with the best training MI estimate; "
                                         "mean of held-out batch estimates");
-  if (res[1].mi < 0)
+  if (worst_mean < 0)
     wcmi_jsonw_kv_string(&w, "warning", "worst_mi < 0 is no MI: the attack beat the critic; see worst_mi_refit");
   wcmi_jsonw_key(&w, "runs");
   wcmi_jsonw_begin_object(&w);
-  for (int k = 0; k < 2; k++) {
+  for (int c = 0; c < 2; c++) {
     char sub[1100];
-    snprintf(sub, sizeof sub, "%s/%s", dir, CASES[k]);
-    wcmi_jsonw_kv_string(&w, CASES[k], sub);
+    critic_dir(dir, 0, CASES[c], sub, sizeof sub);
+    wcmi_jsonw_kv_string(&w, CASES[c], sub);
   }
   wcmi_jsonw_end_object(&w);
   wcmi_jsonw_end_object(&w);
-  rc = wcmi_jsonw_finish(ctx, &w);
-  if (!rc) {
-    snprintf(path, sizeof path, "%s/summary.json", dir);
-    rc = wcmi_atomic_write(ctx, path, wcmi_jsonw_text(&w), strlen(wcmi_jsonw_text(&w)));
-  }
-  if (!rc && !(*summary = strdup(wcmi_jsonw_text(&w)))) rc = wcmi_fail(ctx, WCMI_ENOMEM, "out of memory");
+  rc = write_summary(ctx, dir, &w, summary);
   wcmi_jsonw_free(&w);
+  if (!rc) {
+    const double *cols[6] = {normal, worst, refit, rv, rv_refit, drop};
+    print_table(cfg, K, res, cols, fano, fano_ok ? NULL : fano_why);
+  }
   return rc;
 }
 
