@@ -33,7 +33,7 @@ enum {
   GROUP_EVAL = 1u << 6,        /* --eval-batches */
   GROUP_RUN = 1u << 7,         /* --seed --threads --conv-algo */
   GROUP_PROGRESS = 1u << 8,    /* --progress */
-  GROUP_OUT = 1u << 9,         /* --out */
+  GROUP_OUT = 1u << 9,         /* --out --force */
 };
 #define GROUP_ALL (~0u)
 
@@ -51,7 +51,7 @@ static const struct {
     {"--random-start", GROUP_ATTACK}, {"--use-best", GROUP_ATTACK},       {"--no-use-best", GROUP_ATTACK},
     {"--eval-batches", GROUP_EVAL},
     {"--seed", GROUP_RUN},            {"--threads", GROUP_RUN},           {"--conv-algo", GROUP_RUN},
-    {"--progress", GROUP_PROGRESS},   {"--out", GROUP_OUT},
+    {"--progress", GROUP_PROGRESS},   {"--out", GROUP_OUT},               {"--force", GROUP_OUT},
 };
 
 static const struct {
