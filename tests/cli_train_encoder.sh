@@ -122,6 +122,15 @@ assert p[0]['train_seconds'] < p[1]['train_seconds'] < p[2]['train_seconds'], p
 s=json.load(open('$T/pr.json')); assert s['probes']==3 and s['probe_seconds']>0, s
 PYEOF"
 "$WCMI" train-encoder --objective worst --probe-every -5 --out "$T/x" > /dev/null 2>&1; check "negative --probe-every exits 2" "[ $? -eq 2 ]"
+# Ctrl-C during the first probe (before any batch): exit 130 with a checkpoint at batch 0; the
+# resumed run (probes off) ends bit-identical to the run that never probed.
+"$WCMI" train-encoder --objective worst "${COMMON[@]}" --train-subset 2048 --epochs 1 --max-batches 3 --probe-every 1e-9 \
+  --probe-train 2048 --probe-test 1024 --out "$T/pi" > /dev/null 2> "$T/pi.err" &
+pid=$!; sleep 1.5; kill -INT $pid; wait $pid; rc=$?
+check "Ctrl-C during a probe exits 130 and says so" "[ $rc -eq 130 ] && grep -q 'during a probe' '$T/pi.err'"
+"$WCMI" train-encoder --objective worst "${COMMON[@]}" --train-subset 2048 --epochs 1 --max-batches 3 --out "$T/pn" > /dev/null 2>&1
+"$WCMI" train-encoder --resume "$T/pi" --probe-every 0 --threads 1 > /dev/null 2>&1
+check "resume after a probe interrupt == the run without probes, bit for bit" "same_tensors '$T/pn/latest.safetensors' '$T/pi/latest.safetensors'"
 
 # 9. Free adversarial training (--free-replays): runs, says so, and resumes bit-identically (the
 #    carried perturbation is checkpoint state).

@@ -524,7 +524,14 @@ int trainer_run(trainer *t, char **summary) {
     for (int i = 0; i < TRAINER_MAX_SUMS; i++) sums[i] = epoch == rp.epoch ? rp.sums[i] : 0.0;
     double t0 = wcmi_now();
     for (int64_t b = b0; b < nb && !rc; b++) {
-      if ((rc = maybe_probe(t, epoch, b))) break;
+      if ((rc = maybe_probe(t, epoch, b))) {
+        if (rc != WCMI_EINTR) break;
+        /* Ctrl-C during a probe: nothing of batch b has run yet, so the checkpoint resumes at b. */
+        wcmi_loader_free(&loader);
+        int src = save_checkpoint(t, "latest.safetensors", epoch, b, sums, done);
+        return src ? src : wcmi_fail(t->ctx, WCMI_EINTR, "interrupted during a probe at epoch %d batch %lld: saved "
+                                     "%s/latest.safetensors", epoch + 1, (long long)b, t->run_dir);
+      }
       const double tb = wcmi_now();
       int count = 0;
       rc = wcmi_loader_batch(t->ctx, &loader, b, t->x, t->y, &count);
