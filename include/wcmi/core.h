@@ -31,6 +31,7 @@ enum {
 /* ---- context --------------------------------------------------------------------------------- */
 /* A context carries the last error and the thread setting. It is the only mutable state the
  * library shares between calls; give each concurrent user its own. */
+struct wcmi_dist;
 typedef struct wcmi_ctx {
   int status;          /* last error code, WCMI_OK if none */
   char msg[512];       /* last error message: one line, names the file / layer and the problem */
@@ -38,6 +39,8 @@ typedef struct wcmi_ctx {
   volatile int interrupt; /* set asynchronously (signal handler) to ask long loops to stop */
   int conv_algo;       /* convolution algorithm for layers built from now on: WCMI_CONV_AUTO (0, the
                           default) or WCMI_CONV_GEMM (wcmi/nn.h) */
+  struct wcmi_dist *dist; /* data-parallel communicator (wcmi/dist.h): NULL in single-process runs,
+                             where every dist hook is skipped */
 } wcmi_ctx;
 
 /* Initializes ctx: num_threads from WCMI_NUM_THREADS if set, else all cores. */

@@ -1,5 +1,6 @@
 /* Attack state, projection and the random start shared by PGD and APGD. */
 #include "attack/attack_internal.h"
+#include "wcmi/dist.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -42,6 +43,7 @@ wcmi_attack *wcmi_attack_new(wcmi_ctx *ctx, const wcmi_pgd_cfg *cfg, int max_bat
   for (size_t i = 0; i < sizeof flags / sizeof *flags; i++)
     if (!(*flags[i] = wcmi_calloc(ctx, n, 1))) goto oom;
   if (!(a->improved = wcmi_calloc(ctx, n, sizeof(int)))) goto oom;
+  if (ctx->dist && !(a->dist_counts = wcmi_calloc(ctx, (size_t)wcmi_dist_size(ctx->dist), sizeof(int)))) goto oom;
   return a;
 oom:
   wcmi_attack_free(a);
@@ -52,7 +54,7 @@ void wcmi_attack_free(wcmi_attack *a) {
   if (!a) return;
   void *bufs[] = {a->cur, a->grad, a->run_best, a->prev, a->mom, a->loss, a->run_best_loss, a->best_loss,
                   a->step_size, a->prev_best_loss, a->succ, a->run_best_succ, a->best_succ, a->reduced, a->improved,
-                  a->grad_best, a->last_loss};
+                  a->grad_best, a->last_loss, a->dist_counts};
   for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) wcmi_free(bufs[i]);
   free(a);
 }
@@ -109,6 +111,24 @@ void attack_random_start(wcmi_norm norm, float eps, const float *x, float *z, in
     }
   }
   wcmi_project(norm, eps, x, z, N, D);
+}
+
+void attack_random_start_batch(wcmi_attack *a, const float *x, int N, wcmi_rng *rng) {
+  const wcmi_pgd_cfg *c = &a->cfg;
+  wcmi_dist *dist = a->ctx->dist;
+  if (!dist) {
+    attack_random_start(c->norm, c->eps, x, a->cur, N, a->D, rng);
+    return;
+  }
+  wcmi_dist_counts(dist, N, a->dist_counts);
+  int64_t before = 0, after = 0;
+  for (int r = 0; r < wcmi_dist_size(dist); r++)
+    if (r < wcmi_dist_rank(dist)) before += a->dist_counts[r];
+    else if (r > wcmi_dist_rank(dist)) after += a->dist_counts[r];
+  /* a->grad is free until the first gradient: it takes the dropped samples, one at a time. */
+  for (int64_t i = 0; i < before; i++) attack_random_start(c->norm, c->eps, x, a->grad, 1, a->D, rng);
+  attack_random_start(c->norm, c->eps, x, a->cur, N, a->D, rng);
+  for (int64_t i = 0; i < after; i++) attack_random_start(c->norm, c->eps, x, a->grad, 1, a->D, rng);
 }
 
 int attack_better(int per_sample, float loss_new, unsigned char succ_new, float loss_old, unsigned char succ_old) {

@@ -14,7 +14,13 @@ struct wcmi_attack {
   unsigned char *succ, *run_best_succ, *best_succ, *reduced;      /* (N) */
   int *improved;                                                  /* (N) */
   float *grad_best, *last_loss; /* APGD: gradient at the restart point (N, D); loss of x_k (N) */
+  int *dist_counts;             /* data-parallel runs: every rank's batch slice (K), else NULL */
 };
+
+/* The random start of z (N, D) around x. In a data-parallel run (ctx->dist) this rank's N samples
+ * are a slice of a global batch: the draws of the slices before and after it are made and dropped,
+ * so each sample starts where one process would start it and rng ends where one process leaves it. */
+void attack_random_start_batch(wcmi_attack *a, const float *x, int N, wcmi_rng *rng);
 
 void attack_random_start(wcmi_norm norm, float eps, const float *x, float *z, int N, int64_t D, wcmi_rng *rng);
 int attack_better(int per_sample, float loss_new, unsigned char succ_new, float loss_old, unsigned char succ_old);

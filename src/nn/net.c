@@ -1,5 +1,6 @@
 /* The sequential container: builds layers, owns flat parameter/gradient/activation buffers sized
  * once, and runs forward and backward over the layer kernels. */
+#include "nn/batchnorm_internal.h"
 #include "nn/net_internal.h"
 
 #include <math.h>
@@ -398,7 +399,10 @@ static void bn_forward(wcmi_net *net, net_layer *L, const float *x, float *y, in
   int S = (int)(L->in_numel / C);
   float *g = net_pdata(net, bn->gamma), *b = net_pdata(net, bn->beta), *rm = net_pdata(net, bn->running_mean),
         *rv = net_pdata(net, bn->running_var);
-  if (train && L->relu_fused)
+  if (train && net_dist(net)) /* data-parallel: statistics of the global batch */
+    bn_forward_train_sync(net_dist(net), N, C, S, x, g, b, rm, rv, net->params[bn->num_batches].i64, BN_MOMENTUM,
+                          BN_EPS, L->relu_fused, y, bn->mean, bn->rstd);
+  else if (train && L->relu_fused)
     wcmi_batchnorm_relu_forward_train(N, C, S, x, g, b, rm, rv, net->params[bn->num_batches].i64, BN_MOMENTUM, BN_EPS,
                                       y, bn->mean, bn->rstd);
   else if (train)
@@ -505,7 +509,9 @@ static const float *layer_backward(wcmi_net *net, net_layer *L, const float *dy,
     int C = (int)L->in.d[0];
     int S = (int)(L->in_numel / C);
     float *dg = params ? net_pgrad(net, bn->gamma) : NULL, *db = params ? net_pgrad(net, bn->beta) : NULL;
-    if (net->last_train)
+    if (net->last_train && net_dist(net))
+      bn_backward_train_sync(net_dist(net), N, C, S, x, net_pdata(net, bn->gamma), bn->mean, bn->rstd, dy, dx, dg, db);
+    else if (net->last_train)
       wcmi_batchnorm_backward_train(N, C, S, x, net_pdata(net, bn->gamma), bn->mean, bn->rstd, dy, dx, dg, db);
     else
       wcmi_batchnorm_backward_eval(N, C, S, x, net_pdata(net, bn->gamma), net_pdata(net, bn->running_mean),

@@ -94,6 +94,9 @@ struct wcmi_net {
   wcmi_rng rng;       /* dropout stream */
 };
 
+/* The data-parallel communicator of the net's context (wcmi/dist.h): NULL in single-process runs. */
+static inline struct wcmi_dist *net_dist(const wcmi_net *net) { return net->ctx ? net->ctx->dist : NULL; }
+
 /* Parameter registration during building; returns the index or -1 on failure. */
 int net_register_param(wcmi_net *net, const char *module, const char *leaf, wcmi_param_kind kind, wcmi_shape shape);
 /* Full name "prefix.name" (or "prefix" when name is empty) into out. */
