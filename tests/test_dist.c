@@ -142,7 +142,7 @@ static double rel_err(const float *a, const float *b, size_t n) {
 
 /* One MI-objective step: the whole batch in one process (dist NULL) against this rank's slice with
  * the communicator, for each estimator. BN sits in the encoder and both critics. */
-static void check_dim_step(wcmi_mi_estimator est) {
+static void check_dim_step(wcmi_mi_estimator est, int train, wcmi_grad_path path) {
   const int B = 12, K = wcmi_dist_size(ctx.dist), me = wcmi_dist_rank(ctx.dist);
   wcmi_ctx solo = ctx;
   solo.dist = NULL;
@@ -152,22 +152,23 @@ static void check_dim_step(wcmi_mi_estimator est) {
   wcmi_mi_cfg mi = wcmi_mi_default_cfg();
   mi.estimator = est;
   wcmi_dim dref, dpar;
-  CHECK_OK(&solo, wcmi_dim_init(&solo, &dref, &ref, mi, WCMI_PATH_BOTH, B));
-  CHECK_OK(&ctx, wcmi_dim_init(&ctx, &dpar, &par, mi, WCMI_PATH_BOTH, B));
+  CHECK_OK(&solo, wcmi_dim_init(&solo, &dref, &ref, mi, path, B));
+  CHECK_OK(&ctx, wcmi_dim_init(&ctx, &dpar, &par, mi, path, B));
   const int D = 28 * 28;
   float *x = wcmi_alloc(NULL, (size_t)B * D, sizeof(float)), *dx_ref = wcmi_alloc(NULL, (size_t)B * D, sizeof(float)),
         *dx_par = wcmi_alloc(NULL, (size_t)B * D, sizeof(float));
   wcmi_rng g;
   wcmi_rng_seed(&g, 11);
   for (int i = 0; i < B * D; i++) x[i] = wcmi_rng_uniform(&g);
-  const int what = WCMI_DIM_ENCODER_PARAMS | WCMI_DIM_ESTIMATOR_PARAMS | WCMI_DIM_INPUT;
+  /* train: a training step (BN on batch statistics); else the attack's evaluation (running ones). */
+  const int what = train ? WCMI_DIM_ENCODER_PARAMS | WCMI_DIM_ESTIMATOR_PARAMS | WCMI_DIM_INPUT : WCMI_DIM_INPUT;
   float lref = 0, lpar = 0;
   zero_grads(&ref);
   zero_grads(&par);
-  CHECK_OK(&solo, wcmi_dim_step(&dref, x, B, 1, 1, what, &lref, dx_ref));
+  CHECK_OK(&solo, wcmi_dim_step(&dref, x, B, train, train, what, &lref, dx_ref));
   int lo, hi;
   wcmi_dist_shard(B, me, K, &lo, &hi);
-  CHECK_OK(&ctx, wcmi_dim_step(&dpar, x + (size_t)lo * D, hi - lo, 1, 1, what, &lpar, dx_par));
+  CHECK_OK(&ctx, wcmi_dim_step(&dpar, x + (size_t)lo * D, hi - lo, train, train, what, &lpar, dx_par));
   CHECK(dpar.last_N == B);
   CHECK_CLOSE(lpar, lref, 1e-6, 1e-5);
   const size_t ng = flat_grads(&ref, NULL), nb = flat_buffers(&ref, NULL);
@@ -197,9 +198,54 @@ static void check_dim_step(wcmi_mi_estimator est) {
   wcmi_model_free(&par);
 }
 
-static void test_dim_step_dv(void) { check_dim_step(WCMI_MI_DV); }
-static void test_dim_step_fd(void) { check_dim_step(WCMI_MI_FD); }
-static void test_dim_step_nce(void) { check_dim_step(WCMI_MI_NCE); }
+static void test_dim_step_dv(void) { check_dim_step(WCMI_MI_DV, 1, WCMI_PATH_BOTH); }
+static void test_dim_step_fd(void) { check_dim_step(WCMI_MI_FD, 1, WCMI_PATH_BOTH); }
+static void test_dim_step_nce(void) { check_dim_step(WCMI_MI_NCE, 1, WCMI_PATH_BOTH); }
+static void test_dim_attack_gradient(void) { check_dim_step(WCMI_MI_DV, 0, WCMI_PATH_ENCODER); }
+
+/* The worst-case MI attack (PGD with a random start on the batch-level MI loss, BN in eval mode) on
+ * this rank's slice finds the slice of what it finds on the whole batch in one process. */
+static void test_mi_attack_slice(void) {
+  const int B = 12, K = wcmi_dist_size(ctx.dist), me = wcmi_dist_rank(ctx.dist), D = 28 * 28;
+  wcmi_ctx solo = ctx;
+  solo.dist = NULL;
+  wcmi_model ref, par;
+  CHECK_OK(&solo, wcmi_model_init(&solo, &ref, "fashion-mnist", 16, WCMI_HEAD_NONE, B, 5));
+  CHECK_OK(&ctx, wcmi_model_init(&ctx, &par, "fashion-mnist", 16, WCMI_HEAD_NONE, B, 5));
+  wcmi_dim dref, dpar;
+  CHECK_OK(&solo, wcmi_dim_init(&solo, &dref, &ref, wcmi_mi_default_cfg(), WCMI_PATH_ENCODER, B));
+  CHECK_OK(&ctx, wcmi_dim_init(&ctx, &dpar, &par, wcmi_mi_default_cfg(), WCMI_PATH_ENCODER, B));
+  wcmi_pgd_cfg pc = {WCMI_NORM_LINF, 0.1f, 0.02f, 3, 1, 0, 0};
+  wcmi_attack *aref = wcmi_attack_new(&solo, &pc, B, D), *apar = wcmi_attack_new(&ctx, &pc, B, D);
+  float *x = wcmi_alloc(NULL, (size_t)B * D, sizeof(float)), *xr = wcmi_alloc(NULL, (size_t)B * D, sizeof(float)),
+        *xp = wcmi_alloc(NULL, (size_t)B * D, sizeof(float));
+  wcmi_rng g, rr, rp;
+  wcmi_rng_seed(&g, 12);
+  /* Image-like: half the pixels black, where the box [0, 1] clips the attack. */
+  for (int i = 0; i < B * D; i++) x[i] = wcmi_rng_uniform(&g) < 0.5f ? 0.0f : wcmi_rng_uniform(&g);
+  wcmi_rng_seed(&rr, 77);
+  wcmi_rng_seed(&rp, 77);
+  wcmi_objective oref = wcmi_dim_objective(&dref), opar = wcmi_dim_objective(&dpar);
+  CHECK(aref && apar);
+  CHECK_OK(&solo, wcmi_pgd_run(aref, &oref, x, B, &rr, xr, NULL));
+  int lo, hi;
+  wcmi_dist_shard(B, me, K, &lo, &hi);
+  CHECK_OK(&ctx, wcmi_pgd_run(apar, &opar, x + (size_t)lo * D, hi - lo, &rp, xp, NULL));
+  size_t moved = 0;
+  for (size_t i = 0; i < (size_t)(hi - lo) * D; i++) moved += xp[i] != xr[(size_t)lo * D + i];
+  CHECK_MSG(moved * 1000 < (size_t)(hi - lo) * D, "%zu of %d attacked values differ from the one-process attack's", moved,
+            (hi - lo) * D);
+  CHECK(memcmp(&rr, &rp, sizeof rr) == 0); /* the attack stream ends where one process leaves it */
+  wcmi_attack_free(aref);
+  wcmi_attack_free(apar);
+  wcmi_free(x);
+  wcmi_free(xr);
+  wcmi_free(xp);
+  wcmi_dim_free(&dref);
+  wcmi_dim_free(&dpar);
+  wcmi_model_free(&ref);
+  wcmi_model_free(&par);
+}
 
 int main(void) {
   wcmi_ctx_init(&ctx);
@@ -213,6 +259,8 @@ int main(void) {
   RUN(test_dim_step_dv);
   RUN(test_dim_step_fd);
   RUN(test_dim_step_nce);
+  RUN(test_dim_attack_gradient);
+  RUN(test_mi_attack_slice);
   int rc = wt_finish();
   wcmi_dist_finalize(&ctx, 0);
   return rc;

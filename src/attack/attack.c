@@ -43,7 +43,6 @@ wcmi_attack *wcmi_attack_new(wcmi_ctx *ctx, const wcmi_pgd_cfg *cfg, int max_bat
   for (size_t i = 0; i < sizeof flags / sizeof *flags; i++)
     if (!(*flags[i] = wcmi_calloc(ctx, n, 1))) goto oom;
   if (!(a->improved = wcmi_calloc(ctx, n, sizeof(int)))) goto oom;
-  if (ctx->dist && !(a->dist_counts = wcmi_calloc(ctx, (size_t)wcmi_dist_size(ctx->dist), sizeof(int)))) goto oom;
   return a;
 oom:
   wcmi_attack_free(a);
@@ -54,7 +53,7 @@ void wcmi_attack_free(wcmi_attack *a) {
   if (!a) return;
   void *bufs[] = {a->cur, a->grad, a->run_best, a->prev, a->mom, a->loss, a->run_best_loss, a->best_loss,
                   a->step_size, a->prev_best_loss, a->succ, a->run_best_succ, a->best_succ, a->reduced, a->improved,
-                  a->grad_best, a->last_loss, a->dist_counts};
+                  a->grad_best, a->last_loss};
   for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) wcmi_free(bufs[i]);
   free(a);
 }
@@ -120,11 +119,8 @@ void attack_random_start_batch(wcmi_attack *a, const float *x, int N, wcmi_rng *
     attack_random_start(c->norm, c->eps, x, a->cur, N, a->D, rng);
     return;
   }
-  wcmi_dist_counts(dist, N, a->dist_counts);
-  int64_t before = 0, after = 0;
-  for (int r = 0; r < wcmi_dist_size(dist); r++)
-    if (r < wcmi_dist_rank(dist)) before += a->dist_counts[r];
-    else if (r > wcmi_dist_rank(dist)) after += a->dist_counts[r];
+  int64_t before, after;
+  wcmi_dist_slice(dist, N, &before, &after);
   /* a->grad is free until the first gradient: it takes the dropped samples, one at a time. */
   for (int64_t i = 0; i < before; i++) attack_random_start(c->norm, c->eps, x, a->grad, 1, a->D, rng);
   attack_random_start(c->norm, c->eps, x, a->cur, N, a->D, rng);

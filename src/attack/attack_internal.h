@@ -14,7 +14,6 @@ struct wcmi_attack {
   unsigned char *succ, *run_best_succ, *best_succ, *reduced;      /* (N) */
   int *improved;                                                  /* (N) */
   float *grad_best, *last_loss; /* APGD: gradient at the restart point (N, D); loss of x_k (N) */
-  int *dist_counts;             /* data-parallel runs: every rank's batch slice (K), else NULL */
 };
 
 /* The random start of z (N, D) around x. In a data-parallel run (ctx->dist) this rank's N samples

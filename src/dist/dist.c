@@ -123,6 +123,16 @@ int wcmi_dist_counts(wcmi_dist *d, int n, int *counts) {
   return WCMI_OK;
 }
 
+int wcmi_dist_slice(wcmi_dist *d, int n, int64_t *before, int64_t *after) {
+  *before = *after = 0;
+  if (!d) return WCMI_OK;
+  wcmi_dist_counts(d, n, d->rcounts); /* rcounts is scratch between calls */
+  for (int r = 0; r < d->size; r++)
+    if (r < d->rank) *before += d->rcounts[r];
+    else if (r > d->rank) *after += d->rcounts[r];
+  return WCMI_OK;
+}
+
 static void *scratch_bytes(wcmi_dist *d, size_t bytes) {
   if (bytes > d->scratch_bytes) {
     void *p = realloc(d->scratch, bytes);
@@ -271,6 +281,12 @@ int wcmi_dist_size(const wcmi_dist *d) { return (void)d, 1; }
 int wcmi_dist_counts(wcmi_dist *d, int n, int *counts) {
   (void)d;
   counts[0] = n;
+  return WCMI_OK;
+}
+int wcmi_dist_slice(wcmi_dist *d, int n, int64_t *before, int64_t *after) {
+  (void)d;
+  (void)n;
+  *before = *after = 0;
   return WCMI_OK;
 }
 int wcmi_dist_sum_f32(wcmi_dist *d, wcmi_dist_cat cat, float *buf, size_t n) { return (void)d, (void)cat, (void)buf, (void)n, WCMI_OK; }

@@ -2,6 +2,7 @@
  * once, and runs forward and backward over the layer kernels. */
 #include "nn/batchnorm_internal.h"
 #include "nn/net_internal.h"
+#include "wcmi/dist.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -414,6 +415,17 @@ static void bn_forward(wcmi_net *net, net_layer *L, const float *x, float *y, in
     wcmi_batchnorm_forward_eval(N, C, S, x, g, b, rm, rv, BN_EPS, y);
 }
 
+/* Train-mode dropout. Data-parallel: the N samples are a slice of a global batch, and each draws
+ * the mask one process would draw for it (one uniform per value, in sample order): the draws of
+ * the other ranks' samples are made and dropped, so the stream also ends where one process's does. */
+static void dropout_forward(wcmi_net *net, net_layer *L, const float *x, float *y, int N) {
+  int64_t before = 0, after = 0;
+  if (net_dist(net)) wcmi_dist_slice(net_dist(net), N, &before, &after);
+  for (int64_t i = 0; i < before * L->out_numel; i++) (void)wcmi_rng_uniform(&net->rng);
+  wcmi_dropout_forward((int64_t)N * L->out_numel, L->dropout_p, &net->rng, x, y, L->dropout_mask);
+  for (int64_t i = 0; i < after * L->out_numel; i++) (void)wcmi_rng_uniform(&net->rng);
+}
+
 static void layer_forward(wcmi_net *net, net_layer *L, const float *x, int N, int train) {
   L->in_ptr = x;
   float *y = L->y;
@@ -438,7 +450,7 @@ static void layer_forward(wcmi_net *net, net_layer *L, const float *x, int N, in
     break;
   case LAYER_DROPOUT:
     if (train && L->dropout_p > 0.0f)
-      wcmi_dropout_forward((int64_t)N * L->out_numel, L->dropout_p, &net->rng, x, y, L->dropout_mask);
+      dropout_forward(net, L, x, y, N);
     else
       memcpy(y, x, (size_t)N * (size_t)L->out_numel * sizeof(float));
     break;
