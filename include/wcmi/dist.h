@@ -49,6 +49,10 @@ int wcmi_dist_size(const wcmi_dist *d); /* 1 when d is NULL */
 
 /* Every rank's n into counts[0..K) (counts[0] = n when d is NULL). */
 int wcmi_dist_counts(wcmi_dist *d, int n, int *counts);
+/* This rank's n samples are a slice of a global batch: *before / *after get how many samples the
+ * ranks before / after it hold (0 and 0 when d is NULL). For per-sample random draws (attack starts,
+ * dropout) that must match one process's: draw and drop the others' share. */
+int wcmi_dist_slice(wcmi_dist *d, int n, int64_t *before, int64_t *after);
 /* The slice [lo, hi) of a global batch of N samples that rank r of K owns: contiguous, rank order. */
 void wcmi_dist_shard(int N, int r, int K, int *lo, int *hi);
 
