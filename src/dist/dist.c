@@ -25,8 +25,8 @@ struct wcmi_dist {
   int rank, size;
   void *scratch; /* receive buffer of the fixed-order sums */
   size_t scratch_bytes;
-  double *f64; /* wcmi_dist_scratch_f64 */
-  size_t f64_n;
+  void *f64; /* wcmi_dist_scratch_f64's doubles */
+  size_t f64_bytes;
   int *counts, *displs, *rcounts, *rdispls; /* (K) each */
   uint64_t sent[WCMI_DIST_NCAT];
 };
@@ -133,19 +133,23 @@ int wcmi_dist_slice(wcmi_dist *d, int n, int64_t *before, int64_t *after) {
   return WCMI_OK;
 }
 
-static void *scratch_bytes(wcmi_dist *d, size_t bytes) {
-  if (bytes > d->scratch_bytes) {
-    void *p = realloc(d->scratch, bytes);
+/* *buf grown to at least `bytes` (only the first calls of a run allocate); out of memory stops
+ * every rank, since the callers (kernels, collectives in progress) cannot fail alone. */
+static void *grow(const wcmi_dist *d, void **buf, size_t *cap, size_t bytes) {
+  if (bytes > *cap) {
+    void *p = realloc(*buf, bytes);
     if (!p) {
       fprintf(stderr, "wcmi: rank %d: out of memory for a %zu-byte reduction buffer\n", d->rank, bytes);
       MPI_Abort(MPI_COMM_WORLD, WCMI_ENOMEM);
       exit(WCMI_ENOMEM);
     }
-    d->scratch = p;
-    d->scratch_bytes = bytes;
+    *buf = p;
+    *cap = bytes;
   }
-  return d->scratch;
+  return *buf;
 }
+
+static void *scratch_bytes(wcmi_dist *d, size_t bytes) { return grow(d, &d->scratch, &d->scratch_bytes, bytes); }
 
 /* The chunk layout of an n-element sum: rank j owns [displs[j], displs[j] + counts[j]). */
 static void chunk_layout(wcmi_dist *d, int n) {
@@ -243,18 +247,7 @@ int wcmi_dist_bcast(wcmi_dist *d, void *buf, size_t bytes) {
 }
 
 double *wcmi_dist_scratch_f64(wcmi_dist *d, size_t n) {
-  if (!d) return NULL;
-  if (n > d->f64_n) {
-    double *p = realloc(d->f64, n * sizeof *p);
-    if (!p) {
-      fprintf(stderr, "wcmi: rank %d: out of memory for %zu doubles of reduction scratch\n", d->rank, n);
-      MPI_Abort(MPI_COMM_WORLD, WCMI_ENOMEM);
-      exit(WCMI_ENOMEM);
-    }
-    d->f64 = p;
-    d->f64_n = n;
-  }
-  return d->f64;
+  return d ? grow(d, &d->f64, &d->f64_bytes, n * sizeof(double)) : NULL;
 }
 
 uint64_t wcmi_dist_bytes_sent(const wcmi_dist *d, int cat) {
