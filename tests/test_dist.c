@@ -88,33 +88,19 @@ static void test_gather_counts_any(void) {
   else CHECK(wcmi_dist_bytes_sent(ctx.dist, WCMI_DIST_NCAT) == 0);
 }
 
-/* Gradients of the nets of m, flattened, into out (returns the count). */
-static size_t flat_grads(wcmi_model *m, float *out) {
+/* The nets of m flattened into out (NULL: count only; returns the count): the gradients of the
+ * trainable parameters (kind WCMI_PARAM_TRAINABLE) or the BN running statistics (WCMI_PARAM_BUFFER). */
+static size_t flatten(wcmi_model *m, wcmi_param_kind kind, float *out) {
   wcmi_net *nets[4];
   int n = wcmi_model_nets(m, nets);
   size_t k = 0;
   for (int j = 0; j < n; j++)
     for (int i = 0; i < wcmi_net_num_params(nets[j]); i++) {
       wcmi_param *p = wcmi_net_param(nets[j], i);
-      if (p->kind != WCMI_PARAM_TRAINABLE) continue;
+      const float *src = kind == WCMI_PARAM_TRAINABLE ? p->grad : p->data;
+      if (p->kind != kind || !src) continue;
       size_t c = (size_t)wcmi_shape_numel(&p->shape);
-      if (out) memcpy(out + k, p->grad, c * sizeof(float));
-      k += c;
-    }
-  return k;
-}
-
-/* BN running statistics (the non-trainable float buffers), flattened. */
-static size_t flat_buffers(wcmi_model *m, float *out) {
-  wcmi_net *nets[4];
-  int n = wcmi_model_nets(m, nets);
-  size_t k = 0;
-  for (int j = 0; j < n; j++)
-    for (int i = 0; i < wcmi_net_num_params(nets[j]); i++) {
-      wcmi_param *p = wcmi_net_param(nets[j], i);
-      if (p->kind != WCMI_PARAM_BUFFER || !p->data) continue;
-      size_t c = (size_t)wcmi_shape_numel(&p->shape);
-      if (out) memcpy(out + k, p->data, c * sizeof(float));
+      if (out) memcpy(out + k, src, c * sizeof(float));
       k += c;
     }
   return k;
@@ -171,16 +157,16 @@ static void check_dim_step(wcmi_mi_estimator est, int train, wcmi_grad_path path
   CHECK_OK(&ctx, wcmi_dim_step(&dpar, x + (size_t)lo * D, hi - lo, train, train, what, &lpar, dx_par));
   CHECK(dpar.last_N == B);
   CHECK_CLOSE(lpar, lref, 1e-6, 1e-5);
-  const size_t ng = flat_grads(&ref, NULL), nb = flat_buffers(&ref, NULL);
+  const size_t ng = flatten(&ref, WCMI_PARAM_TRAINABLE, NULL), nb = flatten(&ref, WCMI_PARAM_BUFFER, NULL);
   float *gref = wcmi_alloc(NULL, ng, sizeof(float)), *gpar = wcmi_alloc(NULL, ng, sizeof(float));
   float *bref = wcmi_alloc(NULL, nb, sizeof(float)), *bpar = wcmi_alloc(NULL, nb, sizeof(float));
-  flat_grads(&ref, gref);
-  flat_grads(&par, gpar);
+  flatten(&ref, WCMI_PARAM_TRAINABLE, gref);
+  flatten(&par, WCMI_PARAM_TRAINABLE, gpar);
   CHECK_OK(&ctx, wcmi_dist_sum_f32(ctx.dist, WCMI_DIST_GRADS, gpar, ng));
   double eg = rel_err(gpar, gref, ng);
   CHECK_MSG(eg < 1e-4, "%s: summed slice gradients differ from the whole batch's by %g of the largest", wcmi_mi_estimator_name(est), eg);
-  flat_buffers(&ref, bref);
-  flat_buffers(&par, bpar);
+  flatten(&ref, WCMI_PARAM_BUFFER, bref);
+  flatten(&par, WCMI_PARAM_BUFFER, bpar);
   double eb = rel_err(bpar, bref, nb);
   CHECK_MSG(eb < 1e-5, "BN running statistics differ by %g", eb);
   double ex = rel_err(dx_par, dx_ref + (size_t)lo * D, (size_t)(hi - lo) * D);
