@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds and runs the test suite in two flavours: Release, then Debug with ASan+UBSan.
+# Builds and runs the test suite in two flavours: Release, then Debug with ASan+UBSan; then the
+# data-parallel flavour (Release, -DWCMI_MPI=ON) and its 2-rank tests (docs/distributed.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
@@ -11,3 +12,7 @@ cmake -S . -B build/asan -DCMAKE_BUILD_TYPE=Debug -DWCMI_SANITIZE=ON -DCMAKE_C_C
 cmake --build build/asan -j "$jobs"
 # Slow learning tests are skipped under sanitizers by the label below; everything else runs.
 (cd build/asan && WCMI_SANITIZED=1 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ctest --output-on-failure -j "$jobs" -LE slow)
+# The MPI build: its own tests (label mpi: 2 ranks under mpirun) plus test_dist as one process.
+cmake -S . -B build/mpi -DCMAKE_BUILD_TYPE=Release -DWCMI_MPI=ON >/dev/null
+cmake --build build/mpi -j "$jobs"
+(cd build/mpi && ctest --output-on-failure -L mpi && ctest --output-on-failure -R '^test_dist$')

@@ -31,6 +31,7 @@ enum {
 /* ---- context --------------------------------------------------------------------------------- */
 /* A context carries the last error and the thread setting. It is the only mutable state the
  * library shares between calls; give each concurrent user its own. */
+struct wcmi_dist;
 typedef struct wcmi_ctx {
   int status;          /* last error code, WCMI_OK if none */
   char msg[512];       /* last error message: one line, names the file / layer and the problem */
@@ -42,6 +43,8 @@ typedef struct wcmi_ctx {
    * alloc_count, and call number alloc_fail_at (> 0) fails as if memory ran out. wcmi_ctx_init sets
    * alloc_fail_at from the environment variable WCMI_FAULT_ALLOC (tests only; unset: 0, off). */
   int64_t alloc_count, alloc_fail_at;
+  struct wcmi_dist *dist; /* data-parallel communicator (wcmi/dist.h): NULL in single-process runs,
+                             where every dist hook is skipped */
 } wcmi_ctx;
 
 /* Initializes ctx: num_threads from WCMI_NUM_THREADS if set, else all cores. */

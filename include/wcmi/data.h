@@ -142,6 +142,10 @@ typedef struct wcmi_loader_config {
   float jitter;     /* strength for WCMI_AUG_JITTER (0 -> 0.25, the reference's) */
   float rotate_deg; /* max angle for WCMI_AUG_ROTATE (0 -> 2 degrees, the reference's) */
   int prefetch;     /* 1: assemble the next batch on a background thread (same results as 0) */
+  /* Data-parallel sharding (docs/distributed.md): with num_shards > 1, batch b yields only shard
+   * `shard`'s contiguous slice of global batch b (wcmi_dist_shard), the same samples with the same
+   * augmentation as at those positions of the one-process batch. 0 / 1: the whole batch. */
+  int shard, num_shards;
 } wcmi_loader_config;
 
 /* Fills cfg with defaults: batch 128, shuffle on, keep last partial batch, seed 0, no augmentation. */

@@ -38,6 +38,12 @@ typedef struct wcmi_dim {
    * (e.g. the logit layer of a Baseline-H model) and forward/backward run through both; it runs in
    * the encoder's mode and its parameters count as encoder parameters. NULL: encoder(x). */
   wcmi_net *repr_head;
+  /* Data-parallel runs (ctx->dist, docs/distributed.md): every rank gathers the features of the
+   * whole global batch (Lx, Gz of up to max_batch samples) so the scores, loss and gradient are the
+   * global batch's, and keeps its own slice of dLx, dGz. NULL in single-process runs. */
+  float *lx_all, *gz_all, *dlx_all, *dgz_all;
+  int *counts;
+  int last_N; /* samples the last loss was computed over: the global batch (N when single-process) */
 } wcmi_dim;
 
 int wcmi_dim_init(wcmi_ctx *ctx, wcmi_dim *d, wcmi_model *m, wcmi_mi_cfg mi, wcmi_grad_path path, int max_batch);
@@ -67,6 +73,8 @@ typedef struct wcmi_clf {
   int max_batch;
   float *probs, *dlogits, *per_sample;
   const int32_t *labels; /* labels of the batch being attacked (set by the caller) */
+  float loss_weight;     /* factor on the loss gradient (1; a data-parallel trainer sets this rank's
+                            share n / global batch, so the ranks' gradients add up to the global mean's) */
 } wcmi_clf;
 
 int wcmi_clf_init(wcmi_ctx *ctx, wcmi_clf *c, wcmi_model *m, int max_batch);

@@ -7,6 +7,7 @@
 #include "wcmi/blas.h"
 #include "wcmi/core.h"
 #include "wcmi/data.h"
+#include "wcmi/dist.h"
 #include "wcmi/image.h"
 #include "wcmi/io.h"
 #include "wcmi/mi.h"

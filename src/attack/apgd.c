@@ -6,6 +6,7 @@
  * Budget: a run of cfg.steps = T iterations evaluates T + 1 iterates x_0..x_T, the first T with a
  * gradient and the last without, exactly as wcmi_pgd_run does, so the two compare at equal cost. */
 #include "attack/attack_internal.h"
+#include "wcmi/dist.h"
 
 #include <math.h>
 #include <string.h>
@@ -184,12 +185,14 @@ int wcmi_apgd_run(wcmi_attack *a, const wcmi_objective *obj, const float *x, int
   }
   int rc;
   for (int r = 0; r <= c->restarts; r++) {
-    if (c->random_start || r > 0) attack_random_start(c->norm, c->eps, x, a->cur, N, D, rng);
+    if (c->random_start || r > 0) attack_random_start_batch(a, x, N, rng);
     else memcpy(a->cur, x, (size_t)N * (size_t)D * sizeof(float));
     if ((rc = apgd_single_run(a, obj, x, N, a->cur, a->prev, a->mom, x_adv))) return rc;
     /* Further restarts cannot change which samples are adversarial once all of them are. */
     int all_adversarial = 1;
     for (int i = 0; i < N && all_adversarial; i++) all_adversarial = a->best_succ[i];
+    /* Data-parallel: the batch is the global one, so every rank stops only when all of it is. */
+    if (a->ctx->dist) all_adversarial = !wcmi_dist_any(a->ctx->dist, !all_adversarial);
     if (all_adversarial) break;
   }
   if (final_loss) memcpy(final_loss, a->best_loss, (size_t)N * sizeof(float));

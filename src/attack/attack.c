@@ -1,5 +1,6 @@
 /* Attack state, projection and the random start shared by PGD and APGD. */
 #include "attack/attack_internal.h"
+#include "wcmi/dist.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -110,6 +111,21 @@ void attack_random_start(wcmi_norm norm, float eps, const float *x, float *z, in
     }
   }
   wcmi_project(norm, eps, x, z, N, D);
+}
+
+void attack_random_start_batch(wcmi_attack *a, const float *x, int N, wcmi_rng *rng) {
+  const wcmi_pgd_cfg *c = &a->cfg;
+  wcmi_dist *dist = a->ctx->dist;
+  if (!dist) {
+    attack_random_start(c->norm, c->eps, x, a->cur, N, a->D, rng);
+    return;
+  }
+  int64_t before, after;
+  wcmi_dist_slice(dist, N, &before, &after);
+  /* a->grad is free until the first gradient: it takes the dropped samples, one at a time. */
+  for (int64_t i = 0; i < before; i++) attack_random_start(c->norm, c->eps, x, a->grad, 1, a->D, rng);
+  attack_random_start(c->norm, c->eps, x, a->cur, N, a->D, rng);
+  for (int64_t i = 0; i < after; i++) attack_random_start(c->norm, c->eps, x, a->grad, 1, a->D, rng);
 }
 
 int attack_better(int per_sample, float loss_new, unsigned char succ_new, float loss_old, unsigned char succ_old) {

@@ -16,6 +16,11 @@ struct wcmi_attack {
   float *grad_best, *last_loss; /* APGD: gradient at the restart point (N, D); loss of x_k (N) */
 };
 
+/* The random start of z (N, D) around x. In a data-parallel run (ctx->dist) this rank's N samples
+ * are a slice of a global batch: the draws of the slices before and after it are made and dropped,
+ * so each sample starts where one process would start it and rng ends where one process leaves it. */
+void attack_random_start_batch(wcmi_attack *a, const float *x, int N, wcmi_rng *rng);
+
 void attack_random_start(wcmi_norm norm, float eps, const float *x, float *z, int N, int64_t D, wcmi_rng *rng);
 int attack_better(int per_sample, float loss_new, unsigned char succ_new, float loss_old, unsigned char succ_old);
 void attack_keep_best(const wcmi_attack *a, int per_sample, int N, const float *cand, const float *cand_loss,

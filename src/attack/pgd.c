@@ -51,7 +51,7 @@ int wcmi_pgd_run(wcmi_attack *a, const wcmi_objective *obj, const float *x, int 
   int rc;
   reset_best(a->best_loss, a->best_succ, nl);
   for (int r = 0; r <= c->restarts; r++) {
-    if (c->random_start || r > 0) attack_random_start(c->norm, c->eps, x, a->cur, N, D, rng);
+    if (c->random_start || r > 0) attack_random_start_batch(a, x, N, rng);
     else memcpy(a->cur, x, bytes);
     if (c->use_best) reset_best(a->run_best_loss, a->run_best_succ, nl);
     for (int t = 0; t < c->steps; t++) {

@@ -1,6 +1,7 @@
 /* Common task options: one table, defaults from the dataset's profile, --resume reads the run's
  * own config.json so a resumed run continues exactly the run it names. */
 #include "cli/task_cli.h"
+#include "wcmi/dist.h"
 #include "wcmi/io.h"
 
 #include <signal.h>
@@ -171,6 +172,23 @@ static int apply(task_cli *tc, const char *cmd) {
   return 0;
 }
 
+/* Data-parallel runs (docs/distributed.md): under mpirun with K > 1 ranks, the commands below split
+ * every global batch over the ranks; the others refuse rather than repeat the work K times. */
+static int task_cli_dist(task_cli *tc, const char *cmd) {
+  static const char *const parallel[] = {"train-encoder", "train-classifier", "train-model", "eval", NULL};
+  if (wcmi_dist_init(&tc->ctx)) return fprintf(stderr, "wcmi %s: %s\n", cmd, wcmi_errmsg(&tc->ctx)), 1;
+  const int K = wcmi_dist_size(tc->ctx.dist);
+  if (K == 1) return 0;
+  int ok = 0;
+  for (int i = 0; parallel[i]; i++) ok |= !strcmp(cmd, parallel[i]);
+  const char *why = !ok ? "does not run data-parallel yet: run it as one process"
+                    : tc->cfg.batch_size < K ? "--batch-size is smaller than the number of ranks" : NULL;
+  if (!why) return 0;
+  if (wcmi_dist_rank(tc->ctx.dist) == 0) fprintf(stderr, "wcmi %s: %s (launched with %d ranks)\n", cmd, why, K);
+  wcmi_dist_finalize(&tc->ctx, 0); /* every rank reached the same verdict */
+  return 2;
+}
+
 int task_cli_parse(task_cli *tc, const char *cmd, const char *synopsis, const char *desc, const wcmi_opt *extra,
                    int argc, char **argv) {
   memset(tc, 0, sizeof *tc);
@@ -227,6 +245,7 @@ int task_cli_parse(task_cli *tc, const char *cmd, const char *synopsis, const ch
     tc->resume_cfg = NULL;
     return rc;
   }
+  if ((rc = task_cli_dist(tc, cmd))) return rc;
   interrupt_target = &tc->ctx;
   signal(SIGINT, on_sigint);
   return 0;
@@ -265,9 +284,19 @@ int task_cli_exit_code(int status) {
 
 int task_cli_finish(task_cli *tc, const char *cmd, int rc, char *summary) {
   interrupt_target = NULL;
-  if (rc) fprintf(stderr, "wcmi %s: %s\n", cmd, wcmi_errmsg(&tc->ctx));
-  else if (summary) printf("%s\n", summary);
+  /* Data-parallel: rank 0 prints the result. An interruption or a diverged loss is seen by every
+   * rank at the same batch (they agree on it), so rank 0 reports it and all finish cleanly; any
+   * other error may be one rank's alone: that rank names itself and every rank is stopped. */
+  wcmi_dist *dist = tc->ctx.dist;
+  const int root = wcmi_dist_rank(dist) == 0, global = rc == WCMI_EINTR || rc == WCMI_ENUMERIC;
+  if (rc && dist && !global)
+    fprintf(stderr, "wcmi %s: rank %d of %d: %s\n", cmd, wcmi_dist_rank(dist), wcmi_dist_size(dist),
+            wcmi_errmsg(&tc->ctx));
+  else if (rc && root) fprintf(stderr, "wcmi %s: %s\n", cmd, wcmi_errmsg(&tc->ctx));
+  else if (!rc && summary && root) printf("%s\n", summary);
   free(summary);
   wcmi_json_free(tc->resume_cfg);
+  fflush(stdout);
+  wcmi_dist_finalize(&tc->ctx, rc && !global ? task_cli_exit_code(rc) : 0);
   return task_cli_exit_code(rc);
 }

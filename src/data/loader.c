@@ -5,6 +5,7 @@
  * sample at position p of epoch e depends only on (seed, e, p). Nothing depends on which thread
  * assembled a batch or when, so prefetching and resuming give bit-identical batches. */
 #include "data/data_internal.h"
+#include "wcmi/dist.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -209,6 +210,12 @@ static void assemble(const wcmi_loader *L, int64_t b, float *x, int32_t *y, int 
   const wcmi_dataset *d = L->data;
   int64_t bs = L->cfg.batch_size, start = b * bs;
   int64_t cnt = d->n - start < bs ? d->n - start : bs;
+  if (L->cfg.num_shards > 1) { /* this rank's slice of the global batch (wcmi/dist.h) */
+    int lo, hi;
+    wcmi_dist_shard((int)cnt, L->cfg.shard, L->cfg.num_shards, &lo, &hi);
+    start += lo;
+    cnt = hi - lo;
+  }
   int64_t s = wcmi_dataset_sample_size(d);
   uint64_t epoch_key = mix2(L->cfg.seed, (uint64_t)L->epoch);
   for (int64_t i = 0; i < cnt; i++) {

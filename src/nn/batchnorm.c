@@ -8,6 +8,7 @@
 
 #include "core/clones.h"
 #include "nn/batchnorm_internal.h"
+#include "wcmi/dist.h"
 #include "wcmi/nn.h"
 
 /* Starting a parallel region costs microseconds; below this many elements one thread is faster. */
@@ -430,6 +431,78 @@ void bn_relu_mask_grad(int N, int C, int S, const float *x, const float *shift, 
     for (int s = 0; s < S; s++) {
       const float gs = g[s]; /* loaded unconditionally so the select vectorizes */
       g[s] = bn_affine(xr[s], m, k, be) > 0.0f ? gs : 0.0f; /* the forward's ReLU input */
+    }
+  }
+}
+
+/* ---- synchronized BatchNorm (data-parallel runs, docs/distributed.md) ------------------------ */
+/* The train-mode statistics of the global batch when each of K ranks holds a slice of it: every
+ * per-channel sum (of x, of the squared deviations from the global mean, and in the backward of dy
+ * and dy * (x - mean)) is summed over the ranks (wcmi_dist_sum_f64, rank order) before it is used,
+ * so mean, rstd, the running statistics and dx are those one process computes on the whole batch,
+ * up to the order of the double additions. The parameter gradients take this rank's sums only: the
+ * gradient all-reduce adds the ranks' contributions afterwards. Only called with a communicator; the
+ * single-process kernels above are untouched. */
+
+/* Local per-channel sums of x (into s[0..C)) or, with mu, of (x - mu[c])^2. */
+static void bn_local_sums(int N, int C, int S, const float *x, const double *mu, double *s) {
+#pragma omp parallel for schedule(static) if ((int64_t)N * C * S >= BN_PARALLEL_MIN)
+  for (int c = 0; c < C; c++) {
+    double acc = 0.0;
+    for (int n = 0; n < N; n++)
+      acc += mu ? bn_sum_sqdev(bn_row(x, C, S, n, c), S, mu[c]) : bn_sum(bn_row(x, C, S, n, c), S);
+    s[c] = acc;
+  }
+}
+
+void bn_forward_train_sync(wcmi_dist *dist, int N, int C, int S, const float *x, const float *gamma, const float *beta,
+                           float *running_mean, float *running_var, int64_t *num_batches_tracked, float momentum,
+                           float eps, int relu, float *y, float *mean, float *rstd) {
+  double *sum = wcmi_dist_scratch_f64(dist, 3 * (size_t)C + 1), *sq = sum + C + 1, *mu = sq + C;
+  bn_local_sums(N, C, S, x, NULL, sum);
+  sum[C] = (double)N * (double)S; /* the global M: ranks may hold slices of different sizes */
+  wcmi_dist_sum_f64(dist, WCMI_DIST_BN, sum, (size_t)C + 1);
+  const int64_t M = (int64_t)sum[C];
+  for (int c = 0; c < C; c++) mu[c] = sum[c] / (double)M;
+  bn_local_sums(N, C, S, x, mu, sq);
+  wcmi_dist_sum_f64(dist, WCMI_DIST_BN, sq, (size_t)C);
+  for (int c = 0; c < C; c++) bn_channel_stats(c, sum[c], sq[c], M, running_mean, running_var, momentum, eps, mean, rstd);
+#pragma omp parallel for schedule(static) if ((int64_t)N * C * S >= BN_PARALLEL_MIN)
+  for (int c = 0; c < C; c++) {
+    const float scale = bn_train_scale(gamma, rstd, c), bias = beta ? beta[c] : 0.0f;
+    for (int n = 0; n < N; n++) {
+      const float *xr = bn_row(x, C, S, n, c);
+      bn_row_apply(xr, S, mean[c], scale, bias, relu, y + (xr - x));
+    }
+  }
+  if (num_batches_tracked) ++*num_batches_tracked;
+}
+
+void bn_backward_train_sync(wcmi_dist *dist, int N, int C, int S, const float *x, const float *gamma,
+                            const float *mean, const float *rstd, const float *dy, float *dx, float *dgamma,
+                            float *dbeta) {
+  double *sums = wcmi_dist_scratch_f64(dist, 2 * (size_t)C + 1), *sdy = sums, *sdyx = sums + C;
+#pragma omp parallel for schedule(static) if ((int64_t)N * C * S >= BN_PARALLEL_MIN)
+  for (int c = 0; c < C; c++) {
+    double a = 0.0, b = 0.0;
+    for (int n = 0; n < N; n++)
+      bn_sum_dy_dyxmu(bn_row(x, C, S, n, c), bn_row(dy, C, S, n, c), S, (double)mean[c], &a, &b);
+    sdy[c] = a;
+    sdyx[c] = b;
+    if (dbeta) dbeta[c] += (float)a; /* this rank's share; the gradient all-reduce adds the rest */
+    if (dgamma) dgamma[c] += (float)(b * (double)rstd[c]);
+  }
+  sums[2 * C] = (double)N * (double)S;
+  wcmi_dist_sum_f64(dist, WCMI_DIST_BN, sums, 2 * (size_t)C + 1);
+  if (!dx) return;
+  const int64_t M = (int64_t)sums[2 * C];
+#pragma omp parallel for schedule(static) if ((int64_t)N * C * S >= BN_PARALLEL_MIN)
+  for (int c = 0; c < C; c++) {
+    const bn_grad_coef co = bn_grad_coefficients(gamma, rstd, c, sdy[c], sdyx[c], M);
+    for (int n = 0; n < N; n++) {
+      const float *xr = bn_row(x, C, S, n, c), *dyr = dy + (xr - x);
+      float *dxr = dx + (xr - x);
+      for (int s = 0; s < S; s++) dxr[s] = co.k * dyr[s] - co.offset - (xr[s] - mean[c]) * co.slope;
     }
   }
 }

@@ -3,6 +3,8 @@
 #ifndef WCMI_BATCHNORM_INTERNAL_H
 #define WCMI_BATCHNORM_INTERNAL_H
 
+#include <stdint.h>
+
 /* The BN forward's per-element expression, (x - shift) * scale + bias: the one place it is written,
  * because the BN+ReLU recomputations below and in conv2d.c must reproduce the forward bit for bit
  * (C11 mode keeps the multiply and the add separately rounded). */
@@ -24,5 +26,16 @@ void bn_relu_coefficients(int C, int train, const float *gamma, const float *bet
  * wcmi_relu_backward on the output). In place. */
 void bn_relu_mask_grad(int N, int C, int S, const float *x, const float *shift, const float *scale,
                        const float *bias, float *dy);
+
+/* Train-mode BN over the global batch of a data-parallel run (batchnorm.c; dist must not be NULL):
+ * the same arguments as wcmi_batchnorm_(relu_)forward_train and wcmi_batchnorm_backward_train. In the
+ * backward dx may alias dy (each channel's sums are complete before its dx is written). */
+struct wcmi_dist;
+void bn_forward_train_sync(struct wcmi_dist *dist, int N, int C, int S, const float *x, const float *gamma,
+                           const float *beta, float *running_mean, float *running_var, int64_t *num_batches_tracked,
+                           float momentum, float eps, int relu, float *y, float *mean, float *rstd);
+void bn_backward_train_sync(struct wcmi_dist *dist, int N, int C, int S, const float *x, const float *gamma,
+                            const float *mean, const float *rstd, const float *dy, float *dx, float *dgamma,
+                            float *dbeta);
 
 #endif

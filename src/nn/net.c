@@ -1,6 +1,8 @@
 /* The sequential container: builds layers, owns flat parameter/gradient/activation buffers sized
  * once, and runs forward and backward over the layer kernels. */
+#include "nn/batchnorm_internal.h"
 #include "nn/net_internal.h"
+#include "wcmi/dist.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -410,7 +412,10 @@ static void bn_forward(wcmi_net *net, net_layer *L, const float *x, float *y, in
   int S = (int)(L->in_numel / C);
   float *g = net_pdata(net, bn->gamma), *b = net_pdata(net, bn->beta), *rm = net_pdata(net, bn->running_mean),
         *rv = net_pdata(net, bn->running_var);
-  if (train && L->relu_fused)
+  if (train && net_dist(net)) /* data-parallel: statistics of the global batch */
+    bn_forward_train_sync(net_dist(net), N, C, S, x, g, b, rm, rv, net->params[bn->num_batches].i64, BN_MOMENTUM,
+                          BN_EPS, L->relu_fused, y, bn->mean, bn->rstd);
+  else if (train && L->relu_fused)
     wcmi_batchnorm_relu_forward_train(N, C, S, x, g, b, rm, rv, net->params[bn->num_batches].i64, BN_MOMENTUM, BN_EPS,
                                       y, bn->mean, bn->rstd);
   else if (train)
@@ -420,6 +425,17 @@ static void bn_forward(wcmi_net *net, net_layer *L, const float *x, float *y, in
     wcmi_batchnorm_relu_forward_eval(N, C, S, x, g, b, rm, rv, BN_EPS, y);
   else
     wcmi_batchnorm_forward_eval(N, C, S, x, g, b, rm, rv, BN_EPS, y);
+}
+
+/* Train-mode dropout. Data-parallel: the N samples are a slice of a global batch, and each draws
+ * the mask one process would draw for it (one uniform per value, in sample order): the draws of
+ * the other ranks' samples are made and dropped, so the stream also ends where one process's does. */
+static void dropout_forward(wcmi_net *net, net_layer *L, const float *x, float *y, int N) {
+  int64_t before = 0, after = 0;
+  if (net_dist(net)) wcmi_dist_slice(net_dist(net), N, &before, &after);
+  for (int64_t i = 0; i < before * L->out_numel; i++) (void)wcmi_rng_uniform(&net->rng);
+  wcmi_dropout_forward((int64_t)N * L->out_numel, L->dropout_p, &net->rng, x, y, L->dropout_mask);
+  for (int64_t i = 0; i < after * L->out_numel; i++) (void)wcmi_rng_uniform(&net->rng);
 }
 
 static void layer_forward(wcmi_net *net, net_layer *L, const float *x, int N, int train) {
@@ -446,7 +462,7 @@ static void layer_forward(wcmi_net *net, net_layer *L, const float *x, int N, in
     break;
   case LAYER_DROPOUT:
     if (train && L->dropout_p > 0.0f)
-      wcmi_dropout_forward((int64_t)N * L->out_numel, L->dropout_p, &net->rng, x, y, L->dropout_mask);
+      dropout_forward(net, L, x, y, N);
     else
       memcpy(y, x, (size_t)N * (size_t)L->out_numel * sizeof(float));
     break;
@@ -519,7 +535,9 @@ static const float *layer_backward(wcmi_net *net, net_layer *L, const float *dy,
     int C = (int)L->in.d[0];
     int S = (int)(L->in_numel / C);
     float *dg = params ? net_pgrad(net, bn->gamma) : NULL, *db = params ? net_pgrad(net, bn->beta) : NULL;
-    if (net->last_train)
+    if (net->last_train && net_dist(net))
+      bn_backward_train_sync(net_dist(net), N, C, S, x, net_pdata(net, bn->gamma), bn->mean, bn->rstd, dy, dx, dg, db);
+    else if (net->last_train)
       wcmi_batchnorm_backward_train(N, C, S, x, net_pdata(net, bn->gamma), bn->mean, bn->rstd, dy, dx, dg, db);
     else
       wcmi_batchnorm_backward_eval(N, C, S, x, net_pdata(net, bn->gamma), net_pdata(net, bn->running_mean),

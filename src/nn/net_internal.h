@@ -106,6 +106,8 @@ static inline void net_hook(wcmi_net *net, const net_layer *L, int part, wcmi_ho
                             int train) {
   if (net->hook) net_hook_call(net, L, part, dir, end, N, train);
 }
+/* The data-parallel communicator of the net's context (wcmi/dist.h): NULL in single-process runs. */
+static inline struct wcmi_dist *net_dist(const wcmi_net *net) { return net->ctx ? net->ctx->dist : NULL; }
 
 /* Parameter registration during building; returns the index or -1 on failure. */
 int net_register_param(wcmi_net *net, const char *module, const char *leaf, wcmi_param_kind kind, wcmi_shape shape);

@@ -150,7 +150,11 @@ void resblock_forward(wcmi_net *net, net_layer *L, const float *x, float *y, int
   PART(RB_PART_CONV0, 1);
   PART(RB_PART_BN_RELU, 0);
   bn_params *bn = &rb->bn;
-  if (train)
+  if (train && net_dist(net)) /* data-parallel: statistics of the global batch */
+    bn_forward_train_sync(net_dist(net), N, rb->H, rb->S, a, net_pdata(net, bn->gamma), net_pdata(net, bn->beta),
+                          net_pdata(net, bn->running_mean), net_pdata(net, bn->running_var),
+                          net->params[bn->num_batches].i64, BN_MOMENTUM, BN_EPS, 1, rb->d, bn->mean, bn->rstd);
+  else if (train)
     wcmi_batchnorm_relu_forward_train(N, rb->H, rb->S, a, net_pdata(net, bn->gamma), net_pdata(net, bn->beta),
                                       net_pdata(net, bn->running_mean), net_pdata(net, bn->running_var),
                                       net->params[bn->num_batches].i64, BN_MOMENTUM, BN_EPS, rb->d, bn->mean,
@@ -216,7 +220,10 @@ void resblock_backward(wcmi_net *net, net_layer *L, const float *x, const float 
   PART(RB_PART_BN_RELU, 0);
   bn_relu_mask_grad(N, rb->H, rb->S, a, xf.shift, xf.scale, xf.bias, rb->d);
   bn_params *bn = &rb->bn;
-  if (net->last_train)
+  if (net->last_train && net_dist(net))
+    bn_backward_train_sync(net_dist(net), N, rb->H, rb->S, a, net_pdata(net, bn->gamma), bn->mean, bn->rstd, rb->d,
+                           rb->d, PG(bn->gamma), PG(bn->beta));
+  else if (net->last_train)
     wcmi_batchnorm_backward_train(N, rb->H, rb->S, a, net_pdata(net, bn->gamma), bn->mean, bn->rstd, rb->d, rb->d,
                                   PG(bn->gamma), PG(bn->beta));
   else

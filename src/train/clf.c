@@ -11,6 +11,7 @@ int wcmi_clf_init(wcmi_ctx *ctx, wcmi_clf *c, wcmi_model *m, int max_batch) {
   c->ctx = ctx;
   c->m = m;
   c->max_batch = max_batch;
+  c->loss_weight = 1.0f;
   c->probs = wcmi_alloc(ctx, (size_t)max_batch * WCMI_NUM_CLASSES, sizeof(float));
   c->dlogits = wcmi_alloc(ctx, (size_t)max_batch * WCMI_NUM_CLASSES, sizeof(float));
   c->per_sample = wcmi_alloc(ctx, (size_t)max_batch, sizeof(float));
@@ -71,7 +72,7 @@ int wcmi_clf_step(wcmi_clf *c, const float *x, const int32_t *y, int N, int enc_
   }
   if (correct) *correct = ok;
   if (!grads) return WCMI_OK;
-  wcmi_cross_entropy_backward(N, K, c->probs, y, 1.0f, c->dlogits);
+  wcmi_cross_entropy_backward(N, K, c->probs, y, c->loss_weight, c->dlogits);
   const int enc = (grads & WCMI_CLF_ENCODER_PARAMS) != 0, input = (grads & WCMI_CLF_INPUT) != 0;
   int hwhat = ((grads & WCMI_CLF_HEAD_PARAMS) ? WCMI_GRAD_PARAMS : 0) | ((enc || input) ? WCMI_GRAD_INPUT : 0);
   int rc = hwhat ? wcmi_net_backward(m->classifier, c->dlogits, hwhat) : WCMI_OK;

@@ -1,9 +1,47 @@
 /* The MI objective over encoder + local + global estimators: the loss the encoder tasks minimize
  * and the worst-case MI attack maximizes. */
+#include "wcmi/dist.h"
 #include "wcmi/train.h"
 
 #include <math.h>
 #include <string.h>
+
+/* The gathered features of a data-parallel run and their gradients, for up to max_batch samples. */
+static int dim_alloc_gather(wcmi_dim *d) {
+  const size_t nhl = (size_t)d->max_batch * (size_t)d->H * (size_t)d->L, nh = (size_t)d->max_batch * (size_t)d->H;
+  d->lx_all = wcmi_alloc(d->ctx, nhl, sizeof(float));
+  d->dlx_all = wcmi_alloc(d->ctx, nhl, sizeof(float));
+  d->gz_all = wcmi_alloc(d->ctx, nh, sizeof(float));
+  d->dgz_all = wcmi_alloc(d->ctx, nh, sizeof(float));
+  d->counts = wcmi_alloc(d->ctx, (size_t)wcmi_dist_size(d->ctx->dist), sizeof(int));
+  if (!d->lx_all || !d->dlx_all || !d->gz_all || !d->dgz_all || !d->counts) {
+    int rc = d->ctx->status;
+    wcmi_dim_free(d);
+    return rc;
+  }
+  return WCMI_OK;
+}
+
+/* Data-parallel: Lx and Gz of every rank's slice, in rank order, into lx_all / gz_all; *NG is the
+ * global batch and *off this rank's first sample in it. */
+static int dim_gather(wcmi_dim *d, int N, const float *lx, const float *gz, int *NG, int *off) {
+  wcmi_dist *dist = d->ctx->dist;
+  int rc = wcmi_dist_counts(dist, N, d->counts);
+  if (rc) return rc;
+  int64_t total = 0, before = 0;
+  for (int r = 0; r < wcmi_dist_size(dist); r++) {
+    if (r == wcmi_dist_rank(dist)) before = total;
+    total += d->counts[r];
+  }
+  if (total > d->max_batch)
+    return wcmi_fail(d->ctx, WCMI_EINVAL, "MI objective: global batch of %lld samples exceeds the %d it was sized for",
+                     (long long)total, d->max_batch);
+  *NG = (int)total;
+  *off = (int)before;
+  rc = wcmi_dist_allgather_f32(dist, WCMI_DIST_FEATURES, gz, d->counts, d->H, d->gz_all);
+  if (!rc) rc = wcmi_dist_allgather_f32(dist, WCMI_DIST_FEATURES, lx, d->counts, (int64_t)d->H * d->L, d->lx_all);
+  return rc;
+}
 
 int wcmi_dim_init(wcmi_ctx *ctx, wcmi_dim *d, wcmi_model *m, wcmi_mi_cfg mi, wcmi_grad_path path, int max_batch) {
   memset(d, 0, sizeof *d);
@@ -35,7 +73,7 @@ int wcmi_dim_init(wcmi_ctx *ctx, wcmi_dim *d, wcmi_model *m, wcmi_mi_cfg mi, wcm
     wcmi_dim_free(d);
     return ctx->status;
   }
-  return WCMI_OK;
+  return ctx->dist ? dim_alloc_gather(d) : WCMI_OK;
 }
 
 void wcmi_dim_free(wcmi_dim *d) {
@@ -43,6 +81,11 @@ void wcmi_dim_free(wcmi_dim *d) {
   if (d->dLx_owned) wcmi_free(d->dLx);
   wcmi_free(d->dGz);
   wcmi_free(d->dx_local);
+  wcmi_free(d->lx_all);
+  wcmi_free(d->dlx_all);
+  wcmi_free(d->gz_all);
+  wcmi_free(d->dgz_all);
+  wcmi_free(d->counts);
   memset(d, 0, sizeof *d);
 }
 
@@ -72,15 +115,26 @@ int wcmi_dim_step(wcmi_dim *d, const float *x, int N, int enc_train, int est_tra
   const float *gz = wcmi_net_forward(m->global, z, N, est_train);
   const float *lx = gz ? wcmi_net_forward(m->local, x, N, est_train) : NULL;
   if (!lx) return net_fail(d);
-  int rc = wcmi_mi_forward(d->ctx, d->mi, N, d->H, d->L, lx, gz, d->ws, d->ws_bytes, loss);
+  /* Data-parallel: the scores of the whole global batch from the gathered features (docs/distributed.md). */
+  int NG = N, off = 0, rc = WCMI_OK;
+  if (d->ctx->dist && (rc = dim_gather(d, N, lx, gz, &NG, &off))) return rc;
+  const float *LX = d->ctx->dist ? d->lx_all : lx, *GZ = d->ctx->dist ? d->gz_all : gz;
+  d->last_N = NG;
+  rc = wcmi_mi_forward(d->ctx, d->mi, NG, d->H, d->L, LX, GZ, d->ws, d->ws_bytes, loss);
   if (rc || !grads) return rc;
   const int est = (grads & WCMI_DIM_ESTIMATOR_PARAMS) != 0, enc = (grads & WCMI_DIM_ENCODER_PARAMS) != 0,
             input = (grads & WCMI_DIM_INPUT) != 0;
   const int local_input = input && d->path == WCMI_PATH_BOTH;
   const int need_dz = enc || input;
-  rc = wcmi_mi_backward(d->ctx, d->mi, N, d->H, d->L, lx, gz, 1.0f, d->ws, d->ws_bytes, (est || local_input) ? d->dLx : NULL,
-                        (est || need_dz) ? d->dGz : NULL);
+  float *dlx = (est || local_input) ? (d->ctx->dist ? d->dlx_all : d->dLx) : NULL;
+  float *dgz = (est || need_dz) ? (d->ctx->dist ? d->dgz_all : d->dGz) : NULL;
+  rc = wcmi_mi_backward(d->ctx, d->mi, NG, d->H, d->L, LX, GZ, 1.0f, d->ws, d->ws_bytes, dlx, dgz);
   if (rc) return rc;
+  if (d->ctx->dist) { /* this rank's samples' rows of the global gradient */
+    const size_t hl = (size_t)d->H * (size_t)d->L;
+    if (dlx) memcpy(d->dLx, dlx + (size_t)off * hl, (size_t)N * hl * sizeof(float));
+    if (dgz) memcpy(d->dGz, dgz + (size_t)off * d->H, (size_t)N * (size_t)d->H * sizeof(float));
+  }
   /* Global estimator: its input gradient is dL/dz, which the encoder needs. */
   int gwhat = (est ? WCMI_GRAD_PARAMS : 0) | (need_dz ? WCMI_GRAD_INPUT : 0);
   if (gwhat && (rc = wcmi_net_backward(m->global, d->dGz, gwhat))) return rc;

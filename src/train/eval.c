@@ -5,6 +5,7 @@
  * attacks only if it survives every one of them (worst case per sample). */
 #include "train/eval.h"
 #include "train/trainer.h"
+#include "wcmi/dist.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -53,9 +54,22 @@ int eval_attacks(wcmi_ctx *ctx, wcmi_model *m, const wcmi_dataset *d, const wcmi
   if (!rc && n_attacks > 0 && !(atk = wcmi_attack_new(ctx, &attacks[0].cfg, B, D))) rc = ctx->status;
 
   int64_t nat = 0, worst = 0, adv[EVAL_MAX_ATTACKS] = {0}, seen = 0;
+  /* Data-parallel (docs/distributed.md): each rank takes its slice of every batch; the counts are
+   * summed over the ranks. In one process the slice is the batch. */
+  const int rank = wcmi_dist_rank(ctx->dist), ranks = wcmi_dist_size(ctx->dist);
+  double totals[3 + EVAL_MAX_ATTACKS] = {0};
   for (int64_t b = 0; b < nb && !rc; b++) {
-    const int64_t off = b * B;
-    const int n = (int)(d->n - off < B ? d->n - off : B);
+    const int64_t boff = b * B;
+    const int nb_samples = (int)(d->n - boff < B ? d->n - boff : B);
+    if (nb_samples < ranks) {
+      rc = wcmi_fail(ctx, WCMI_EINVAL, "evaluation: batch %lld of %s has %d samples, fewer than the %d ranks",
+                     (long long)(b + 1), d->name, nb_samples, ranks);
+      break;
+    }
+    int lo = 0, hi = nb_samples;
+    wcmi_dist_shard(nb_samples, rank, ranks, &lo, &hi);
+    const int64_t off = boff + lo;
+    const int n = hi - lo;
     const float *x = d->images + off * D; /* x: (n, C, H, W) */
     const int32_t *y = d->labels + off;
     if ((rc = wcmi_clf_step(&clf, x, y, n, 0, 0, 0, NULL, NULL, wrong, NULL, NULL))) break;
@@ -76,21 +90,28 @@ int eval_attacks(wcmi_ctx *ctx, wcmi_model *m, const wcmi_dataset *d, const wcmi
       }
     }
     if (rc) break;
+    if (ctx->dist) ctx->interrupt = wcmi_dist_any(ctx->dist, ctx->interrupt); /* every rank stops together */
     if (ctx->interrupt) {
       rc = wcmi_fail(ctx, WCMI_EINTR, "evaluation interrupted at batch %lld/%lld", (long long)(b + 1), (long long)nb);
       break;
     }
     for (int i = 0; i < n; i++) worst += robust[i];
     seen += n;
-    if (cfg->progress)
+    /* The counts so far over all ranks (exact: integers in doubles). */
+    totals[0] = (double)seen;
+    totals[1] = (double)nat;
+    totals[2] = (double)worst;
+    for (int k = 0; k < n_attacks; k++) totals[3 + k] = (double)adv[k];
+    if ((rc = wcmi_dist_sum_f64(ctx->dist, WCMI_DIST_OTHER, totals, (size_t)(3 + n_attacks)))) break;
+    if (cfg->progress && rank == 0)
       fprintf(stderr, "[eval] batch %lld/%lld: natural %.4f, worst case %.4f so far\n", (long long)(b + 1),
-              (long long)nb, (double)nat / (double)seen, (double)worst / (double)seen);
+              (long long)nb, totals[1] / totals[0], totals[2] / totals[0]);
   }
   if (!rc) {
-    out->samples = seen;
-    out->natural = (double)nat / (double)seen;
-    for (int k = 0; k < n_attacks; k++) out->adversarial[k] = (double)adv[k] / (double)seen;
-    out->worst_case = n_attacks > 0 ? (double)worst / (double)seen : out->natural;
+    out->samples = (int64_t)totals[0];
+    out->natural = totals[1] / totals[0];
+    for (int k = 0; k < n_attacks; k++) out->adversarial[k] = totals[3 + k] / totals[0];
+    out->worst_case = n_attacks > 0 ? totals[2] / totals[0] : out->natural;
   }
   wcmi_attack_free(atk);
   wcmi_free(x_adv);

@@ -11,6 +11,7 @@
 #include "train/eval.h"
 #include "train/head_fit.h"
 #include "train/trainer.h"
+#include "dist/dist_train.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -53,13 +54,15 @@ static int clf_train_step(trainer *t, const float *x, const int32_t *y, int n, d
   wcmi_optim_zero_grad(t->opt);
   /* Frozen encoder: eval mode and no parameter gradients, so only the head learns. */
   int grads = WCMI_CLF_HEAD_PARAMS | (ct->end_to_end ? WCMI_CLF_ENCODER_PARAMS : 0);
+  ct->clf.loss_weight = dist_batch_weight(t, n); /* data-parallel: this rank's share of the global mean */
   int rc = wcmi_clf_step(&ct->clf, xt, y, n, ct->end_to_end, 1, grads, &loss, NULL, NULL, &correct, NULL);
+  ct->clf.loss_weight = 1.0f;
   if (rc) return rc;
   if (!isfinite(loss))
     return wcmi_fail(t->ctx, WCMI_ENUMERIC, "%s: cross-entropy is %g at epoch %d: stopping (last good checkpoint kept)",
                      t->ops->task, (double)loss, t->epoch + 1);
   double t2 = wcmi_now();
-  wcmi_optim_step(t->opt);
+  if ((rc = trainer_optim_step(t))) return rc;
   double t3 = wcmi_now();
   t->phase_time[0] += t1 - t0;
   t->phase_time[1] += t2 - t1;
@@ -278,6 +281,7 @@ static int run_classifier_task(wcmi_ctx *ctx, const wcmi_task_cfg *cfg, int end_
       rc = wcmi_model_init(ctx, &t.model, cfg->data, 0, cfg->head, cfg->batch_size, cfg->seed);
     }
   }
+  t.local_means = 1; /* loss and train_acc are means over the step's samples */
   if (!rc) rc = wcmi_clf_init(ctx, &ct.clf, &t.model, cfg->batch_size);
   if (!rc) {
     wcmi_net *both[2] = {t.model.encoder, t.model.classifier}, *head[1] = {t.model.classifier};

@@ -1,6 +1,7 @@
 /* train-encoder (PAPER.md section 5): maximize the MI estimate of encoder + estimators on clean
  * batches (objective normal, DIM) or on the batch the worst-case MI attack found (objective worst). */
 #include "train/trainer.h"
+#include "wcmi/dist.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -95,13 +96,13 @@ static int encoder_step(trainer *t, const float *x, const int32_t *y, int n, dou
     return wcmi_fail(t->ctx, WCMI_ENUMERIC, "train-encoder: MI loss is %g at epoch %d: stopping (last good checkpoint kept)",
                      (double)loss, t->epoch + 1);
   double t2 = wcmi_now();
-  wcmi_optim_step(t->opt);
+  if ((rc = trainer_optim_step(t))) return rc;
   double t3 = wcmi_now();
   t->phase_time[0] += t1 - t0;
   t->phase_time[1] += t2 - t1;
   t->phase_time[2] += t3 - t2;
   vals[0] = loss;
-  vals[1] = wcmi_mi_estimate(et->dim.mi, n, et->dim.L, loss);
+  vals[1] = wcmi_mi_estimate(et->dim.mi, et->dim.last_N, et->dim.L, loss); /* last_N: the global batch */
   return WCMI_OK;
 }
 
@@ -113,15 +114,18 @@ static int test_mi(trainer *t, encoder_task *et, double *normal, double *worst) 
   if (nb == 0) return wcmi_fail(t->ctx, WCMI_EINVAL, "test set has fewer than %d samples", B);
   int64_t D = wcmi_dataset_sample_size(&t->test);
   double sn = 0, sw = 0;
+  /* Data-parallel: each rank takes its slice of every test batch; the MI objective gathers the rest. */
+  int lo = 0, hi = B;
+  wcmi_dist_shard(B, wcmi_dist_rank(t->ctx->dist), wcmi_dist_size(t->ctx->dist), &lo, &hi);
   for (int64_t b = 0; b < nb; b++) {
-    const float *x = t->test.images + b * B * D;
+    const float *x = t->test.images + (b * B + lo) * D;
     float loss;
-    int rc = wcmi_dim_step(&et->dim, x, B, 0, 0, 0, &loss, NULL);
+    int rc = wcmi_dim_step(&et->dim, x, hi - lo, 0, 0, 0, &loss, NULL);
     if (rc) return rc;
     sn += wcmi_mi_estimate(et->dim.mi, B, et->dim.L, loss);
     if (worst) {
-      if ((rc = mi_attack(t, et, x, B, t->cfg.attack.eps))) return rc;
-      if ((rc = wcmi_dim_step(&et->dim, t->xadv, B, 0, 0, 0, &loss, NULL))) return rc;
+      if ((rc = mi_attack(t, et, x, hi - lo, t->cfg.attack.eps))) return rc;
+      if ((rc = wcmi_dim_step(&et->dim, t->xadv, hi - lo, 0, 0, 0, &loss, NULL))) return rc;
       sw += wcmi_mi_estimate(et->dim.mi, B, et->dim.L, loss);
     }
     if (t->ctx->interrupt)
@@ -169,6 +173,11 @@ static const trainer_ops ENCODER_OPS = {
 };
 
 int wcmi_task_train_encoder(wcmi_ctx *ctx, const wcmi_task_cfg *cfg, char **summary) {
+  /* Probes fall due by each process's clock and free training replays the whole batch: neither is
+   * data-parallel yet, so a multi-rank run refuses them rather than deadlock or diverge. */
+  if (wcmi_dist_size(ctx->dist) > 1 && (cfg->probe_every > 0 || cfg->free_replays > 0))
+    return wcmi_fail(ctx, WCMI_EINVAL, "train-encoder: --probe-every and --free-replays run in one process only (not "
+                                       "under mpirun with more than one rank)");
   trainer t;
   encoder_task et;
   memset(&et, 0, sizeof et);

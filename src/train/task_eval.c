@@ -3,6 +3,7 @@
  * overwrote the natural accuracy with the adversarial one), with each attack's protocol stated. */
 #include "train/eval.h"
 #include "train/trainer.h"
+#include "wcmi/dist.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -124,7 +125,8 @@ int wcmi_task_eval(wcmi_ctx *ctx, const wcmi_task_cfg *cfg, char **summary) {
     wcmi_jsonw_init_buffer(&w, 2);
     eval_json(&w, cfg, &m, attacks, n, &r, wcmi_now() - t0);
     rc = wcmi_jsonw_finish(ctx, &w);
-    if (!rc && cfg->out_dir) rc = write_eval_json(ctx, cfg->out_dir, wcmi_jsonw_text(&w));
+    if (!rc && cfg->out_dir && wcmi_dist_rank(ctx->dist) == 0) /* data-parallel: rank 0 writes */
+      rc = write_eval_json(ctx, cfg->out_dir, wcmi_jsonw_text(&w));
     if (!rc && !(*summary = strdup(wcmi_jsonw_text(&w)))) rc = wcmi_fail(ctx, WCMI_ENOMEM, "out of memory");
     wcmi_jsonw_free(&w);
   }

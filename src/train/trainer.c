@@ -4,6 +4,9 @@
 #include "train/trainer.h"
 
 #include <dirent.h>
+#include "dist/dist_train.h"
+#include "wcmi/dist.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -153,17 +156,20 @@ int trainer_init(trainer *t, wcmi_ctx *ctx, const wcmi_task_cfg *cfg, const trai
   if (!dir) return wcmi_fail(ctx, WCMI_EINVAL, "%s: no run directory (--out DIR or --resume DIR)", ops->task);
   if (snprintf(t->run_dir, sizeof t->run_dir, "%s", dir) >= (int)sizeof t->run_dir)
     return wcmi_fail(ctx, WCMI_EINVAL, "%s: run directory path too long", dir);
-  int rc = wcmi_mkdir_p(ctx, dir);
-  if (!rc) rc = lock_run_dir(t);
-  if (!rc && !cfg->resume_dir) rc = cfg->force ? clear_run_files(t) : check_run_dir_empty(t);
-  if (!rc) rc = remove_stale_temporaries(t);
+  /* Data-parallel: rank 0 alone writes (and locks) the run directory, and reports progress. */
+  const int root = dist_is_root(ctx);
+  if (!root) t->cfg.progress = 0;
+  int rc = root ? wcmi_mkdir_p(ctx, dir) : WCMI_OK;
+  if (!rc && root) rc = lock_run_dir(t);
+  if (!rc && root && !cfg->resume_dir) rc = cfg->force ? clear_run_files(t) : check_run_dir_empty(t);
+  if (!rc && root) rc = remove_stale_temporaries(t);
   if (rc) return rc;
   /* The data first: a run that cannot start leaves no config.json behind. */
   if ((rc = task_open_data(ctx, cfg, &t->train, &t->test))) return rc;
   if (t->train.n < cfg->batch_size)
     return wcmi_fail(ctx, WCMI_EINVAL, "%s: %lld training samples are fewer than one batch of %d", cfg->data,
                      (long long)t->train.n, cfg->batch_size);
-  if (!cfg->resume_dir) {
+  if (!cfg->resume_dir && root) {
     char *json = wcmi_task_config_json(cfg, ops->task), path[1100];
     if (!json) return wcmi_fail(ctx, WCMI_ENOMEM, "out of memory");
     run_path(t, "config.json", path, sizeof path);
@@ -186,12 +192,23 @@ int trainer_setup(trainer *t, wcmi_net **nets, int n_nets, wcmi_attack **attack)
   a.lr = (float)t->cfg.lr;
   t->opt = wcmi_adam_new(t->ctx, nets, n_nets, a);
   if (!t->opt) return t->ctx->status;
+  for (int k = 0; k < n_nets && k < 4; k++) t->opt_nets[k] = nets[k];
+  t->n_opt_nets = n_nets < 4 ? n_nets : 4;
   wcmi_shape in = wcmi_net_in_shape(t->model.encoder);
   *attack = wcmi_attack_new(t->ctx, &t->cfg.attack, t->cfg.batch_size, wcmi_shape_numel(&in));
   return *attack ? WCMI_OK : t->ctx->status;
 }
 
+int trainer_optim_step(trainer *t) {
+  int rc = dist_sum_grads(t);
+  if (rc) return rc;
+  wcmi_optim_step(t->opt);
+  t->steps_run++;
+  return WCMI_OK;
+}
+
 void trainer_free(trainer *t) {
+  wcmi_free(t->dist_grads);
   wcmi_dataset_free(&t->train);
   wcmi_dataset_free(&t->test);
   wcmi_model_free(&t->model);
@@ -231,6 +248,7 @@ static int rng_params(trainer *t, wcmi_param *out) {
 
 static int save_checkpoint(trainer *t, const char *leaf, int next_epoch, int64_t next_batch, const double *sums,
                            int64_t done_batches) {
+  if (!dist_is_root(t->ctx)) return WCMI_OK; /* data-parallel: every rank holds the same state */
   int n_opt = wcmi_optim_num_state(t->opt);
   wcmi_param rng[TRAINER_MAX_RNG];
   int n_rng = rng_params(t, rng);
@@ -345,6 +363,32 @@ static int load_checkpoint(trainer *t, trainer_resume *rp) {
   return rc;
 }
 
+/* Data-parallel: rank 0's model, optimizer and RNG state and resume point to every rank, so all
+ * start from the same state however they were initialized or whatever they could read. */
+static int bcast_state(trainer *t, trainer_resume *rp) {
+  if (!t->ctx->dist) return WCMI_OK;
+  wcmi_net *nets[4];
+  int n = wcmi_model_nets(&t->model, nets), n_opt = wcmi_optim_num_state(t->opt), total = n_opt;
+  for (int k = 0; k < n; k++) total += wcmi_net_num_params(nets[k]);
+  wcmi_param rng[TRAINER_MAX_RNG];
+  int n_rng = rng_params(t, rng);
+  wcmi_param **all = malloc((size_t)(total + n_rng) * sizeof *all);
+  if (!all) return wcmi_fail(t->ctx, WCMI_ENOMEM, "out of memory");
+  int m = 0;
+  for (int k = 0; k < n; k++)
+    for (int i = 0; i < wcmi_net_num_params(nets[k]); i++) all[m++] = wcmi_net_param(nets[k], i);
+  for (int i = 0; i < n_opt; i++) all[m++] = wcmi_optim_state(t->opt, i);
+  for (int i = 0; i < n_rng; i++) all[m++] = &rng[i];
+  int rc = dist_bcast_params(t->ctx, all, m);
+  free(all);
+  double best[2] = {t->best_score, (double)t->best_epoch};
+  if (!rc) rc = wcmi_dist_bcast(t->ctx->dist, rp, sizeof *rp);
+  if (!rc) rc = wcmi_dist_bcast(t->ctx->dist, best, sizeof best);
+  t->best_score = best[0];
+  t->best_epoch = (int)best[1];
+  return rc;
+}
+
 /* Keeps the metrics lines of epochs before `epoch` (a resumed run rewrites the rest). */
 static int trim_metrics(trainer *t, int epoch) {
   char path[1100];
@@ -372,6 +416,7 @@ static int trim_metrics(trainer *t, int epoch) {
 static int open_metrics(trainer *t);
 
 static int write_metrics_line(trainer *t, int epoch, const double *means, double seconds, wcmi_jsonw *evalw) {
+  if (!t->metrics) return WCMI_OK; /* data-parallel ranks other than 0 */
   wcmi_jsonw w;
   wcmi_jsonw_init_buffer(&w, 0);
   wcmi_jsonw_begin_object(&w);
@@ -466,7 +511,7 @@ static int finish(trainer *t, char **summary) {
     char path[1100];
     run_path(t, "summary.json", path, sizeof path);
     const char *text = wcmi_jsonw_text(&w);
-    rc = wcmi_atomic_write(t->ctx, path, text, strlen(text));
+    rc = dist_is_root(t->ctx) ? wcmi_atomic_write(t->ctx, path, text, strlen(text)) : WCMI_OK;
     if (!rc) *summary = strdup(text);
     if (!rc && !*summary) rc = wcmi_fail(t->ctx, WCMI_ENOMEM, "out of memory");
   }
@@ -481,6 +526,7 @@ int trainer_save_checkpoint(trainer *t, const char *leaf, int next_epoch) {
 }
 
 int trainer_write_epoch(trainer *t, int epoch, const double *means, double seconds, wcmi_jsonw *evalw) {
+  if (!dist_is_root(t->ctx)) return WCMI_OK; /* data-parallel: rank 0 writes the run directory */
   int rc = t->metrics ? WCMI_OK : open_metrics(t);
   return rc ? rc : write_metrics_line(t, epoch, means, seconds, evalw);
 }
@@ -492,11 +538,13 @@ int trainer_run(trainer *t, char **summary) {
   trainer_resume rp;
   memset(&rp, 0, sizeof rp);
   int rc;
-  if (c->resume_dir) {
+  const int root = dist_is_root(t->ctx);
+  if (c->resume_dir && root) {
     if ((rc = load_checkpoint(t, &rp))) return rc;
     if ((rc = trim_metrics(t, rp.epoch))) return rc;
   }
-  if ((rc = open_metrics(t))) return rc;
+  if ((rc = bcast_state(t, &rp))) return rc;
+  if (root && (rc = open_metrics(t))) return rc;
   /* Probes fall due on a grid of every_s seconds of training, continued across a resume. */
   if (t->probe && t->elapsed_before > 0) {
     while (t->probe->next_at < t->elapsed_before) t->probe->next_at += t->probe->every_s;
@@ -507,6 +555,8 @@ int trainer_run(trainer *t, char **summary) {
   lc.drop_last = 1;
   lc.seed = c->seed;
   lc.augment = !strcmp(c->data, "cifar10") ? WCMI_AUG_CIFAR : 0;
+  lc.shard = wcmi_dist_rank(t->ctx->dist); /* data-parallel: this rank's slice of every batch */
+  lc.num_shards = wcmi_dist_size(t->ctx->dist);
   wcmi_loader loader;
   if ((rc = wcmi_loader_init(t->ctx, &loader, &t->train, &lc))) return rc;
   const int64_t nb = task_num_batches(c, t->train.n);
@@ -537,7 +587,10 @@ int trainer_run(trainer *t, char **summary) {
       rc = wcmi_loader_batch(t->ctx, &loader, b, t->x, t->y, &count);
       if (rc) break;
       double vals[TRAINER_MAX_SUMS] = {0};
-      if ((rc = t->ops->step(t, t->x, t->y, count, vals))) {
+      dist_count_step(t, 1);
+      rc = t->ops->step(t, t->x, t->y, count, vals);
+      dist_count_step(t, 0);
+      if (rc) {
         if (rc == WCMI_ENUMERIC) {
           char msg[sizeof t->ctx->msg];
           snprintf(msg, sizeof msg, "%s", t->ctx->msg);
@@ -546,6 +599,7 @@ int trainer_run(trainer *t, char **summary) {
         }
         break;
       }
+      if ((rc = dist_mean_vals(t, vals, count))) break;
       for (int i = 0; i < t->ops->n_sums; i++) sums[i] += vals[i];
       done++;
       announce_estimate(t, epoch, b, b0, nb, wcmi_now() - tb);
@@ -553,6 +607,8 @@ int trainer_run(trainer *t, char **summary) {
       double eta = ((double)(nb - b - 1) + (double)(c->epochs - epoch - 1) * nb) * c->batch_size / (ips > 0 ? ips : 1);
       task_progress(c, t->ops->task, epoch, b + 1, nb, vals[0], t->ops->n_sums > 1 ? t->ops->sum_names[1] : "",
                     t->ops->n_sums > 1 ? vals[1] : 0, ips, eta);
+      /* Data-parallel: a Ctrl-C seen by any rank stops every rank after the same batch. */
+      if (t->ctx->dist) t->ctx->interrupt = wcmi_dist_any(t->ctx->dist, t->ctx->interrupt);
       if (t->ctx->interrupt) {
         if (c->progress == 2) fputc('\n', stderr);
         int src = save_checkpoint(t, "latest.safetensors", epoch, b + 1, sums, done);
@@ -599,8 +655,9 @@ int trainer_run(trainer *t, char **summary) {
   }
   wcmi_loader_free(&loader);
   if (rc) return rc;
-  if (c->timing)
+  if (c->timing && root)
     fprintf(stderr, "[%s] time: attack %.2fs, forward+backward %.2fs, optimizer %.2fs, evaluation %.2fs\n",
             t->ops->task, t->phase_time[0], t->phase_time[1], t->phase_time[2], t->phase_time[3]);
+  if (c->timing && root && t->ctx->dist) dist_timing_line(t);
   return finish(t, summary);
 }

@@ -49,6 +49,18 @@ struct trainer {
   int first_epoch, announced;    /* the training-time estimate, printed once per process */
   wcmi_param *task_state;        /* a task's own tensors saved and restored with every checkpoint */
   int n_task_state;
+  /* Data-parallel runs (src/dist/dist_train.c): the optimizer's nets, whose gradients are summed
+   * over the ranks before each step, and the flat buffer that carries them. */
+  wcmi_net *opt_nets[4];
+  int n_opt_nets;
+  float *dist_grads;
+  size_t dist_grads_n;
+  /* Set by a task whose step values are means over the samples it was given: a data-parallel run
+   * then averages them over the ranks, weighted by their slices (0: they already describe the
+   * global batch, as the MI objective's do). */
+  int local_means;
+  int64_t steps_run; /* optimizer steps made in this process (for bytes per step) */
+  uint64_t step_bytes[4], bytes_mark[4]; /* bytes this rank sent inside step(), per wcmi_dist_cat */
 };
 
 /* Opens data, run directory (or resumes), and leaves the model to the task: call trainer_init,
@@ -67,6 +79,9 @@ int trainer_finish(trainer *t, char **summary);
 /* After the task built t->model: Adam (lr from the config) over `nets`, into t->opt, and a PGD
  * attack sized for a batch of the model's inputs, into *attack. */
 int trainer_setup(trainer *t, wcmi_net **nets, int n_nets, wcmi_attack **attack);
+/* The optimizer step of a task's step function: in a data-parallel run the gradients are first
+ * summed over the ranks (docs/distributed.md); in one process, wcmi_optim_step. */
+int trainer_optim_step(trainer *t);
 
 /* Where a resumed run continues: a checkpoint's metadata, parsed and range-checked. */
 typedef struct trainer_resume {

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Data-parallel train-model and eval (docs/distributed.md): cross-entropy weighted by each rank's
+# share, synchronized BN and per-sample dropout draws as one process makes them; eval counts summed
+# over the ranks; a command that cannot run data-parallel refuses. Usage: mpi_model_eval.sh WCMI MPIEXEC
+source "$(dirname "$0")/dist_common.sh"
+
+# 4. train-model (BN in the encoder, cross-entropy weighted by each rank's share) and eval.
+MODEL=(--data fashion-mnist --profile quick --train-subset 256 --test-subset 60 --batch-size 30 --eval-batches 2
+       --attack-steps 3 --seed 4 --threads 1 --epochs 1 --max-batches 1)
+"$WCMI" train-model "${MODEL[@]}" --out "$T/m1" > /dev/null 2>&1
+run2 train-model "${MODEL[@]}" --out "$T/m2" > /dev/null 2> "$T/m2.err"
+check "train-model on 2 ranks exits 0" "[ $? -eq 0 ]"
+check "train-model: the step's loss and accuracy agree (1e-5)" \
+  "close \$(loss_of '$T/m2/metrics.jsonl' 0 loss) \$(loss_of '$T/m1/metrics.jsonl' 0 loss) 1e-5 && close \$(loss_of '$T/m2/metrics.jsonl' 0 train_acc) \$(loss_of '$T/m1/metrics.jsonl' 0 train_acc) 1e-9"
+check "train-model: parameters after the step agree" "compare '$T/m2/latest.safetensors' '$T/m1/latest.safetensors' close 1e-3"
+"$WCMI" eval --model "$T/m1/latest.safetensors" --data fashion-mnist --test-subset 60 --batch-size 30 --attack-steps 3 --threads 1 > "$T/e1.json" 2>/dev/null
+run2 eval --model "$T/m1/latest.safetensors" --data fashion-mnist --test-subset 60 --batch-size 30 --attack-steps 3 --threads 1 > "$T/e2.json" 2>/dev/null
+check "eval on 2 ranks: same samples and accuracies as 1 process" "$PY - <<PYEOF
+import json
+a, b = json.load(open('$T/e1.json')), json.load(open('$T/e2.json'))
+for k in ('samples', 'nat_acc', 'adv_acc', 'worst_case_adv_acc'):
+    if k in a: assert a[k] == b[k], (k, a[k], b[k])
+PYEOF"
+
+# 5. A command that does not run data-parallel says so instead of repeating the work.
+run2 estimate-mi --model "$T/one/latest.safetensors" --data fashion-mnist --out "$T/est" > /dev/null 2> "$T/est.err"
+rc=$?
+check "estimate-mi on 2 ranks refuses with exit 2 and one clear line" "[ $rc -ne 0 ] && grep -q 'does not run data-parallel' '$T/est.err'"
+
+echo "$passes passed, $fails failed"
+[ "$fails" -eq 0 ]
