@@ -6,11 +6,15 @@
 
 int wcmi_cmd_train_classifier(int argc, char **argv) {
   task_cli tc;
-  const char *head = "mlp", *training = "standard", *model = NULL;
+  const char *head = "mlp", *training = "standard", *model = NULL, *select = "auto";
   wcmi_opt extra[] = {
       {"--model", WCMI_OPT_STR, &model, "FILE", "model file whose encoder is used, frozen (any wcmi model)", 0},
       {"--head", WCMI_OPT_STR, &head, "H", "linear or mlp (default)", 0},
       {"--training", WCMI_OPT_STR, &training, "T", "standard (default: clean cross-entropy) or robust (on PGD examples)", 0},
+      {"--select", WCMI_OPT_STR, &select, "S",
+       "what best.safetensors keeps: auto (default: adversarial accuracy when robust, natural otherwise), nat or adv "
+       "(a standard head early-stopped on adversarial accuracy)",
+       0},
       {0}};
   model_data_argv md;
   int rc = model_data_argv_init(&md, "train-classifier", argc, argv);
@@ -35,7 +39,7 @@ int wcmi_cmd_train_classifier(int argc, char **argv) {
       fprintf(stderr, "wcmi train-classifier: --model ENCODER_FILE is required\n");
       return 2;
     }
-    if (wcmi_head_parse(&tc.ctx, head, &tc.cfg.head)) {
+    if (wcmi_head_parse(&tc.ctx, head, &tc.cfg.head) || task_cli_select(&tc.ctx, select, &tc.cfg.select)) {
       fprintf(stderr, "wcmi train-classifier: %s\n", wcmi_errmsg(&tc.ctx));
       return 2;
     }

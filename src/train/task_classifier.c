@@ -75,6 +75,12 @@ static int clf_evaluate(trainer *t, clf_task *ct, int epoch) {
   return rc;
 }
 
+/* best.safetensors keeps the highest adversarial accuracy when training robustly or when asked to
+ * (--select adv: a standard head early-stopped on adversarial accuracy), natural otherwise. */
+static int selects_adv(const wcmi_task_cfg *c) {
+  return c->select == WCMI_SELECT_ADV || (c->select == WCMI_SELECT_AUTO && c->robust);
+}
+
 static int clf_end_epoch(trainer *t, int epoch, wcmi_jsonw *w, double *score) {
   clf_task *ct = t->user;
   int rc = clf_evaluate(t, ct, epoch);
@@ -82,7 +88,7 @@ static int clf_end_epoch(trainer *t, int epoch, wcmi_jsonw *w, double *score) {
   wcmi_jsonw_kv_double(w, "nat_acc", ct->last_nat);
   wcmi_jsonw_kv_double(w, "adv_acc", ct->last_adv);
   wcmi_jsonw_kv_double(w, "train_eps", wcmi_eps_schedule(t->cfg.attack.eps, epoch, t->cfg.eps_fade_epochs));
-  *score = t->cfg.robust ? ct->last_adv : ct->last_nat;
+  *score = selects_adv(&t->cfg) ? ct->last_adv : ct->last_nat;
   if (*score > t->best_score) { /* the trainer saves best.safetensors on the same test */
     ct->new_best = 1;
     ct->best_nat = ct->last_nat;
@@ -99,6 +105,7 @@ static int clf_summarize(trainer *t, wcmi_jsonw *w) {
   wcmi_jsonw_kv_string(w, "head", wcmi_head_name(t->cfg.head));
   wcmi_jsonw_kv_string(w, "training", t->cfg.robust ? "robust" : "standard");
   if (!ct->end_to_end) wcmi_jsonw_kv_string(w, "encoder_model", t->cfg.model ? t->cfg.model : "");
+  else wcmi_jsonw_kv_string(w, "encoder", wcmi_encoder_name(t->cfg.encoder));
   wcmi_jsonw_kv_double(w, "nat_acc", ct->last_nat);
   wcmi_jsonw_kv_double(w, "adv_acc", ct->last_adv);
   if (ct->new_best) {
@@ -111,7 +118,7 @@ static int clf_summarize(trainer *t, wcmi_jsonw *w) {
   eval_attack a = {"pgd", t->cfg.attack, 0};
   eval_protocol_json(w, &a);
   wcmi_jsonw_end_object(w);
-  wcmi_jsonw_kv_string(w, "selection", t->cfg.robust ? "best.safetensors: highest adv_acc" : "best.safetensors: highest nat_acc");
+  wcmi_jsonw_kv_string(w, "selection", selects_adv(&t->cfg) ? "best.safetensors: highest adv_acc" : "best.safetensors: highest nat_acc");
   return WCMI_OK;
 }
 
@@ -131,6 +138,9 @@ static int load_frozen_encoder(wcmi_ctx *ctx, const wcmi_task_cfg *cfg, wcmi_mod
   if (strcmp(src.dataset, cfg->data))
     rc = wcmi_fail(ctx, WCMI_EINVAL, "%s: encoder was trained on %s, but the data is %s (pass --data %s)", cfg->model,
                    src.dataset, cfg->data, src.dataset);
+  if (!rc && src.encoder_kind != dst->encoder_kind)
+    rc = wcmi_fail(ctx, WCMI_EINVAL, "%s: a %s model has no encoder to freeze (train heads on raw pixels with train-model "
+                   "--encoder pixels)", cfg->model, wcmi_encoder_name(src.encoder_kind));
   if (!rc) rc = wcmi_net_copy_params(ctx, dst->encoder, src.encoder);
   wcmi_model_free(&src);
   return rc;
@@ -162,7 +172,8 @@ static int run_classifier_task(wcmi_ctx *ctx, const wcmi_task_cfg *cfg, int end_
       t.model = probe;
       memset(&probe, 0, sizeof probe);
     } else {
-      rc = wcmi_model_init(ctx, &t.model, cfg->data, 0, cfg->head, cfg->batch_size, cfg->seed);
+      rc = wcmi_model_init_ex(ctx, &t.model, cfg->data, end_to_end ? cfg->encoder : WCMI_ENCODER_BASIC, 0, cfg->head,
+                              cfg->batch_size, cfg->seed);
     }
   }
   if (!rc) rc = wcmi_clf_init(ctx, &ct.clf, &t.model, cfg->batch_size);
