@@ -71,12 +71,14 @@ typedef struct wcmi_reproduce_cfg {
   int progress;            /* 1: one line per stage on stderr with the whole table's ETA; 0: quiet */
   int task_progress;       /* each task's own progress: 0 none, 1 plain lines, 2 a one-line bar */
   int force;               /* redo stages whose directory holds another configuration */
+  int dry_run;             /* only the plan: every stage with its budget, and the table's paper column */
 } wcmi_reproduce_cfg;
 
 void wcmi_reproduce_defaults(wcmi_reproduce_cfg *c);
 /* Runs (or continues) every stage of the dataset's table, then writes out_dir/reproduce.json,
  * table.md, table.txt and report.html. *table receives the printable table, *json the JSON. An
- * interrupt (ctx->interrupt) stops with WCMI_EINTR; calling again with the same cfg continues. */
+ * interrupt (ctx->interrupt) stops with WCMI_EINTR; calling again with the same cfg continues.
+ * With dry_run nothing runs or is written: *table lists the stages and the published numbers. */
 int wcmi_task_reproduce(wcmi_ctx *ctx, const wcmi_reproduce_cfg *c, char **table, char **json);
 
 #ifdef __cplusplus

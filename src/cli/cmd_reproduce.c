@@ -63,6 +63,7 @@ int reproduce_main(const char *cmd, int argc, char **argv) {
       {"--seed", WCMI_OPT_I64, &seed, "S", "random seed (default 0)", 0},
       {"--threads", WCMI_OPT_INT, &threads, "T", "threads (default: WCMI_NUM_THREADS or all cores)", 0},
       {"--conv-algo", WCMI_OPT_STR, &conv_algo, "A", "convolutions: auto (default) or gemm", 0},
+      {"--dry-run", WCMI_OPT_FLAG, &c.dry_run, NULL, "print the stages, their budgets and the published numbers; run nothing", 0},
       {"--force", WCMI_OPT_FLAG, &c.force, NULL, "redo stages whose directory holds another configuration", 0},
       {"--progress", WCMI_OPT_FLAG, &task_progress, NULL, "also every task's own progress (a bar on a TTY)", 0},
       {"--quiet", WCMI_OPT_FLAG, &quiet, NULL, "no stage lines on stderr", 0},
@@ -92,7 +93,7 @@ int reproduce_main(const char *cmd, int argc, char **argv) {
   int rc = wcmi_task_reproduce(&ctx, &c, &table, &out);
   task_cli_catch_sigint(NULL);
   if (rc) fprintf(stderr, "wcmi %s: %s\n", cmd, wcmi_errmsg(&ctx));
-  else printf("%s%s", json ? out : table, json ? "\n" : "");
+  else printf("%s%s", json && out ? out : table, json && out ? "\n" : "");
   free(table);
   free(out);
   /* A bad profile, dataset or budget is a usage error; everything else a runtime one. */

@@ -593,6 +593,11 @@ static void pct(char *out, size_t n, double fraction_or_pct, int is_fraction) {
   else snprintf(out, n, "-");
 }
 
+static void nats(char *out, size_t n, double v) {
+  if (isfinite(v)) snprintf(out, n, "%.3f", v);
+  else snprintf(out, n, "-");
+}
+
 static void diff(char *out, size_t n, double wcmi_fraction, double paper_pct) {
   double d = 100 * wcmi_fraction - paper_pct;
   if (isfinite(d)) snprintf(out, n, "%+.2f", d);
@@ -607,8 +612,10 @@ static void header_lines(text *t, const plan *p, const char *prefix, double seco
   else snprintf(tr, sizeof tr, "all");
   if (c->test_subset > 0) snprintf(te, sizeof te, "%lld class-balanced", c->test_subset);
   else snprintf(te, sizeof te, "all");
-  put(t, "%swcmi reproduce: %s, profile %s: %s training / %s test images, batch %d, H = %d, seed %llu (%.0f s of stages)\n",
-      prefix, c->dataset, c->profile, tr, te, c->batch_size, c->hsize, (unsigned long long)c->seed, seconds);
+  put(t, "%swcmi reproduce: %s, profile %s: %s training / %s test images, batch %d, H = %d, seed %llu",
+      prefix, c->dataset, c->profile, tr, te, c->batch_size, c->hsize, (unsigned long long)c->seed);
+  if (seconds > 0) put(t, " (%.0f s of stages)", seconds);
+  put(t, "\n");
   put(t, "%sepochs: encoders %d, standard heads %d, robust heads %d, Baseline-H %d, MI critics %d; Adam lr %g "
          "(heads %g)%s\n",
       prefix, c->encoder_epochs, c->head_epochs, c->robust_head_epochs, c->model_epochs, c->mi_epochs, c->lr, c->head_lr,
@@ -627,8 +634,9 @@ static const char *row_label(const table_row *r, char *buf, size_t n) {
 static char *format_text(const plan *p, double seconds) {
   text t = {0};
   header_lines(&t, p, "", seconds);
-  put(&t, "\n%-26s %-6s | %-22s | %-22s | %7s\n", "encoder / training", "head", "natural: paper wcmi diff",
-      "PGD: paper wcmi diff", "strong");
+  put(&t, "\n%-33s | %-22s | %-22s | %7s\n", "", "natural accuracy", "PGD (paper's protocol)", "strong");
+  put(&t, "%-26s %-6s | %6s %6s %7s | %6s %6s %7s | %7s\n", "encoder / training", "head", "paper", "wcmi", "diff",
+      "paper", "wcmi", "diff", "wcmi");
   for (int i = 0; i < p->n_rows; i++) {
     const table_row *r = &p->rows[i];
     char l[64], pn[16], wn[16], dn[16], pa[16], wa[16], da[16], ws[16];
@@ -644,13 +652,20 @@ static char *format_text(const plan *p, double seconds) {
     char fano[24];
     if (isfinite(m->fano)) snprintf(fano, sizeof fano, "%.1f%%", 100 * m->fano);
     else snprintf(fano, sizeof fano, "none");
-    put(&t, "%-10s %9.3f %9.3f %13.3f %8.3f %11s\n", m->encoder, m->normal, m->worst, m->worst_refit, m->rv, fano);
+    char a[16], b[16], c[16], d[16];
+    nats(a, sizeof a, m->normal), nats(b, sizeof b, m->worst), nats(c, sizeof c, m->worst_refit), nats(d, sizeof d, m->rv);
+    put(&t, "%-10s %9s %9s %13s %8s %11s\n", m->encoder, a, b, c, d, fano);
   }
-  put(&t, "\npixels: the same heads on the raw (normalized) image, no encoder. early-stopped: a standard head kept at "
-          "the epoch of its best PGD accuracy on %s. Fano bound: (max(0, I_worst) + ln 2) / ln 10 caps any "
+  int early = 0;
+  for (int i = 0; i < p->n_rows; i++) early |= !strcmp(p->rows[i].training, "early-stopped");
+  put(&t, "\npixels: the same heads on the raw (normalized) image, no encoder.");
+  if (early)
+    put(&t, " early-stopped: a standard head kept at the epoch of its best PGD accuracy on %s.",
+        p->c.monitor_batches > 0 ? "the monitoring test batches" : "the test split");
+  put(&t, " Fano bound: (max(0, I_worst) + ln 2) / ln 10 caps any "
           "classifier's adversarial accuracy on the encoder (none: the estimate is no MI lower bound).\n"
           "Runs and charts: %s/report.html; JSON: %s/reproduce.json\n",
-      p->c.monitor_batches > 0 ? "the monitoring test batches" : "the test split", p->c.out_dir, p->c.out_dir);
+      p->c.out_dir, p->c.out_dir);
   if (t.oom) {
     free(t.s);
     return NULL;
@@ -679,7 +694,9 @@ static char *format_markdown(const plan *p, double seconds) {
     char fano[24];
     if (isfinite(m->fano)) snprintf(fano, sizeof fano, "%.1f%%", 100 * m->fano);
     else snprintf(fano, sizeof fano, "none");
-    put(&t, "| %s | %.3f | %.3f | %.3f | %.3f | %s |\n", m->encoder, m->normal, m->worst, m->worst_refit, m->rv, fano);
+    char a[16], b[16], c[16], d[16];
+    nats(a, sizeof a, m->normal), nats(b, sizeof b, m->worst), nats(c, sizeof c, m->worst_refit), nats(d, sizeof d, m->rv);
+    put(&t, "| %s | %s | %s | %s | %s | %s |\n", m->encoder, a, b, c, d, fano);
   }
   if (t.oom) {
     free(t.s);
@@ -789,6 +806,29 @@ static char *format_json(const plan *p, double seconds, double stage_seconds) {
   return out;
 }
 
+/* The plan of a dry run: every stage with its task and budget, then the table with the paper's
+ * column only. */
+static char *format_plan(const plan *p) {
+  text t = {0};
+  put(&t, "%-34s %-16s %6s %8s  %s\n", "stage (directory under --out)", "task", "epochs", "batches", "reads");
+  for (int i = 0; i < p->n; i++) {
+    const stage *s = &p->st[i];
+    char epochs[16];
+    if (s->kind == ST_EVAL) snprintf(epochs, sizeof epochs, "-");
+    else snprintf(epochs, sizeof epochs, "%d", s->cfg.epochs);
+    put(&t, "%-34s %-16s %6s %8.0f  %s\n", s->name, task_name(s), epochs, s->units,
+        s->upstream >= 0 ? s->model_in : "-");
+  }
+  char *table = format_text(p, 0);
+  if (table) put(&t, "\n%s", table);
+  free(table);
+  if (t.oom || !table) {
+    free(t.s);
+    return NULL;
+  }
+  return t.s;
+}
+
 static int write_text(wcmi_ctx *ctx, const char *dir, const char *leaf, const char *s) {
   char path[PATH_N];
   snprintf(path, sizeof path, "%s/%s", dir, leaf);
@@ -832,8 +872,15 @@ int wcmi_task_reproduce(wcmi_ctx *ctx, const wcmi_reproduce_cfg *cfg, char **tab
   char paper_path[1024];
   wcmi_paper_results_find(p->c.paper_results, paper_path, sizeof paper_path);
   if (!rc) rc = wcmi_paper_results_load(ctx, paper_path, &p->paper);
-  if (!rc) rc = wcmi_mkdir_p(ctx, p->c.out_dir);
   if (!rc) rc = build_plan(ctx, p);
+  if (!rc && p->c.dry_run) {
+    if (!(*table = format_plan(p))) rc = wcmi_fail(ctx, WCMI_ENOMEM, "out of memory");
+    for (int i = 0; i < p->n; i++) free(p->st[i].key);
+    wcmi_paper_results_free(&p->paper);
+    free(p);
+    return rc;
+  }
+  if (!rc) rc = wcmi_mkdir_p(ctx, p->c.out_dir);
   if (!rc) rc = run_all(ctx, p);
   if (!rc) rc = collect_results(ctx, p);
   if (!rc) {
