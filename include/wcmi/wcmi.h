@@ -12,6 +12,7 @@
 #include "wcmi/mi.h"
 #include "wcmi/model.h"
 #include "wcmi/nn.h"
+#include "wcmi/reproduce.h"
 #include "wcmi/tasks.h"
 #include "wcmi/train.h"
 
