@@ -16,7 +16,7 @@ check() { if eval "$2"; then passes=$((passes+1)); echo "ok: $1"; else fails=$((
 # A tiny synthetic Fashion-MNIST (200 training / 60 test images): stages cost milliseconds of data.
 $PY "$SRC/tests/tiny_fashion_mnist.py" "$T/data"
 
-ARGS=(--data fashion-mnist --data-dir "$T/data" --train-subset 100 --test-subset 20 --batch-size 10
+ARGS=(--data fashion-mnist --data-dir "$T/data" --train-subset 40 --test-subset 10 --batch-size 4
       --encoder-epochs 2 --head-epochs 2 --robust-head-epochs 1 --model-epochs 1 --mi-epochs 1 --hsize 8
       --max-batches 2 --monitor-batches 1 --eval-batches 1 --threads 1)
 

@@ -2,7 +2,7 @@
  * table (cmd_demo.c calls reproduce_main with the demo's defaults). */
 #include "cli/cli.h"
 #include "cli/task_cli.h"
-#include "wcmi/reproduce.h"
+#include "wcmi/demo.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -32,8 +32,8 @@ int reproduce_main(const char *cmd, int argc, char **argv);
 int reproduce_main(const char *cmd, int argc, char **argv) {
   const int demo = !strcmp(cmd, "demo");
   wcmi_reproduce_cfg c;
-  wcmi_reproduce_defaults(&c);
-  if (demo) c.out_dir = "runs/demo";
+  if (demo) wcmi_demo_defaults(&c);
+  else wcmi_reproduce_defaults(&c);
   long long seed = 0;
   int threads = 0, task_progress = 0, json = 0, quiet = 0;
   const char *conv_algo = NULL;

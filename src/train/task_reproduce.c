@@ -516,35 +516,35 @@ static double number_or_nan(const wcmi_json *obj, const char *key) {
   return v && v->type == WCMI_JSON_NUMBER ? v->number : NAN;
 }
 
-static int read_eval(wcmi_ctx *ctx, const stage *s, table_row *r) {
-  char path[PATH_N + 32];
-  snprintf(path, sizeof path, "%s/eval.json", s->dir);
-  wcmi_json *j = NULL;
-  int rc = wcmi_json_parse_file(ctx, path, 1 << 20, &j);
-  if (rc) return rc;
-  rc = wcmi_json_get_number(ctx, path, j, "nat_acc", &r->nat);
+/* eval.json: natural accuracy, the first attack's (the configured PGD: the paper's protocol) and
+ * the per-sample worst case over every attack. */
+static int read_eval(wcmi_ctx *ctx, const char *path, const wcmi_json *j, table_row *r) {
+  int rc = wcmi_json_get_number(ctx, path, j, "nat_acc", &r->nat);
   if (!rc) rc = wcmi_json_get_number(ctx, path, j, "worst_case_adv_acc", &r->strong);
   const wcmi_json *atk = wcmi_json_get(j, "attacks");
   const wcmi_json *first = atk ? wcmi_json_at(atk, 0) : NULL;
   const wcmi_json *name = first ? wcmi_json_get(first, "name") : NULL;
   if (!rc && !(name && name->type == WCMI_JSON_STRING && !strcmp(name->str, "pgd")))
     rc = wcmi_fail(ctx, WCMI_EFORMAT, "%s: the first attack is not the configured PGD", path);
-  if (!rc) rc = wcmi_json_get_number(ctx, path, first, "adv_acc", &r->adv);
-  wcmi_json_free(j);
-  return rc;
+  return rc ? rc : wcmi_json_get_number(ctx, path, first, "adv_acc", &r->adv);
 }
 
-static int read_vulnerability(wcmi_ctx *ctx, const stage *s, mi_row *m) {
-  char path[PATH_N + 32];
-  snprintf(path, sizeof path, "%s/summary.json", s->dir);
-  wcmi_json *j = NULL;
-  int rc = wcmi_json_parse_file(ctx, path, 1 << 22, &j);
-  if (rc) return rc;
-  rc = wcmi_json_get_number(ctx, path, j, "normal_mi", &m->normal);
-  if (!rc) rc = wcmi_json_get_number(ctx, path, j, "worst_mi", &m->worst);
+/* vulnerability's summary.json; the Fano bound is null for estimators that are no MI lower bound. */
+static int read_vulnerability(wcmi_ctx *ctx, const char *path, const wcmi_json *j, mi_row *m) {
   m->worst_refit = number_or_nan(j, "worst_mi_refit");
   m->rv = number_or_nan(j, "rv");
-  m->fano = number_or_nan(j, "fano_bound"); /* null for estimators that are not MI lower bounds */
+  m->fano = number_or_nan(j, "fano_bound");
+  int rc = wcmi_json_get_number(ctx, path, j, "normal_mi", &m->normal);
+  return rc ? rc : wcmi_json_get_number(ctx, path, j, "worst_mi", &m->worst);
+}
+
+/* Reads a finished stage's result file (eval.json or summary.json) into its row. */
+static int read_result(wcmi_ctx *ctx, const stage *s, table_row *row, mi_row *mi) {
+  char path[PATH_N + 32];
+  snprintf(path, sizeof path, "%s/%s", s->dir, result_leaf(s));
+  wcmi_json *j = NULL;
+  int rc = wcmi_json_parse_file(ctx, path, 1 << 22, &j);
+  if (!rc) rc = row ? read_eval(ctx, path, j, row) : read_vulnerability(ctx, path, j, mi);
   wcmi_json_free(j);
   return rc;
 }
@@ -626,9 +626,46 @@ static void header_lines(text *t, const plan *p, const char *prefix, double seco
   put(t, "%saccuracies in %%: paper = published (mean of 4 trials, %s); diff = wcmi - paper\n", prefix, p->paper.path);
 }
 
-static const char *row_label(const table_row *r, char *buf, size_t n) {
-  snprintf(buf, n, "%s / %s", r->encoder, r->training);
-  return buf;
+/* The printed cells of a row: paper, wcmi and diff for natural and PGD accuracy, then strong. */
+typedef struct row_text {
+  char label[64], c[7][16];
+} row_text;
+
+static void row_cells(const table_row *r, row_text *x) {
+  snprintf(x->label, sizeof x->label, "%s / %s", r->encoder, r->training);
+  pct(x->c[0], 16, r->paper_nat, 0), pct(x->c[1], 16, r->nat, 1), diff(x->c[2], 16, r->nat, r->paper_nat);
+  pct(x->c[3], 16, r->paper_adv, 0), pct(x->c[4], 16, r->adv, 1), diff(x->c[5], 16, r->adv, r->paper_adv);
+  pct(x->c[6], 16, r->strong, 1);
+}
+
+/* I, I_worst, I_worst re-fitted, RV, Fano bound ("none" when the estimator gives none). */
+typedef struct mi_text {
+  char c[5][24];
+} mi_text;
+
+static void mi_cells(const mi_row *m, mi_text *x) {
+  nats(x->c[0], 24, m->normal), nats(x->c[1], 24, m->worst), nats(x->c[2], 24, m->worst_refit), nats(x->c[3], 24, m->rv);
+  if (isfinite(m->fano)) snprintf(x->c[4], 24, "%.1f%%", 100 * m->fano);
+  else snprintf(x->c[4], 24, "none");
+}
+
+/* The rows and the MI table, as aligned text or as Markdown (after the accuracy table's header). */
+static void put_body(text *t, const plan *p, int md) {
+  const char *row = md ? "| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n"
+                       : "%-26s %-6s | %6s %6s %7s | %6s %6s %7s | %7s\n";
+  const char *mi = md ? "| %s | %s | %s | %s | %s | %s |\n" : "%-10s %9s %9s %13s %8s %11s\n";
+  for (int i = 0; i < p->n_rows; i++) {
+    row_text x;
+    row_cells(&p->rows[i], &x);
+    put(t, row, x.label, p->rows[i].head, x.c[0], x.c[1], x.c[2], x.c[3], x.c[4], x.c[5], x.c[6]);
+  }
+  if (md) put(t, "\n| encoder | I (nats) | I_worst | I_worst refit | RV | Fano bound |\n|---|---:|---:|---:|---:|---:|\n");
+  else put(t, "\n%-10s %9s %9s %13s %8s %11s\n", "encoder", "I (nats)", "I_worst", "I_worst refit", "RV", "Fano bound");
+  for (int k = 0; k < 2; k++) {
+    mi_text x;
+    mi_cells(&p->mi[k], &x);
+    put(t, mi, p->mi[k].encoder, x.c[0], x.c[1], x.c[2], x.c[3], x.c[4]);
+  }
 }
 
 static char *format_text(const plan *p, double seconds) {
@@ -637,25 +674,7 @@ static char *format_text(const plan *p, double seconds) {
   put(&t, "\n%-33s | %-22s | %-22s | %7s\n", "", "natural accuracy", "PGD (paper's protocol)", "strong");
   put(&t, "%-26s %-6s | %6s %6s %7s | %6s %6s %7s | %7s\n", "encoder / training", "head", "paper", "wcmi", "diff",
       "paper", "wcmi", "diff", "wcmi");
-  for (int i = 0; i < p->n_rows; i++) {
-    const table_row *r = &p->rows[i];
-    char l[64], pn[16], wn[16], dn[16], pa[16], wa[16], da[16], ws[16];
-    pct(pn, sizeof pn, r->paper_nat, 0), pct(wn, sizeof wn, r->nat, 1), diff(dn, sizeof dn, r->nat, r->paper_nat);
-    pct(pa, sizeof pa, r->paper_adv, 0), pct(wa, sizeof wa, r->adv, 1), diff(da, sizeof da, r->adv, r->paper_adv);
-    pct(ws, sizeof ws, r->strong, 1);
-    put(&t, "%-26s %-6s | %6s %6s %7s | %6s %6s %7s | %7s\n", row_label(r, l, sizeof l), r->head, pn, wn, dn, pa, wa, da,
-        ws);
-  }
-  put(&t, "\n%-10s %9s %9s %13s %8s %11s\n", "encoder", "I (nats)", "I_worst", "I_worst refit", "RV", "Fano bound");
-  for (int k = 0; k < 2; k++) {
-    const mi_row *m = &p->mi[k];
-    char fano[24];
-    if (isfinite(m->fano)) snprintf(fano, sizeof fano, "%.1f%%", 100 * m->fano);
-    else snprintf(fano, sizeof fano, "none");
-    char a[16], b[16], c[16], d[16];
-    nats(a, sizeof a, m->normal), nats(b, sizeof b, m->worst), nats(c, sizeof c, m->worst_refit), nats(d, sizeof d, m->rv);
-    put(&t, "%-10s %9s %9s %13s %8s %11s\n", m->encoder, a, b, c, d, fano);
-  }
+  put_body(&t, p, 0);
   int early = 0;
   for (int i = 0; i < p->n_rows; i++) early |= !strcmp(p->rows[i].training, "early-stopped");
   put(&t, "\npixels: the same heads on the raw (normalized) image, no encoder.");
@@ -679,25 +698,7 @@ static char *format_markdown(const plan *p, double seconds) {
   header_lines(&t, p, "- ", seconds);
   put(&t, "\n| encoder / training | head | nat paper | nat wcmi | nat diff | PGD paper | PGD wcmi | PGD diff | strong "
           "wcmi |\n|---|---|---:|---:|---:|---:|---:|---:|---:|\n");
-  for (int i = 0; i < p->n_rows; i++) {
-    const table_row *r = &p->rows[i];
-    char l[64], pn[16], wn[16], dn[16], pa[16], wa[16], da[16], ws[16];
-    pct(pn, sizeof pn, r->paper_nat, 0), pct(wn, sizeof wn, r->nat, 1), diff(dn, sizeof dn, r->nat, r->paper_nat);
-    pct(pa, sizeof pa, r->paper_adv, 0), pct(wa, sizeof wa, r->adv, 1), diff(da, sizeof da, r->adv, r->paper_adv);
-    pct(ws, sizeof ws, r->strong, 1);
-    put(&t, "| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", row_label(r, l, sizeof l), r->head, pn, wn, dn, pa, wa, da,
-        ws);
-  }
-  put(&t, "\n| encoder | I (nats) | I_worst | I_worst refit | RV | Fano bound |\n|---|---:|---:|---:|---:|---:|\n");
-  for (int k = 0; k < 2; k++) {
-    const mi_row *m = &p->mi[k];
-    char fano[24];
-    if (isfinite(m->fano)) snprintf(fano, sizeof fano, "%.1f%%", 100 * m->fano);
-    else snprintf(fano, sizeof fano, "none");
-    char a[16], b[16], c[16], d[16];
-    nats(a, sizeof a, m->normal), nats(b, sizeof b, m->worst), nats(c, sizeof c, m->worst_refit), nats(d, sizeof d, m->rv);
-    put(&t, "| %s | %s | %s | %s | %s | %s |\n", m->encoder, a, b, c, d, fano);
-  }
+  put_body(&t, p, 1);
   if (t.oom) {
     free(t.s);
     return NULL;
@@ -839,8 +840,8 @@ static int write_text(wcmi_ctx *ctx, const char *dir, const char *leaf, const ch
 
 static int collect_results(wcmi_ctx *ctx, plan *p) {
   int rc = WCMI_OK;
-  for (int i = 0; i < p->n_rows && !rc; i++) rc = read_eval(ctx, &p->st[p->rows[i].eval_stage], &p->rows[i]);
-  for (int k = 0; k < 2 && !rc; k++) rc = read_vulnerability(ctx, &p->st[p->mi[k].stage], &p->mi[k]);
+  for (int i = 0; i < p->n_rows && !rc; i++) rc = read_result(ctx, &p->st[p->rows[i].eval_stage], &p->rows[i], NULL);
+  for (int k = 0; k < 2 && !rc; k++) rc = read_result(ctx, &p->st[p->mi[k].stage], NULL, &p->mi[k]);
   return rc;
 }
 
