@@ -39,7 +39,8 @@ int reproduce_main(const char *cmd, int argc, char **argv) {
   const char *conv_algo = NULL;
   wcmi_opt opts[] = {
       {"--data", WCMI_OPT_STR, &c.dataset, "NAME", "mnist, fashion-mnist (default), svhn or cifar10", 0},
-      {"--out", WCMI_OPT_STR, &c.out_dir, "DIR", demo ? "where the runs go (default runs/demo)" : "where the runs go (default runs/reproduce)", 0},
+      {"--out", WCMI_OPT_STR, &c.out_dir, "DIR",
+       demo ? "where the runs go (default runs/demo)" : "where the runs go (default runs/reproduce)", 0},
       {"--profile", WCMI_OPT_STR, &c.profile, "P", "quick (default) or paper (the published budget)", 0},
       {"--data-dir", WCMI_OPT_STR, &c.data_dir, "DIR", "where the dataset files are (default: per dataset)", 0},
       {"--paper-results", WCMI_OPT_STR, &c.paper_results, "FILE", "the published numbers (default: see docs/reproduce.md)", 0},
@@ -63,17 +64,31 @@ int reproduce_main(const char *cmd, int argc, char **argv) {
       {"--seed", WCMI_OPT_I64, &seed, "S", "random seed (default 0)", 0},
       {"--threads", WCMI_OPT_INT, &threads, "T", "threads (default: WCMI_NUM_THREADS or all cores)", 0},
       {"--conv-algo", WCMI_OPT_STR, &conv_algo, "A", "convolutions: auto (default) or gemm", 0},
-      {"--dry-run", WCMI_OPT_FLAG, &c.dry_run, NULL, "print the stages, their budgets and the published numbers; run nothing", 0},
+      {"--dry-run", WCMI_OPT_FLAG, &c.dry_run, NULL,
+       "print the stages, their budgets and the published numbers; run nothing", 0},
       {"--force", WCMI_OPT_FLAG, &c.force, NULL, "redo stages whose directory holds another configuration", 0},
       {"--progress", WCMI_OPT_FLAG, &task_progress, NULL, "also every task's own progress (a bar on a TTY)", 0},
       {"--quiet", WCMI_OPT_FLAG, &quiet, NULL, "no stage lines on stderr", 0},
       {"--json", WCMI_OPT_FLAG, &json, NULL, "print reproduce.json instead of the table", 0},
       {0}};
   char synopsis[96];
-  snprintf(synopsis, sizeof synopsis, "%s%s", demo ? "" : "--data NAME ", "[--out DIR] [--profile quick|paper] [budget options]");
+  snprintf(synopsis, sizeof synopsis, "%s[--out DIR] [--profile quick|paper] [budget options]",
+           demo ? "" : "--data NAME ");
   WCMI_CLI_PARSE(cmd, synopsis, demo ? DEMO_DESCRIPTION : DESCRIPTION, opts, argc, argv, NULL);
   if (threads < 0 || c.monitor_batches < -1 || c.eval_batches < -1 || c.max_batches < 0) {
     fprintf(stderr, "wcmi %s: --threads, --monitor-batches, --eval-batches and --max-batches must be >= 0\n", cmd);
+    return 2;
+  }
+  static const char *const AT_LEAST_ONE[] = {"--encoder-epochs", "--head-epochs", "--robust-head-epochs", "--model-epochs",
+                                             "--mi-epochs", "--hsize", NULL};
+  const int *values[] = {&c.encoder_epochs, &c.head_epochs, &c.robust_head_epochs, &c.model_epochs, &c.mi_epochs, &c.hsize};
+  for (int i = 0; AT_LEAST_ONE[i]; i++)
+    if (wcmi_cli_given(opts, AT_LEAST_ONE[i]) && *values[i] < 1) {
+      fprintf(stderr, "wcmi %s: %s must be >= 1\n", cmd, AT_LEAST_ONE[i]);
+      return 2;
+    }
+  if (wcmi_cli_given(opts, "--batch-size") && (c.batch_size < 2 || c.batch_size > 65536)) {
+    fprintf(stderr, "wcmi %s: --batch-size must be in [2, 65536]\n", cmd);
     return 2;
   }
   if ((wcmi_cli_given(opts, "--train-subset") && c.train_subset < 0) ||

@@ -25,7 +25,7 @@ int wcmi_cmd_train_classifier(int argc, char **argv) {
                       "no updates) with Adam on cross-entropy, on clean batches (standard) or on PGD examples against "
                       "head(encoder(x)) with BN in eval mode during the attack (robust; --eps-fade grows eps). After "
                       "each epoch: natural and PGD adversarial accuracy on the test set (--eval-batches caps it); "
-                      "best.safetensors keeps the best adversarial accuracy when robust, natural otherwise. --data "
+                      "best.safetensors keeps the best adversarial accuracy when robust, natural otherwise (--select). --data "
                       "defaults to the dataset the model was trained on. Writes config.json, metrics.jsonl, "
                       "latest/best.safetensors and summary.json (also printed).",
                       extra, md.argc, md.argv);

@@ -18,7 +18,8 @@ int wcmi_cmd_train_model(int argc, char **argv) {
                           "Train the supervised Baseline-H from scratch: the basic encoder followed by a head, end to end "
                           "with Adam on cross-entropy, on clean batches (standard) or on PGD examples found with BN in "
                           "eval mode (robust). After each epoch: natural and PGD adversarial accuracy on the test set; "
-                          "best.safetensors keeps the best adversarial accuracy when robust, natural otherwise. Writes "
+                          "best.safetensors keeps the best adversarial accuracy when robust, natural otherwise "
+                          "(--select); --encoder pixels trains the head on the raw image instead of an encoder. Writes "
                           "config.json, metrics.jsonl, latest/best.safetensors and summary.json (also printed).",
                           extra, argc, argv);
   if (rc) return rc < 0 ? 0 : rc;

@@ -114,7 +114,8 @@ static int resolve_budget(wcmi_ctx *ctx, const wcmi_reproduce_cfg *in, plan *p) 
   if (!(c->head_lr > 0)) c->head_lr = quick ? 2e-3 : p->base.lr;
   if (c->encoder_epochs < 1 || c->head_epochs < 1 || c->robust_head_epochs < 1 || c->model_epochs < 1 ||
       c->mi_epochs < 1 || c->hsize < 1 || c->batch_size < 2 || c->batch_size > 65536)
-    return wcmi_fail(ctx, WCMI_EINVAL, "reproduce: every stage needs >= 1 epoch, --hsize >= 1, --batch-size in [2, 65536]");
+    return wcmi_fail(ctx, WCMI_EINVAL,
+                     "every stage needs >= 1 epoch, an MI critic width >= 1 and a batch size in [2, 65536]");
   p->base.data_dir = c->data_dir;
   p->base.train_subset = c->train_subset;
   p->base.test_subset = c->test_subset;
@@ -433,7 +434,8 @@ static void print_eta(const plan *p, int next) {
     left++;
     double sec = 0, units = 0;
     for (int j = 0; j < p->n; j++)
-      if (p->st[j].timed_units > 0 && !strcmp(p->st[j].rate, s->rate)) sec += p->st[j].seconds, units += p->st[j].timed_units;
+      if (p->st[j].timed_units > 0 && !strcmp(p->st[j].rate, s->rate))
+        sec += p->st[j].seconds, units += p->st[j].timed_units;
     if (units > 0) eta += s->units * sec / units;
     else untimed++;
   }
