@@ -17,20 +17,21 @@ check() { if eval "$2"; then passes=$((passes+1)); echo "ok: $1"; else fails=$((
 $PY "$SRC/tests/tiny_fashion_mnist.py" "$T/data"
 
 ARGS=(--data fashion-mnist --data-dir "$T/data" --train-subset 40 --test-subset 10 --batch-size 4
-      --encoder-epochs 2 --head-epochs 2 --robust-head-epochs 1 --model-epochs 1 --mi-epochs 1 --hsize 8
+      --encoder-epochs 3 --head-epochs 2 --robust-head-epochs 1 --model-epochs 1 --mi-epochs 1 --hsize 8
       --max-batches 2 --monitor-batches 1 --eval-batches 1 --threads 1)
 
 "$WCMI" reproduce "${ARGS[@]}" --out "$T/a" > "$T/a.txt" 2> "$T/a.err"
 rc=$?
 check "uninterrupted run exits 0" "[ $rc -eq 0 ] || { tail -5 '$T/a.err'; false; }"
 
-# The same run, interrupted once a later stage has started, then continued.
+# The same run, interrupted while the worst-case-MI encoder trains (its first epoch is done, two are
+# left), then continued: that stage resumes from its checkpoint, the others are skipped or rerun.
 "$WCMI" reproduce "${ARGS[@]}" --out "$T/b" > "$T/b1.txt" 2> "$T/b1.err" &
 pid=$!
-for _ in $(seq 1 600); do
-  [ -e "$T/b/.stages/dim-linear-robust.key" ] && break
+for _ in $(seq 1 30000); do
+  [ -s "$T/b/encoder-worst-mi/metrics.jsonl" ] && break
   kill -0 $pid 2>/dev/null || break
-  sleep 0.05
+  sleep 0.02
 done
 kill -INT $pid 2>/dev/null
 wait $pid
@@ -41,6 +42,8 @@ check "the interrupted run names how to continue" "grep -q 'rerun the same comma
 rc=$?
 check "the rerun finishes" "[ $rc -eq 0 ] || { tail -5 '$T/b2.err'; false; }"
 check "the rerun skipped the finished stages" "! grep -q 'encoder-dim (train-encoder)' '$T/b2.err'"
+check "and continued the interrupted one from its checkpoint" \
+  "grep -q 'continuing .*/encoder-worst-mi from its checkpoint' '$T/b2.err'"
 "$WCMI" reproduce "${ARGS[@]}" --out "$T/b" > "$T/b3.txt" 2> "$T/b3.err"
 check "a third run has nothing left to do" "[ $? -eq 0 ] && ! grep -q '^\[reproduce\] stage' '$T/b3.err'"
 check "and prints the same table" "diff <(sed 1d '$T/b2.txt') <(sed 1d '$T/b3.txt') > /dev/null"
