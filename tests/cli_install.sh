@@ -16,6 +16,10 @@ libdir=$(ls -d "$P"/lib* | head -1)
 check "static and shared libraries installed" "ls '$libdir'/libwcmi.a '$libdir'/libwcmi.so > /dev/null"
 check "pkg-config file installed" "[ -f '$libdir/pkgconfig/wcmi.pc' ]"
 check "the tool is installed and runs" "'$P/bin/wcmi' --version | grep -q wcmi"
+check "the published numbers are installed" "[ -s '$P/share/wcmi/paper_results.tsv' ]"
+# The installed tool reads its own copy (next to it), not the source tree's.
+check "the installed wcmi reproduce finds them" \
+  "env -u WCMI_PAPER_RESULTS '$P/bin/wcmi' reproduce --dry-run | grep -q '$P/bin/../share/wcmi/paper_results.tsv'"
 export PKG_CONFIG_PATH="$libdir/pkgconfig"
 # A sanitizer build's library needs the sanitizer runtime in whatever links it.
 SAN=""

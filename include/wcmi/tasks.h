@@ -27,6 +27,14 @@ typedef enum {
 const char *wcmi_head_fit_name(wcmi_head_fit f); /* "auto", "cached", "online" */
 int wcmi_head_fit_parse(wcmi_ctx *ctx, const char *s, wcmi_head_fit *out);
 
+/* Which epoch's model best.safetensors keeps (train-classifier, train-model). */
+typedef enum {
+  WCMI_SELECT_AUTO = 0, /* adversarial accuracy when training robustly, natural otherwise */
+  WCMI_SELECT_NAT = 1,  /* highest natural accuracy */
+  WCMI_SELECT_ADV = 2,  /* highest adversarial accuracy (the paper's "early-stopped on adv acc" rows) */
+} wcmi_select_kind;
+const char *wcmi_select_name(wcmi_select_kind s); /* "auto", "nat", "adv" */
+
 typedef struct wcmi_task_cfg {
   /* data */
   const char *data, *data_dir;
@@ -40,6 +48,8 @@ typedef struct wcmi_task_cfg {
   wcmi_mi_cfg mi;
   wcmi_grad_path grad_path;
   wcmi_head_kind head;
+  wcmi_encoder_kind encoder; /* train-model: basic (the paper's) or pixels (heads on raw pixels) */
+  wcmi_select_kind select;   /* train-classifier / train-model: what best.safetensors keeps */
   /* attack, for training (worst-case objective, robust training) and evaluation */
   wcmi_pgd_cfg attack;
   int eps_fade_epochs;

@@ -14,6 +14,7 @@
 #include "wcmi/model.h"
 #include "wcmi/nn.h"
 #include "wcmi/saliency.h"
+#include "wcmi/reproduce.h"
 #include "wcmi/tasks.h"
 #include "wcmi/train.h"
 

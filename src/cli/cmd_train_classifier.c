@@ -6,7 +6,7 @@
 
 int wcmi_cmd_train_classifier(int argc, char **argv) {
   task_cli tc;
-  const char *head = "mlp", *training = "standard", *model = NULL, *head_fit = NULL;
+  const char *head = "mlp", *training = "standard", *model = NULL, *head_fit = NULL, *select = "auto";
   wcmi_opt extra[] = {
       {"--model", WCMI_OPT_STR, &model, "FILE", "model file whose encoder is used, frozen (any wcmi model)", 0},
       {"--head", WCMI_OPT_STR, &head, "H", "linear or mlp (default)", 0},
@@ -14,6 +14,10 @@ int wcmi_cmd_train_classifier(int argc, char **argv) {
       {"--head-fit", WCMI_OPT_STR, &head_fit, "F",
        "standard heads: auto (default: cached unless the data is augmented), cached (encode once, fit on whitened "
        "features: seconds) or online (encoder in the loop)", 0},
+      {"--select", WCMI_OPT_STR, &select, "S",
+       "what best.safetensors keeps: auto (default: adversarial accuracy when robust, natural otherwise), nat or adv "
+       "(a standard head early-stopped on adversarial accuracy)",
+       0},
       {0}};
   model_data_argv md;
   int rc = model_data_argv_init(&md, "train-classifier", argc, argv);
@@ -27,7 +31,7 @@ int wcmi_cmd_train_classifier(int argc, char **argv) {
                       "and the whitening folded into the head's first layer): the same batches, in seconds. "
                       "After each epoch: natural accuracy (and PGD adversarial accuracy for online fits) on the test "
                       "set (--eval-batches caps it); best.safetensors keeps the best adversarial accuracy when robust, "
-                      "natural otherwise; the final PGD evaluation runs through the encoder. --data "
+                      "natural otherwise (--select); the final PGD evaluation runs through the encoder. --data "
                       "defaults to the dataset the model was trained on. Writes config.json, metrics.jsonl, "
                       "latest/best.safetensors and summary.json (also printed).",
                       extra, md.argc, md.argv);
@@ -41,7 +45,7 @@ int wcmi_cmd_train_classifier(int argc, char **argv) {
       fprintf(stderr, "wcmi train-classifier: --model ENCODER_FILE is required\n");
       return 2;
     }
-    if (wcmi_head_parse(&tc.ctx, head, &tc.cfg.head)) {
+    if (wcmi_head_parse(&tc.ctx, head, &tc.cfg.head) || task_cli_select(&tc.ctx, select, &tc.cfg.select)) {
       fprintf(stderr, "wcmi train-classifier: %s\n", wcmi_errmsg(&tc.ctx));
       return 2;
     }

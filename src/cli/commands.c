@@ -14,6 +14,7 @@ int wcmi_cmd_vulnerability(int argc, char **argv);
 int wcmi_cmd_saliency(int argc, char **argv);
 int wcmi_cmd_report(int argc, char **argv);
 int wcmi_cmd_demo(int argc, char **argv);
+int wcmi_cmd_reproduce(int argc, char **argv);
 
 const wcmi_cli_command wcmi_cli_commands[] = {
     {"version", "print version and the linked BLAS", wcmi_cmd_version},
@@ -28,6 +29,7 @@ const wcmi_cli_command wcmi_cli_commands[] = {
     {"vulnerability", "normal and worst-case MI, representation vulnerability and the Fano bound", wcmi_cmd_vulnerability},
     {"saliency", "saliency maps: input gradients of the MI loss, cross-entropy or a feature (PNG grid)", wcmi_cmd_saliency},
     {"report", "one self-contained HTML report over run directories (curves, accuracies, RV, Fano, saliency)", wcmi_cmd_report},
-    {"demo", "the main job: DIM vs worst-case MI on Fashion-MNIST, one table", wcmi_cmd_demo},
+    {"reproduce", "one paper table in one resumable command, beside the published numbers", wcmi_cmd_reproduce},
+    {"demo", "the main job: the quick Fashion-MNIST table of reproduce", wcmi_cmd_demo},
     {0, 0, 0},
 };

@@ -263,12 +263,25 @@ int task_cli_check_threads(const char *cmd, int threads) {
   return 0;
 }
 
+void task_cli_catch_sigint(wcmi_ctx *ctx) {
+  interrupt_target = ctx;
+  signal(SIGINT, ctx ? on_sigint : SIG_DFL);
+}
+
 int task_cli_conv_algo(wcmi_ctx *ctx, const char *cmd, const char *value) {
   if (!value) return 0;
   if (!strcmp(value, "auto")) ctx->conv_algo = WCMI_CONV_AUTO;
   else if (!strcmp(value, "gemm")) ctx->conv_algo = WCMI_CONV_GEMM;
   else return fprintf(stderr, "wcmi %s: --conv-algo must be auto or gemm\n", cmd), 2; /* the value may hold newlines */
   return 0;
+}
+
+int task_cli_select(wcmi_ctx *ctx, const char *value, wcmi_select_kind *out) {
+  if (!strcmp(value, "auto")) *out = WCMI_SELECT_AUTO;
+  else if (!strcmp(value, "nat")) *out = WCMI_SELECT_NAT;
+  else if (!strcmp(value, "adv")) *out = WCMI_SELECT_ADV;
+  else return wcmi_fail(ctx, WCMI_EINVAL, "--select must be auto, nat or adv");
+  return WCMI_OK;
 }
 
 int task_cli_exit_code(int status) {

@@ -41,7 +41,11 @@ int task_cli_conv_algo(wcmi_ctx *ctx, const char *cmd, const char *value);
 /* Runs a task function, prints its summary on stdout, maps errors to exit codes (1, or 130 after
  * Ctrl-C) with a one-line message on stderr. */
 int task_cli_finish(task_cli *tc, const char *cmd, int rc, char *summary);
+/* Ctrl-C asks ctx's running task to stop (ctx->interrupt; a second Ctrl-C kills); NULL undoes it. */
+void task_cli_catch_sigint(wcmi_ctx *ctx);
 /* Exit code for a library status. */
 int task_cli_exit_code(int status);
+/* Parses --select auto|nat|adv (what best.safetensors keeps); message in ctx on error. */
+int task_cli_select(wcmi_ctx *ctx, const char *value, wcmi_select_kind *out);
 
 #endif

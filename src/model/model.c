@@ -7,27 +7,39 @@
 
 int wcmi_model_init(wcmi_ctx *ctx, wcmi_model *m, const char *dataset, int hsize, wcmi_head_kind head, int max_batch,
                     uint64_t seed) {
+  return wcmi_model_init_ex(ctx, m, dataset, WCMI_ENCODER_BASIC, hsize, head, max_batch, seed);
+}
+
+int wcmi_model_init_ex(wcmi_ctx *ctx, wcmi_model *m, const char *dataset, wcmi_encoder_kind encoder, int hsize,
+                       wcmi_head_kind head, int max_batch, uint64_t seed) {
   memset(m, 0, sizeof *m);
   int rc = wcmi_input_spec_for(ctx, dataset, &m->in);
   if (rc) return rc;
   if (hsize < 0 || hsize > WCMI_HSIZE_MAX) return wcmi_fail(ctx, WCMI_EINVAL, "hsize %d outside [0, %d]", hsize, WCMI_HSIZE_MAX);
+  if (encoder != WCMI_ENCODER_BASIC && encoder != WCMI_ENCODER_PIXELS)
+    return wcmi_fail(ctx, WCMI_EINVAL, "encoder: unknown kind %d", (int)encoder);
+  if (encoder == WCMI_ENCODER_PIXELS && hsize > 0)
+    return wcmi_fail(ctx, WCMI_EINVAL, "the pixels encoder has no MI estimators (hsize must be 0, got %d)", hsize);
   snprintf(m->dataset, sizeof m->dataset, "%s", dataset);
   m->hsize = hsize;
   m->head = head;
+  m->encoder_kind = encoder;
+  m->zdim = encoder == WCMI_ENCODER_PIXELS ? m->in.C * m->in.H * m->in.W : WCMI_ZDIM;
   wcmi_rng rng;
   wcmi_rng_derive(&rng, seed, WCMI_STREAM_INIT);
-  m->encoder = wcmi_build_encoder(ctx, &m->in, max_batch, &rng);
+  m->encoder = encoder == WCMI_ENCODER_PIXELS ? wcmi_build_pixels_encoder(ctx, &m->in, max_batch, &rng)
+                                               : wcmi_build_encoder(ctx, &m->in, max_batch, &rng);
   if (!m->encoder) return ctx->status;
   if (hsize > 0) {
     m->local = wcmi_build_local_estimator(ctx, &m->in, hsize, max_batch, &rng);
-    m->global = m->local ? wcmi_build_global_estimator(ctx, WCMI_ZDIM, hsize, max_batch, &rng) : NULL;
+    m->global = m->local ? wcmi_build_global_estimator(ctx, m->zdim, hsize, max_batch, &rng) : NULL;
     if (!m->global) {
       wcmi_model_free(m);
       return ctx->status;
     }
   }
   if (head != WCMI_HEAD_NONE) {
-    m->classifier = wcmi_build_head(ctx, head, WCMI_ZDIM, WCMI_NUM_CLASSES, max_batch, &rng);
+    m->classifier = wcmi_build_head(ctx, head, m->zdim, WCMI_NUM_CLASSES, max_batch, &rng);
     if (!m->classifier) {
       wcmi_model_free(m);
       return ctx->status;
@@ -61,7 +73,8 @@ int wcmi_model_nets(wcmi_model *m, wcmi_net **out) {
 }
 
 void wcmi_model_describe(const wcmi_model *m, char *buf, size_t n) {
-  int w = snprintf(buf, n, "encoder(basic, in=%dx%dx%d, z=%d)", m->in.C, m->in.H, m->in.W, WCMI_ZDIM);
+  int w = snprintf(buf, n, "encoder(%s, in=%dx%dx%d, z=%d)", wcmi_encoder_name(m->encoder_kind), m->in.C, m->in.H,
+                   m->in.W, m->zdim);
   if (w < 0 || (size_t)w >= n) return;
   if (m->hsize > 0) {
     int w2 = snprintf(buf + w, n - (size_t)w, " + dim_local(H=%d) + dim_global(H=%d)", m->hsize, m->hsize);
@@ -89,7 +102,7 @@ static int collect_params(wcmi_ctx *ctx, wcmi_model *m, wcmi_param *const *extra
 
 int wcmi_model_save(wcmi_ctx *ctx, wcmi_model *m, const char *path, wcmi_param *const *extra, int n_extra,
                     const wcmi_st_kv *meta, int n_meta) {
-  if (n_meta > MODEL_META_MAX - 5) return wcmi_fail(ctx, WCMI_EINVAL, "%s: too many metadata entries", path);
+  if (n_meta > MODEL_META_MAX - 6) return wcmi_fail(ctx, WCMI_EINVAL, "%s: too many metadata entries", path);
   wcmi_param **ps;
   int n = collect_params(ctx, m, extra, n_extra, &ps);
   if (n < 0) return wcmi_fail(ctx, WCMI_ENOMEM, "%s: out of memory", path);
@@ -97,8 +110,9 @@ int wcmi_model_save(wcmi_ctx *ctx, wcmi_model *m, const char *path, wcmi_param *
   snprintf(hsize, sizeof hsize, "%d", m->hsize);
   wcmi_model_describe(m, arch, sizeof arch);
   wcmi_st_kv kv[MODEL_META_MAX] = {{"format", "wcmi-model-1"}, {"dataset", m->dataset}, {"hsize", hsize},
-                                    {"head", wcmi_head_name(m->head)}, {"architecture", arch}};
-  int nkv = 5;
+                                    {"head", wcmi_head_name(m->head)}, {"architecture", arch},
+                                    {"encoder", wcmi_encoder_name(m->encoder_kind)}};
+  int nkv = 6;
   for (int i = 0; i < n_meta; i++) kv[nkv++] = meta[i];
   int rc = wcmi_st_write_params(ctx, path, ps, n, kv, nkv);
   wcmi_free(ps);
@@ -186,9 +200,11 @@ int wcmi_model_load(wcmi_ctx *ctx, const char *path, int max_batch, wcmi_model *
   wcmi_st *st = NULL;
   int rc = wcmi_st_open(ctx, path, &st);
   if (rc) return rc;
-  const char *dataset = wcmi_st_meta(st, "dataset"), *head = wcmi_st_meta(st, "head");
+  const char *dataset = wcmi_st_meta(st, "dataset"), *head = wcmi_st_meta(st, "head"),
+             *encoder = wcmi_st_meta(st, "encoder");
   int hsize = 0;
   wcmi_head_kind hk = WCMI_HEAD_NONE;
+  wcmi_encoder_kind ek = WCMI_ENCODER_BASIC; /* files without the key predate the pixels encoder */
   /* Files written elsewhere (e.g. by PyTorch with the interchange names) may lack wcmi's metadata:
    * the architecture is then read off the tensor names and shapes. */
   const wcmi_st_info *w0 = wcmi_st_find(st, "encoder.layer0.0.weight");
@@ -201,13 +217,15 @@ int wcmi_model_load(wcmi_ctx *ctx, const char *path, int max_batch, wcmi_model *
   }
   if (!rc && head && strcmp(head, "none") && wcmi_head_parse(ctx, head, &hk))
     rc = wcmi_fail(ctx, WCMI_EFORMAT, "%s: metadata 'head' = '%s' is not linear, mlp or none", path, head);
+  if (!rc && encoder && wcmi_encoder_parse(ctx, encoder, &ek))
+    rc = wcmi_fail(ctx, WCMI_EFORMAT, "%s: metadata 'encoder' = '%s' is not basic or pixels", path, encoder);
   if (!rc && !head)
     hk = wcmi_st_find(st, "classifier.layer1.0.weight") ? WCMI_HEAD_MLP
          : wcmi_st_find(st, "classifier.layer0.weight") ? WCMI_HEAD_LINEAR
                                                          : WCMI_HEAD_NONE;
   if (!rc) rc = check_dims_against_file(ctx, st, path, dataset, hsize);
   if (!rc) {
-    rc = wcmi_model_init(ctx, m, dataset, hsize, hk, max_batch, 0);
+    rc = wcmi_model_init_ex(ctx, m, dataset, ek, hsize, hk, max_batch, 0);
     if (rc) {
       char cause[sizeof ctx->msg]; /* ctx->msg cannot be both the output and an argument of vsnprintf */
       snprintf(cause, sizeof cause, "%s", ctx->msg);
@@ -240,6 +258,6 @@ int wcmi_net_copy_params(wcmi_ctx *ctx, wcmi_net *dst, wcmi_net *src) {
 int wcmi_model_encode(wcmi_ctx *ctx, wcmi_model *m, const float *x, int N, float *z) {
   const float *out = wcmi_net_forward(m->encoder, x, N, 0);
   if (!out) return ctx->status ? ctx->status : wcmi_fail(ctx, WCMI_EINVAL, "encode: forward failed");
-  memcpy(z, out, (size_t)N * WCMI_ZDIM * sizeof(float));
+  memcpy(z, out, (size_t)N * (size_t)m->zdim * sizeof(float));
   return WCMI_OK;
 }

@@ -29,6 +29,15 @@ int wcmi_head_parse(wcmi_ctx *ctx, const char *s, wcmi_head_kind *out) {
   return WCMI_OK;
 }
 
+const char *wcmi_encoder_name(wcmi_encoder_kind k) { return k == WCMI_ENCODER_PIXELS ? "pixels" : "basic"; }
+
+int wcmi_encoder_parse(wcmi_ctx *ctx, const char *s, wcmi_encoder_kind *out) {
+  if (!strcmp(s, "basic")) *out = WCMI_ENCODER_BASIC;
+  else if (!strcmp(s, "pixels")) *out = WCMI_ENCODER_PIXELS;
+  else return wcmi_fail(ctx, WCMI_EINVAL, "unknown encoder '%s' (expected basic or pixels)", s);
+  return WCMI_OK;
+}
+
 /* Finalizes or frees: builders chain calls with `rc = rc ? rc : f(...)` and end here. */
 static wcmi_net *finish(wcmi_net *net, int rc, int max_batch, wcmi_rng *rng) {
   if (!rc) rc = wcmi_net_finalize(net, max_batch, rng);
@@ -60,6 +69,15 @@ wcmi_net *wcmi_build_encoder(wcmi_ctx *ctx, const wcmi_input_spec *in, int max_b
   rc = rc ? rc : wcmi_net_add_batchnorm(net, "layer4.1");
   rc = rc ? rc : wcmi_net_add_relu(net);
   rc = rc ? rc : wcmi_net_add_linear(net, "layer5", WCMI_ZDIM, 1);
+  return finish(net, rc, max_batch, rng);
+}
+
+wcmi_net *wcmi_build_pixels_encoder(wcmi_ctx *ctx, const wcmi_input_spec *in, int max_batch, wcmi_rng *rng) {
+  wcmi_net *net = wcmi_net_new(ctx, "encoder", wcmi_shape3(in->C, in->H, in->W));
+  if (!net) return NULL;
+  /* The same normalization as the basic encoder's first step, so both see the same inputs. */
+  int rc = wcmi_net_add_normalize(net, in->C, in->mean, in->std);
+  rc = rc ? rc : wcmi_net_add_flatten(net);
   return finish(net, rc, max_batch, rng);
 }
 

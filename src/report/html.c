@@ -5,6 +5,7 @@
 #ifndef _XOPEN_SOURCE
 #define _XOPEN_SOURCE 700
 #endif
+#include "report/report_internal.h"
 #include "wcmi/image.h"
 #include "wcmi/io.h"
 #include "wcmi/report.h"
@@ -811,17 +812,21 @@ static const char *STYLE =
     ".tables{display:flex;flex-wrap:wrap;gap:24px;align-items:flex-start}.tables details{max-width:100%}"
     "table.kv td{max-width:520px;overflow-wrap:anywhere}";
 
-static int write_page(wcmi_ctx *ctx, FILE *f, const wcmi_report_cfg *cfg, const run *const *runs) {
+static int write_page(wcmi_ctx *ctx, FILE *f, const wcmi_report_cfg *cfg, const run *const *runs, int n_runs) {
   const char *title = cfg->title ? cfg->title : "wcmi report";
   fputs("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>", f);
   esc(f, title);
   fprintf(f, "</title>\n<style>%s</style>\n</head>\n<body>\n<h1>", STYLE);
   esc(f, title);
   fprintf(f, "</h1>\n<p class=\"caption\">wcmi %s &middot; %d run%s. MI in nats; accuracies and bounds in %%.</p>\n",
-          wcmi_version(), cfg->n_runs, cfg->n_runs == 1 ? "" : "s");
-  overview(f, runs, cfg->n_runs);
-  int rc = fano_scatter(ctx, f, runs, cfg->n_runs);
-  for (int i = 0; !rc && i < cfg->n_runs; i++) rc = write_run(ctx, f, runs[i], i, 0, runs, cfg->n_runs);
+          wcmi_version(), n_runs, n_runs == 1 ? "" : "s");
+  int rc = WCMI_OK;
+  for (int i = 0; !rc && i < cfg->n_runs; i++)
+    if (report_is_reproduce_dir(cfg->runs[i])) rc = report_reproduce_section(ctx, f, cfg->runs[i]);
+  if (rc) return rc;
+  overview(f, runs, n_runs);
+  rc = fano_scatter(ctx, f, runs, n_runs);
+  for (int i = 0; !rc && i < n_runs; i++) rc = write_run(ctx, f, runs[i], i, 0, runs, n_runs);
   if (!rc && cfg->n_saliency) {
     fputs("<h2 id=\"saliency\">Saliency maps</h2>\n", f);
     for (int i = 0; i < cfg->n_saliency && !rc; i++) rc = embed_png(ctx, f, cfg->saliency[i]);
@@ -830,23 +835,62 @@ static int write_page(wcmi_ctx *ctx, FILE *f, const wcmi_report_cfg *cfg, const 
   return rc;
 }
 
+/* The run directories to show: each one given, except that a `wcmi reproduce` directory stands for
+ * its stage directories (those that exist), in the order it ran them. */
+static int expand_runs(wcmi_ctx *ctx, const wcmi_report_cfg *cfg, char ***out, int *n_out) {
+  int cap = cfg->n_runs + 1, n = 0, rc = WCMI_OK;
+  char **dirs = calloc((size_t)cap, sizeof *dirs);
+  if (!dirs) return wcmi_fail(ctx, WCMI_ENOMEM, "out of memory");
+  for (int i = 0; i < cfg->n_runs && !rc; i++) {
+    char **stages = NULL;
+    int n_stages = 0, repro = report_is_reproduce_dir(cfg->runs[i]);
+    if (repro) rc = report_reproduce_stages(ctx, cfg->runs[i], &stages, &n_stages);
+    else if (!(stages = calloc(1, sizeof *stages)) || !(stages[0] = strdup(cfg->runs[i])))
+      rc = wcmi_fail(ctx, WCMI_ENOMEM, "out of memory");
+    else n_stages = 1;
+    if (!rc && n + n_stages >= cap) {
+      char **grown = realloc(dirs, (size_t)(cap = n + n_stages + 1) * sizeof *dirs);
+      if (!grown) rc = wcmi_fail(ctx, WCMI_ENOMEM, "out of memory");
+      else dirs = grown;
+    }
+    for (int k = 0; k < n_stages; k++) {
+      struct stat st;
+      if (!rc && (!repro || (stat(stages[k], &st) == 0 && S_ISDIR(st.st_mode)))) dirs[n++] = stages[k];
+      else free(stages[k]);
+    }
+    free(stages);
+  }
+  if (rc) {
+    for (int i = 0; i < n; i++) free(dirs[i]);
+    free(dirs);
+    return rc;
+  }
+  *out = dirs;
+  *n_out = n;
+  return WCMI_OK;
+}
+
 int wcmi_report_write(wcmi_ctx *ctx, const wcmi_report_cfg *cfg, const char *path) {
   if (!cfg || !path || cfg->n_runs < 0 || cfg->n_saliency < 0 || (cfg->n_runs && !cfg->runs))
     return wcmi_fail(ctx, WCMI_EINVAL, "report: bad arguments");
   if (!cfg->n_runs && !cfg->n_saliency) return wcmi_fail(ctx, WCMI_EINVAL, "report: no run directories given");
-  run **runs = calloc((size_t)cfg->n_runs + 1, sizeof *runs);
-  if (!runs) return wcmi_fail(ctx, WCMI_ENOMEM, "out of memory");
-  int rc = WCMI_OK;
-  for (int i = 0; i < cfg->n_runs && !rc; i++) rc = run_load(ctx, cfg->runs[i], cfg->runs[i], 0, &runs[i]);
+  char **dirs = NULL;
+  int n_dirs = 0;
+  int rc = expand_runs(ctx, cfg, &dirs, &n_dirs);
+  run **runs = rc ? NULL : calloc((size_t)n_dirs + 1, sizeof *runs);
+  if (!rc && !runs) rc = wcmi_fail(ctx, WCMI_ENOMEM, "out of memory");
+  for (int i = 0; i < n_dirs && !rc; i++) rc = run_load(ctx, dirs[i], dirs[i], 0, &runs[i]);
   char *page = NULL;
   size_t len = 0;
   FILE *f = rc ? NULL : open_memstream(&page, &len);
   if (!rc && !f) rc = wcmi_fail(ctx, WCMI_ENOMEM, "report: cannot open a memory stream");
-  if (!rc) rc = write_page(ctx, f, cfg, (const run *const *)runs);
+  if (!rc) rc = write_page(ctx, f, cfg, (const run *const *)runs, n_dirs);
   if (f && fclose(f) && !rc) rc = wcmi_fail(ctx, WCMI_ENOMEM, "report: writing the page failed");
   if (!rc) rc = wcmi_atomic_write(ctx, path, page, len);
   free(page);
-  for (int i = 0; i < cfg->n_runs; i++) run_free(runs[i]);
+  for (int i = 0; runs && i < n_dirs; i++) run_free(runs[i]);
   free(runs);
+  for (int i = 0; i < n_dirs; i++) free(dirs[i]);
+  free(dirs);
   return rc;
 }

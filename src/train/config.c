@@ -60,6 +60,10 @@ int wcmi_head_fit_parse(wcmi_ctx *ctx, const char *s, wcmi_head_fit *out) {
   return WCMI_OK;
 }
 
+const char *wcmi_select_name(wcmi_select_kind s) {
+  return s == WCMI_SELECT_NAT ? "nat" : s == WCMI_SELECT_ADV ? "adv" : "auto";
+}
+
 char *wcmi_task_config_json(const wcmi_task_cfg *c, const char *task) {
   wcmi_jsonw w;
   wcmi_jsonw_init_buffer(&w, 2);
@@ -80,6 +84,8 @@ char *wcmi_task_config_json(const wcmi_task_cfg *c, const char *task) {
   wcmi_jsonw_kv_string(&w, "measure", wcmi_mi_measure_name(c->mi.measure));
   wcmi_jsonw_kv_string(&w, "grad_path", c->grad_path == WCMI_PATH_BOTH ? "both" : "encoder");
   wcmi_jsonw_kv_string(&w, "head", wcmi_head_name(c->head));
+  wcmi_jsonw_kv_string(&w, "encoder", wcmi_encoder_name(c->encoder));
+  wcmi_jsonw_kv_string(&w, "select", wcmi_select_name(c->select));
   wcmi_jsonw_kv_bool(&w, "worst", c->worst);
   wcmi_jsonw_kv_bool(&w, "robust", c->robust);
   wcmi_jsonw_kv_string(&w, "head_fit", wcmi_head_fit_name(c->head_fit));
@@ -193,6 +199,20 @@ int wcmi_task_config_parse(wcmi_ctx *ctx, const char *path, const char *text, si
   if ((rc = wcmi_json_get_string(ctx, path, j, "head", &s))) goto fail;
   c->head = WCMI_HEAD_NONE;
   if (strcmp(s, "none") && (rc = wcmi_head_parse(ctx, s, &c->head))) goto fail;
+  /* "encoder" and "select" are absent from runs written before they existed: basic and auto. */
+  if (wcmi_json_get(j, "encoder") &&
+      ((rc = wcmi_json_get_string(ctx, path, j, "encoder", &s)) || (rc = wcmi_encoder_parse(ctx, s, &c->encoder))))
+    goto fail;
+  if (wcmi_json_get(j, "select")) {
+    if ((rc = wcmi_json_get_string(ctx, path, j, "select", &s))) goto fail;
+    if (!strcmp(s, "nat")) c->select = WCMI_SELECT_NAT;
+    else if (!strcmp(s, "adv")) c->select = WCMI_SELECT_ADV;
+    else if (!strcmp(s, "auto")) c->select = WCMI_SELECT_AUTO;
+    else {
+      rc = wcmi_fail(ctx, WCMI_EFORMAT, "%s: 'select' = '%s' is not auto, nat or adv", path, s);
+      goto fail;
+    }
+  }
   if ((rc = wcmi_json_get_bool(ctx, path, j, "worst", &b))) goto fail;
   c->worst = b;
   if ((rc = wcmi_json_get_bool(ctx, path, j, "robust", &b))) goto fail;

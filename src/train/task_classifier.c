@@ -82,6 +82,12 @@ static int clf_evaluate(trainer *t, clf_task *ct, int epoch) {
   return rc;
 }
 
+/* best.safetensors keeps the highest adversarial accuracy when training robustly or when asked to
+ * (--select adv: a standard head early-stopped on adversarial accuracy), natural otherwise. */
+static int selects_adv(const wcmi_task_cfg *c) {
+  return c->select == WCMI_SELECT_ADV || (c->select == WCMI_SELECT_AUTO && c->robust);
+}
+
 static int clf_end_epoch(trainer *t, int epoch, wcmi_jsonw *w, double *score) {
   clf_task *ct = t->user;
   int rc = clf_evaluate(t, ct, epoch);
@@ -89,7 +95,7 @@ static int clf_end_epoch(trainer *t, int epoch, wcmi_jsonw *w, double *score) {
   wcmi_jsonw_kv_double(w, "nat_acc", ct->last_nat);
   wcmi_jsonw_kv_double(w, "adv_acc", ct->last_adv);
   wcmi_jsonw_kv_double(w, "train_eps", wcmi_eps_schedule(t->cfg.attack.eps, epoch, t->cfg.eps_fade_epochs));
-  *score = t->cfg.robust ? ct->last_adv : ct->last_nat;
+  *score = selects_adv(&t->cfg) ? ct->last_adv : ct->last_nat;
   if (*score > t->best_score) { /* the trainer saves best.safetensors on the same test */
     ct->new_best = 1;
     ct->best_nat = ct->last_nat;
@@ -111,6 +117,7 @@ static int clf_summarize(trainer *t, wcmi_jsonw *w) {
                                                      "whitening folded into the first linear layer"
                                                    : "online: encoder (eval mode) in the loop every batch");
   if (!ct->end_to_end) wcmi_jsonw_kv_string(w, "encoder_model", t->cfg.model ? t->cfg.model : "");
+  else wcmi_jsonw_kv_string(w, "encoder", wcmi_encoder_name(t->cfg.encoder));
   wcmi_jsonw_kv_double(w, "nat_acc", ct->last_nat);
   wcmi_jsonw_kv_double(w, "adv_acc", ct->last_adv);
   if (ct->new_best) {
@@ -123,7 +130,7 @@ static int clf_summarize(trainer *t, wcmi_jsonw *w) {
   eval_attack a = {"pgd", t->cfg.attack, 0};
   eval_protocol_json(w, &a);
   wcmi_jsonw_end_object(w);
-  wcmi_jsonw_kv_string(w, "selection", t->cfg.robust ? "best.safetensors: highest adv_acc" : "best.safetensors: highest nat_acc");
+  wcmi_jsonw_kv_string(w, "selection", selects_adv(&t->cfg) ? "best.safetensors: highest adv_acc" : "best.safetensors: highest nat_acc");
   return WCMI_OK;
 }
 
@@ -141,9 +148,12 @@ static int choose_cached(wcmi_ctx *ctx, const wcmi_task_cfg *cfg, int end_to_end
     if (augmented)
       return wcmi_fail(ctx, WCMI_EINVAL, "--head-fit cached cannot apply %s's per-epoch augmentation; use --head-fit "
                                          "online", cfg->data);
+    if (cfg->select == WCMI_SELECT_ADV)
+      return wcmi_fail(ctx, WCMI_EINVAL, "--select adv needs PGD after every epoch: use --head-fit online");
     *cached = 1;
   } else if (cfg->head_fit == WCMI_HEAD_FIT_AUTO) {
-    *cached = !end_to_end && !cfg->robust && !augmented;
+    /* --select adv keeps the epoch with the best PGD accuracy, which only the online loop measures. */
+    *cached = !end_to_end && !cfg->robust && !augmented && cfg->select != WCMI_SELECT_ADV;
   }
   return WCMI_OK;
 }
@@ -241,6 +251,9 @@ static int load_frozen_encoder(wcmi_ctx *ctx, const wcmi_task_cfg *cfg, wcmi_mod
   if (strcmp(src.dataset, cfg->data))
     rc = wcmi_fail(ctx, WCMI_EINVAL, "%s: encoder was trained on %s, but the data is %s (pass --data %s)", cfg->model,
                    src.dataset, cfg->data, src.dataset);
+  if (!rc && src.encoder_kind != dst->encoder_kind)
+    rc = wcmi_fail(ctx, WCMI_EINVAL, "%s: a %s model has no encoder to freeze (train heads on raw pixels with train-model "
+                   "--encoder pixels)", cfg->model, wcmi_encoder_name(src.encoder_kind));
   if (!rc) rc = wcmi_net_copy_params(ctx, dst->encoder, src.encoder);
   wcmi_model_free(&src);
   return rc;
@@ -278,7 +291,8 @@ static int run_classifier_task(wcmi_ctx *ctx, const wcmi_task_cfg *cfg, int end_
       t.model = probe;
       memset(&probe, 0, sizeof probe);
     } else {
-      rc = wcmi_model_init(ctx, &t.model, cfg->data, 0, cfg->head, cfg->batch_size, cfg->seed);
+      rc = wcmi_model_init_ex(ctx, &t.model, cfg->data, end_to_end ? cfg->encoder : WCMI_ENCODER_BASIC, 0, cfg->head,
+                              cfg->batch_size, cfg->seed);
     }
   }
   t.local_means = 1; /* loss and train_acc are means over the step's samples */

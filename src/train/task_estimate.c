@@ -150,7 +150,7 @@ static int load_frozen_model(wcmi_ctx *ctx, const wcmi_task_cfg *cfg, estimate_t
     return wcmi_fail(ctx, WCMI_EINVAL, "%s: --repr logits needs a model with a classifier head (this one has none)",
                      cfg->model);
   et->logits = et->opts.repr == WCMI_REPR_LOGITS || (et->opts.repr == WCMI_REPR_AUTO && m->classifier);
-  et->zdim = et->logits ? WCMI_NUM_CLASSES : WCMI_ZDIM;
+  et->zdim = et->logits ? WCMI_NUM_CLASSES : m->zdim;
   wcmi_net_free(m->local);
   wcmi_net_free(m->global);
   m->local = m->global = NULL;

@@ -1,0 +1,119 @@
+/* wcmi reproduce: one paper table in one resumable command; wcmi demo is its quick Fashion-MNIST
+ * table (cmd_demo.c calls reproduce_main with the demo's defaults). */
+#include "cli/cli.h"
+#include "cli/task_cli.h"
+#include "wcmi/demo.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const char *DESCRIPTION =
+    "Runs every row of the dataset's table in the paper (PAPER.md section 7): a DIM and a worst-case-MI encoder; "
+    "standard and robust linear and MLP heads on each; the early-stopped row where the paper has one; supervised "
+    "standard and robust Baseline-H; and the same heads on raw pixels. Every model is evaluated with the paper's PGD "
+    "and with eval --attack strong; each encoder gets I, I_worst, RV and the Fano bound. Prints one table with the "
+    "published number beside each of wcmi's and the difference (also OUT/table.md, OUT/reproduce.json, "
+    "OUT/report.html). Every stage is a run directory under OUT; rerunning the same command continues where it "
+    "stopped (finished stages are skipped, an interrupted one resumes bit-exactly from its checkpoint), so Ctrl-C is "
+    "safe at any point (exit 130). Budgets: --profile quick (default; the Fashion-MNIST table in about 30 minutes "
+    "on 2 cores) or paper (the published budget: days); every budget flag overrides its profile value. The "
+    "published numbers come from data/paper_results.tsv (installed to share/wcmi; --paper-results or "
+    "$WCMI_PAPER_RESULTS override). See docs/reproduce.md.";
+
+static const char *DEMO_DESCRIPTION =
+    "The main job: `wcmi reproduce --data fashion-mnist --profile quick --out runs/demo` (the same stages and "
+    "options; see wcmi reproduce --help and docs/reproduce.md). DIM and worst-case-MI encoders, standard and robust "
+    "heads, the early-stopped row, Baseline-H and heads on pixels, evaluated with the paper's PGD and a strong "
+    "attack, with each encoder's MI, RV and Fano bound, printed as one table beside the published numbers.";
+
+int reproduce_main(const char *cmd, int argc, char **argv);
+
+int reproduce_main(const char *cmd, int argc, char **argv) {
+  const int demo = !strcmp(cmd, "demo");
+  wcmi_reproduce_cfg c;
+  if (demo) wcmi_demo_defaults(&c);
+  else wcmi_reproduce_defaults(&c);
+  long long seed = 0;
+  int threads = 0, task_progress = 0, json = 0, quiet = 0;
+  const char *conv_algo = NULL;
+  wcmi_opt opts[] = {
+      {"--data", WCMI_OPT_STR, &c.dataset, "NAME", "mnist, fashion-mnist (default), svhn or cifar10", 0},
+      {"--out", WCMI_OPT_STR, &c.out_dir, "DIR",
+       demo ? "where the runs go (default runs/demo)" : "where the runs go (default runs/reproduce)", 0},
+      {"--profile", WCMI_OPT_STR, &c.profile, "P", "quick (default) or paper (the published budget)", 0},
+      {"--data-dir", WCMI_OPT_STR, &c.data_dir, "DIR", "where the dataset files are (default: per dataset)", 0},
+      {"--paper-results", WCMI_OPT_STR, &c.paper_results, "FILE", "the published numbers (default: see docs/reproduce.md)", 0},
+      {"--train-subset", WCMI_OPT_I64, &c.train_subset, "N", "class-balanced training images (0: all; quick: 10000)", 0},
+      {"--test-subset", WCMI_OPT_I64, &c.test_subset, "N", "class-balanced test images (0: all; quick: 1000)", 0},
+      {"--encoder-epochs", WCMI_OPT_INT, &c.encoder_epochs, "E", "epochs of each encoder (quick: 4)", 0},
+      {"--head-epochs", WCMI_OPT_INT, &c.head_epochs, "E", "epochs of each standard head, early-stopped too (quick: 10)", 0},
+      {"--robust-head-epochs", WCMI_OPT_INT, &c.robust_head_epochs, "E", "epochs of each robust head (quick: 2)", 0},
+      {"--model-epochs", WCMI_OPT_INT, &c.model_epochs, "E", "epochs of each Baseline-H (quick: 3)", 0},
+      {"--mi-epochs", WCMI_OPT_INT, &c.mi_epochs, "E", "epochs of each fresh MI critic (quick: 2)", 0},
+      {"--hsize", WCMI_OPT_INT, &c.hsize, "H", "MI critic width (quick: 256, paper: 2048)", 0},
+      {"--batch-size", WCMI_OPT_INT, &c.batch_size, "B", "batch size of every stage (paper: 128)", 0},
+      {"--lr", WCMI_OPT_FLOAT, &c.lr, "LR", "Adam lr of encoders, Baseline-H and critics (quick: 5e-4, paper: 1e-4)", 0},
+      {"--head-lr", WCMI_OPT_FLOAT, &c.head_lr, "LR", "Adam lr of the heads (quick: 2e-3, paper: 1e-4)", 0},
+      {"--monitor-batches", WCMI_OPT_INT, &c.monitor_batches, "N",
+       "test batches checked after each epoch of head and model training, which pick the early-stopped epoch "
+       "(quick: 2; 0: all)",
+       0},
+      {"--eval-batches", WCMI_OPT_INT, &c.eval_batches, "N", "cap the final evaluation's batches (default: all)", 0},
+      {"--max-batches", WCMI_OPT_INT, &c.max_batches, "N", "cap training batches per epoch (smoke tests)", 0},
+      {"--seed", WCMI_OPT_I64, &seed, "S", "random seed (default 0)", 0},
+      {"--threads", WCMI_OPT_INT, &threads, "T", "threads (default: WCMI_NUM_THREADS or all cores)", 0},
+      {"--conv-algo", WCMI_OPT_STR, &conv_algo, "A", "convolutions: auto (default) or gemm", 0},
+      {"--dry-run", WCMI_OPT_FLAG, &c.dry_run, NULL,
+       "print the stages, their budgets and the published numbers; run nothing", 0},
+      {"--force", WCMI_OPT_FLAG, &c.force, NULL, "redo stages whose directory holds another configuration", 0},
+      {"--progress", WCMI_OPT_FLAG, &task_progress, NULL, "also every task's own progress (a bar on a TTY)", 0},
+      {"--quiet", WCMI_OPT_FLAG, &quiet, NULL, "no stage lines on stderr", 0},
+      {"--json", WCMI_OPT_FLAG, &json, NULL, "print reproduce.json instead of the table", 0},
+      {0}};
+  char synopsis[96];
+  snprintf(synopsis, sizeof synopsis, "%s[--out DIR] [--profile quick|paper] [budget options]",
+           demo ? "" : "--data NAME ");
+  WCMI_CLI_PARSE(cmd, synopsis, demo ? DEMO_DESCRIPTION : DESCRIPTION, opts, argc, argv, NULL);
+  if (threads < 0 || c.monitor_batches < -1 || c.eval_batches < -1 || c.max_batches < 0) {
+    fprintf(stderr, "wcmi %s: --threads, --monitor-batches, --eval-batches and --max-batches must be >= 0\n", cmd);
+    return 2;
+  }
+  static const char *const AT_LEAST_ONE[] = {"--encoder-epochs", "--head-epochs", "--robust-head-epochs", "--model-epochs",
+                                             "--mi-epochs", "--hsize", NULL};
+  const int *values[] = {&c.encoder_epochs, &c.head_epochs, &c.robust_head_epochs, &c.model_epochs, &c.mi_epochs, &c.hsize};
+  for (int i = 0; AT_LEAST_ONE[i]; i++)
+    if (wcmi_cli_given(opts, AT_LEAST_ONE[i]) && *values[i] < 1) {
+      fprintf(stderr, "wcmi %s: %s must be >= 1\n", cmd, AT_LEAST_ONE[i]);
+      return 2;
+    }
+  if (wcmi_cli_given(opts, "--batch-size") && (c.batch_size < 2 || c.batch_size > 65536)) {
+    fprintf(stderr, "wcmi %s: --batch-size must be in [2, 65536]\n", cmd);
+    return 2;
+  }
+  if ((wcmi_cli_given(opts, "--train-subset") && c.train_subset < 0) ||
+      (wcmi_cli_given(opts, "--test-subset") && c.test_subset < 0)) {
+    fprintf(stderr, "wcmi %s: subsets must be >= 0 (0: the whole split)\n", cmd);
+    return 2;
+  }
+  c.seed = (uint64_t)seed;
+  c.progress = !quiet;
+  c.task_progress = task_progress ? (isatty(2) ? 2 : 1) : 0;
+  wcmi_ctx ctx;
+  wcmi_ctx_init(&ctx);
+  if (threads) wcmi_set_threads(&ctx, threads);
+  if (task_cli_conv_algo(&ctx, cmd, conv_algo)) return 2;
+  char *table = NULL, *out = NULL;
+  task_cli_catch_sigint(&ctx);
+  int rc = wcmi_task_reproduce(&ctx, &c, &table, &out);
+  task_cli_catch_sigint(NULL);
+  if (rc) fprintf(stderr, "wcmi %s: %s\n", cmd, wcmi_errmsg(&ctx));
+  else printf("%s%s", json && out ? out : table, json && out ? "\n" : "");
+  free(table);
+  free(out);
+  /* A bad profile, dataset or budget is a usage error; everything else a runtime one. */
+  if (rc == WCMI_EINVAL && !strncmp(wcmi_errmsg(&ctx), "unknown ", 8)) return 2;
+  return task_cli_exit_code(rc);
+}
+
+int wcmi_cmd_reproduce(int argc, char **argv) { return reproduce_main("reproduce", argc, argv); }
