@@ -166,6 +166,7 @@ static void test_every_allocation_failure_is_clean(void) {
       fx_free(&now);
     }
     temps += has_temporary(run);
+    if (k % 250 == 0) fprintf(stderr, "  ... %lld of %lld\n", (long long)k, (long long)total);
   }
   fprintf(stderr, "  %lld failed allocations: %d did not fail the run, %d bad messages, %d torn checkpoints (%d left "
           "the first epoch's, the rest the complete second one), %d temporaries left\n",
