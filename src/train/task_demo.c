@@ -41,6 +41,7 @@ static int base_cfg(wcmi_ctx *ctx, const wcmi_demo_cfg *d, wcmi_task_cfg *c) {
   c->progress = d->progress;
   c->max_batches = d->max_batches;
   c->eval_batches = d->eval_batches;
+  c->force = 1; /* the demo's stages rewrite their own run directories under its --out on every run */
   return WCMI_OK;
 }
 

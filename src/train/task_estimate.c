@@ -455,6 +455,11 @@ int wcmi_task_vulnerability_ex(wcmi_ctx *ctx, const wcmi_task_cfg *cfg, const wc
   if (opts) o = *opts;
   else wcmi_estimate_opts_default(&o);
   char path[1100];
+  snprintf(path, sizeof path, "%s/config.json", dir);
+  /* As for every run directory: --out does not overwrite an earlier run without --force. */
+  if (!cfg->resume_dir && !cfg->force && access(path, F_OK) == 0)
+    return wcmi_fail(ctx, WCMI_EINVAL, "%s: the directory holds a run: continue it with --resume %s, or pass --force to "
+                     "overwrite it", dir, dir);
   int rc = wcmi_mkdir_p(ctx, dir);
   if (!rc && cfg->resume_dir) rc = load_opts(ctx, dir, &o);
   if (!rc && !cfg->resume_dir) {
@@ -478,6 +483,8 @@ int wcmi_task_vulnerability_ex(wcmi_ctx *ctx, const wcmi_task_cfg *cfg, const wc
     c.worst = k;
     c.out_dir = sub;
     c.resume_dir = cfg->resume_dir && access(latest, F_OK) == 0 ? sub : NULL;
+    /* A case that never saved a checkpoint starts again, over what its killed attempt left. */
+    c.force = cfg->force || (cfg->resume_dir && !c.resume_dir);
     if (cfg->progress) fprintf(stderr, "[vulnerability] %s case into %s\n", CASES[k], sub);
     char *s = NULL;
     rc = wcmi_task_estimate_mi_ex(ctx, &c, &o, &s);
