@@ -536,6 +536,8 @@ static int run_critic(wcmi_ctx *ctx, const wcmi_task_cfg *cfg, const wcmi_estima
   c.worst = worst;
   c.out_dir = sub;
   c.resume_dir = cfg->resume_dir && access(latest, F_OK) == 0 ? sub : NULL;
+  /* A critic that never saved a checkpoint starts again, over what its killed attempt left. */
+  c.force = cfg->force || (cfg->resume_dir && !c.resume_dir);
   char *s = NULL;
   int rc = estimate_one(ctx, &c, o, &s);
   if (!rc) rc = wcmi_json_parse(ctx, sub, s, strlen(s), j);
@@ -659,6 +661,11 @@ static void print_table(const wcmi_task_cfg *cfg, int K, const critic_result *re
 
 static int vulnerability_config(wcmi_ctx *ctx, const wcmi_task_cfg *cfg, const char *dir, wcmi_estimate_opts *o) {
   char path[1100];
+  snprintf(path, sizeof path, "%s/config.json", dir);
+  /* As for every run directory: --out does not overwrite an earlier run without --force. */
+  if (!cfg->resume_dir && !cfg->force && access(path, F_OK) == 0)
+    return wcmi_fail(ctx, WCMI_EINVAL, "%s: the directory holds a run: continue it with --resume %s, or pass --force to "
+                     "overwrite it", dir, dir);
   int rc = wcmi_mkdir_p(ctx, dir);
   if (!rc && cfg->resume_dir) rc = load_opts(ctx, dir, o);
   if (!rc && !cfg->resume_dir) {
