@@ -177,15 +177,15 @@ assert e["attacks"][0]["adv_acc"] == p["adv_acc"], (e["attacks"][0], p["adv_acc"
 EOF
 
 # ---- train-classifier, MLP head, robust (short PGD) with eps fade-in ----
-"$WCMI" train-classifier "${TINY[@]}" --model "$ENC" --head mlp --training robust --epochs 1 --max-batches 2 \
+"$WCMI" train-classifier "${TINY[@]}" --model "$ENC" --head mlp --training robust --epochs 2 --max-batches 2 \
   --attack-steps 3 --eps-fade 2 --out "$DIR/mlp" >"$DIR/mlp.json" 2>"$DIR/err"
 check "train-classifier mlp robust exits 0" test $? = 0 || cat "$DIR/err"
-check "mlp robust: fields, fade-in eps 0.05 in epoch 1, best by adversarial accuracy" py - "$DIR/mlp.json" "$DIR/mlp/metrics.jsonl" <<'EOF'
+check "mlp robust: fields, fade-in eps 0 in epoch 1 (clean, as the reference) and 0.05 in epoch 2, best by adversarial accuracy" py - "$DIR/mlp.json" "$DIR/mlp/metrics.jsonl" <<'EOF'
 import json, sys
 s = json.load(open(sys.argv[1])); m = [json.loads(l) for l in open(sys.argv[2])]
 assert s["head"] == "mlp" and s["training"] == "robust" and "adv_acc" in s and s["attack"]["steps"] == 3, s
 assert "adv_acc" in s["selection"], s
-assert abs(m[0]["eval"]["train_eps"] - 0.05) < 1e-6, m
+assert m[0]["eval"]["train_eps"] == 0 and abs(m[1]["eval"]["train_eps"] - 0.05) < 1e-6, m
 EOF
 
 # ---- train-model (Baseline-H), linear head ----

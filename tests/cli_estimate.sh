@@ -49,6 +49,11 @@ assert abs(s["test_mi"] - sum(s["test_mi_per_critic"]) / 2) < 1e-6
 assert s["test_mi_std"] >= 0 and s["test_mi_sem"] >= 0
 PYEOF
 
+# The quick profile's estimation critic is 64 wide unless --hsize is given (encoders keep 256).
+"$WCMI" estimate-mi --model "$MODEL" --case normal --profile quick --train-subset 256 --test-subset 128 --batch-size 64 \
+  --max-batches 1 --eval-batches 1 --critics 1 --out "$DIR/h64" >/dev/null 2>"$DIR/err"
+check "estimate-mi quick: a 64-wide critic for 2 epochs by default" "$PY" -c "import json,sys; c = json.load(open('$DIR/h64/config.json')); sys.exit(c['hsize'] != 64 or c['epochs'] != 2)"
+
 "$WCMI" estimate-mi --model "$MODEL" --case worst "${SMALL[@]}" --epochs 1 --refit-max-epochs 3 --refit-patience 1 \
   --critics 1 --out "$DIR/worst" >"$DIR/worst.json" 2>"$DIR/err"
 check "estimate-mi worst exits 0" test $? = 0

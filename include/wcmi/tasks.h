@@ -118,6 +118,10 @@ typedef struct wcmi_estimate_opts {
 } wcmi_estimate_opts;
 void wcmi_estimate_opts_default(wcmi_estimate_opts *o);
 const char *wcmi_repr_name(wcmi_repr_kind r); /* "auto", "z", "logits" */
+/* Width and epochs of the fresh critic that `wcmi estimate-mi` / `vulnerability` train under
+ * --profile quick when --hsize / --epochs are not given (docs/estimate-mi.md). */
+#define WCMI_QUICK_ESTIMATE_HSIZE 64
+#define WCMI_QUICK_ESTIMATE_EPOCHS 2
 /* The number of critics o asks for (o->critics, or the profile's default when 0). */
 int wcmi_estimate_critics(const wcmi_task_cfg *cfg, const wcmi_estimate_opts *o);
 /* The seed of critic k: k = 0 is seed itself (the single-critic run); others from (seed, k). */

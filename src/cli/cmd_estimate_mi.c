@@ -6,6 +6,18 @@
 /* --repr and the re-fit options, shared with `wcmi vulnerability`. Returns 0 or 2 (usage). */
 int estimate_cli_opts(const char *cmd, const char *repr, int patience, int max_epochs, int critics, wcmi_estimate_opts *o);
 
+void estimate_cli_quick_budget(task_cli *tc);
+
+/* The quick profile's estimation budget, where --hsize / --epochs do not say otherwise: a 64-wide
+ * critic trained for 2 epochs. At that budget (156 critic steps) a 256-wide critic is undertrained
+ * and its estimate moves by 0.7 nats with its seed, a 64-wide one by 0.04 (EXPERIMENTS.md section
+ * 3). Encoders keep the profile's 256 and 4 epochs. */
+void estimate_cli_quick_budget(task_cli *tc) {
+  if (tc->resume_cfg || strcmp(tc->cfg.profile, "quick")) return;
+  if (!wcmi_cli_given(tc->opts, "--hsize")) tc->cfg.hsize = WCMI_QUICK_ESTIMATE_HSIZE;
+  if (!wcmi_cli_given(tc->opts, "--epochs")) tc->cfg.epochs = WCMI_QUICK_ESTIMATE_EPOCHS;
+}
+
 int estimate_cli_opts(const char *cmd, const char *repr, int patience, int max_epochs, int critics, wcmi_estimate_opts *o) {
   wcmi_estimate_opts_default(o);
   if (repr) {
@@ -32,7 +44,7 @@ int wcmi_cmd_estimate_mi(int argc, char **argv) {
       {"--repr", WCMI_OPT_STR, &repr, "R", "logits (default when the model has a classifier head) or z", 0},
       {"--refit-patience", WCMI_OPT_INT, &patience, "P", "worst case: re-fitted critic stops after P epochs without held-out gain (3)", 0},
       {"--critics", WCMI_OPT_INT, &critics, "K",
-       "critics from independent seeds, averaged; JSON gets mean, std, per-critic values (quick: 3, paper: 1)", 0},
+       "critics from independent seeds, averaged; JSON gets mean, std, per-critic values (paper: 1; quick: 3, each H = 64 for 2 epochs unless --hsize / --epochs)", 0},
       {"--refit-max-epochs", WCMI_OPT_INT, &max_epochs, "N", "worst case: at most N re-fit epochs (50)", 0},
       {0}};
   int rc = task_cli_parse(&tc, "estimate-mi", "--model FILE --case normal|worst --out DIR [options]",
@@ -49,6 +61,7 @@ int wcmi_cmd_estimate_mi(int argc, char **argv) {
   }
   wcmi_estimate_opts o;
   if ((rc = estimate_cli_opts("estimate-mi", repr, patience, max_epochs, critics, &o))) return rc;
+  estimate_cli_quick_budget(&tc);
   if (!tc.resume_cfg) {
     tc.cfg.worst = !strcmp(kase, "worst");
     if (!tc.cfg.model) return fprintf(stderr, "wcmi estimate-mi: --model FILE is required\n"), 2;

@@ -643,7 +643,8 @@ static const char *const CASES[2] = {"normal", "worst"};
  * there is one critic. */
 static void print_row(const char *what, const double *v, int K, double sem) {
   double sd = K > 1 ? std_of(v, K) : sem;
-  fprintf(stderr, "  %-28s %8.4f ± %.4f\n", what, mean_of(v, K), sd);
+  if (isfinite(sd)) fprintf(stderr, "  %-28s %8.4f ± %.4f\n", what, mean_of(v, K), sd);
+  else fprintf(stderr, "  %-28s %8.4f\n", what, mean_of(v, K));
 }
 
 static void print_table(const wcmi_task_cfg *cfg, int K, const critic_result *res, const double *const *cols,
@@ -653,7 +654,8 @@ static void print_table(const wcmi_task_cfg *cfg, int K, const critic_result *re
           K > 1 ? "std over the critics" : "standard error over held-out batches");
   static const char *const names[6] = {"normal MI",          "worst-case MI (Algorithm 2)", "worst-case MI re-fitted",
                                        "RV = normal - worst", "RV re-fitted",                "attack drop (same critic)"};
-  const double sems[6] = {res[0].sem, res[K].sem, NAN, NAN, NAN, NAN};
+  const double rv_sem = sqrt(res[0].sem * res[0].sem + res[K].sem * res[K].sem);
+  const double sems[6] = {res[0].sem, res[K].sem, NAN, rv_sem, NAN, NAN};
   for (int i = 0; i < 6; i++) print_row(names[i], cols[i], K, sems[i]);
   if (fano_why) fprintf(stderr, "  Fano bound                       n/a (%s)\n\n", wcmi_mi_estimator_name(cfg->mi.estimator));
   else fprintf(stderr, "  Fano bound (mean I_worst >= 0)  %7.1f %%\n\n", 100 * fano);
