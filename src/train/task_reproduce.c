@@ -286,6 +286,10 @@ static int add_vulnerability(wcmi_ctx *ctx, plan *p, int k, const char *enc, int
   if (!s) return ctx->status;
   s->cfg.epochs = p->c.mi_epochs;
   s->cfg.lr = p->c.lr;
+  /* The quick estimation budget measured for RV's stability (EXPERIMENTS.md, issue 13): critics 64
+   * wide, 3 of them (estimate-mi's quick default), 2 epochs; a 256-wide critic is undertrained in
+   * that many steps and its estimate moves by up to 0.7 nats with the seed. */
+  if (!strcmp(p->c.profile, "quick") && s->cfg.hsize > 64) s->cfg.hsize = 64;
   p->mi[k] = (mi_row){enc, p->n - 1, NAN, NAN, NAN, NAN, NAN};
   return WCMI_OK;
 }
