@@ -164,11 +164,22 @@ int wcmi_net_load(wcmi_ctx *ctx, const wcmi_st *st, wcmi_net *net) {
  * the nets allocate is fixed by (input spec, hsize, head), so once the input channels and H agree
  * with tensors the file really holds (their bytes are in the file), nothing is allocated from an
  * unchecked number. The remaining shapes are compared exactly by wcmi_st_load_params. */
-static int check_dims_against_file(wcmi_ctx *ctx, const wcmi_st *st, const char *path, const char *dataset, int hsize) {
+static int check_dims_against_file(wcmi_ctx *ctx, const wcmi_st *st, const char *path, const char *dataset, int hsize,
+                                   wcmi_encoder_kind ek) {
   wcmi_input_spec in;
   int rc = wcmi_input_spec_for(ctx, dataset, &in);
   if (rc) return wcmi_fail(ctx, WCMI_EFORMAT, "%s: metadata 'dataset' = '%.40s' is not mnist, fashion-mnist, svhn or cifar10",
                            path, dataset);
+  if (ek == WCMI_ENCODER_PIXELS) {
+    /* No encoder tensors: the head's first layer must take the dataset's C*H*W pixels. */
+    const wcmi_st_info *h0 = wcmi_st_find(st, "classifier.layer0.weight");
+    if (!h0) h0 = wcmi_st_find(st, "classifier.layer0.0.weight");
+    const int64_t D = (int64_t)in.C * in.H * in.W;
+    if (!h0 || h0->ndim != 2 || h0->shape[1] != D)
+      return wcmi_fail(ctx, WCMI_EFORMAT, "%s: a pixels model needs a head whose first layer takes the %lld pixels of %s%s",
+                       path, (long long)D, dataset, h0 ? "" : " (no classifier.layer0 tensor)");
+    return WCMI_OK;
+  }
   const wcmi_st_info *w0 = wcmi_st_find(st, "encoder.layer0.0.weight");
   if (!w0) return wcmi_fail(ctx, WCMI_EFORMAT, "%s: missing tensor 'encoder.layer0.0.weight' (not a wcmi model?)", path);
   if (w0->ndim != 4 || w0->shape[1] != in.C)
@@ -223,7 +234,7 @@ int wcmi_model_load(wcmi_ctx *ctx, const char *path, int max_batch, wcmi_model *
     hk = wcmi_st_find(st, "classifier.layer1.0.weight") ? WCMI_HEAD_MLP
          : wcmi_st_find(st, "classifier.layer0.weight") ? WCMI_HEAD_LINEAR
                                                          : WCMI_HEAD_NONE;
-  if (!rc) rc = check_dims_against_file(ctx, st, path, dataset, hsize);
+  if (!rc) rc = check_dims_against_file(ctx, st, path, dataset, hsize, ek);
   if (!rc) {
     rc = wcmi_model_init_ex(ctx, m, dataset, ek, hsize, hk, max_batch, 0);
     if (rc) {
