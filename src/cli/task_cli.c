@@ -118,6 +118,8 @@ static int apply(task_cli *tc, const char *cmd) {
     }
     if (given(tc, "--epochs")) c->epochs = tc->epochs;
     if (given(tc, "--data-dir")) c->data_dir = tc->data_dir;
+    /* How much of the test split the end-of-epoch evaluation covers: it reports, never trains. */
+    if (given(tc, "--eval-batches")) c->eval_batches = tc->eval_batches;
   } else {
     if (wcmi_task_defaults(ctx, c, tc->data, tc->profile)) {
       fprintf(stderr, "wcmi %s: %s\n", cmd, wcmi_errmsg(ctx));
