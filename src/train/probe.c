@@ -3,6 +3,7 @@
 #include "train/eval.h"
 #include "train/head_fit.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -39,6 +40,11 @@ int probe_init(wcmi_ctx *ctx, curve_probe *p, const wcmi_task_cfg *cfg, const wc
     rc = wcmi_fail(ctx, WCMI_EINVAL, "--probe-train %lld is smaller than one batch of %d", (long long)p->train.n, p->batch);
   if (rc) probe_free(p);
   return rc;
+}
+
+void probe_skip_to(curve_probe *p, double now) {
+  /* In one step, not by repeated addition: a tiny --probe-every would take ~now / every_s loops. */
+  if (p->every_s > 0 && p->next_at <= now) p->next_at += (floor((now - p->next_at) / p->every_s) + 1.0) * p->every_s;
 }
 
 void probe_free(curve_probe *p) {

@@ -28,6 +28,8 @@ typedef struct curve_probe {
 /* Picks the subsets (class-balanced, from cfg->seed) and schedules the first probe. */
 int probe_init(wcmi_ctx *ctx, curve_probe *p, const wcmi_task_cfg *cfg, const wcmi_dataset *train, const wcmi_dataset *test);
 void probe_free(curve_probe *p);
+/* Moves the next probe past `now` (training seconds) on the grid of every_s. */
+void probe_skip_to(curve_probe *p, double now);
 /* Runs one probe on m's encoder; writes "linear_nat_acc", "linear_adv_acc", the sizes, the attack
  * and "probe_seconds" as fields of the open JSON object w. */
 int probe_run(wcmi_ctx *ctx, curve_probe *p, wcmi_model *m, const wcmi_task_cfg *cfg, wcmi_jsonw *w);

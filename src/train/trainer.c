@@ -461,7 +461,7 @@ static int maybe_probe(trainer *t, int epoch, int64_t batch) {
   wcmi_jsonw_begin_object(&w);
   int rc = probe_run(t->ctx, t->probe, &t->model, &t->cfg, &w);
   /* Skip the probes that fell due while this one ran (a long probe must not run back to back). */
-  while (t->probe->next_at <= now) t->probe->next_at += t->probe->every_s;
+  probe_skip_to(t->probe, now);
   wcmi_jsonw_end_object(&w);
   wcmi_jsonw_end_object(&w);
   if (!rc) rc = wcmi_jsonw_finish(t->ctx, &w);
@@ -546,9 +546,7 @@ int trainer_run(trainer *t, char **summary) {
   if ((rc = bcast_state(t, &rp))) return rc;
   if (root && (rc = open_metrics(t))) return rc;
   /* Probes fall due on a grid of every_s seconds of training, continued across a resume. */
-  if (t->probe && t->elapsed_before > 0) {
-    while (t->probe->next_at < t->elapsed_before) t->probe->next_at += t->probe->every_s;
-  }
+  if (t->probe && t->elapsed_before > 0) probe_skip_to(t->probe, t->elapsed_before);
   wcmi_loader_config lc;
   wcmi_loader_config_default(&lc);
   lc.batch_size = c->batch_size;
