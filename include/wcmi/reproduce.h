@@ -61,6 +61,9 @@ typedef struct wcmi_reproduce_cfg {
   int robust_head_epochs;  /* robust heads */
   int model_epochs;        /* Baseline-H, standard and robust */
   int mi_epochs;           /* each fresh critic of `vulnerability` */
+  int robust_train_steps;  /* PGD steps of the robust heads' and robust Baseline-H's training attack, at
+                            * the paper's step x steps travel (quick: 5; paper: the dataset's). The
+                            * worst-case MI encoder and every evaluation keep the paper's attack. */
   int hsize;               /* MI critic width, in training and estimation */
   int batch_size;          /* every stage's batch (paper: 128) */
   double lr, head_lr;      /* Adam: encoders, Baseline-H and critics; heads on a frozen encoder */

@@ -51,6 +51,10 @@ int reproduce_main(const char *cmd, int argc, char **argv) {
       {"--robust-head-epochs", WCMI_OPT_INT, &c.robust_head_epochs, "E", "epochs of each robust head (quick: 2)", 0},
       {"--model-epochs", WCMI_OPT_INT, &c.model_epochs, "E", "epochs of each Baseline-H (quick: 3)", 0},
       {"--mi-epochs", WCMI_OPT_INT, &c.mi_epochs, "E", "epochs of each fresh MI critic (quick: 2)", 0},
+      {"--robust-train-steps", WCMI_OPT_INT, &c.robust_train_steps, "K",
+       "PGD steps of robust heads' and robust Baseline-H's training attack, same travel as the paper's (quick: 5, "
+       "paper: the dataset's); evaluations always use the paper's attack",
+       0},
       {"--hsize", WCMI_OPT_INT, &c.hsize, "H", "MI critic width (quick: 256, paper: 2048)", 0},
       {"--batch-size", WCMI_OPT_INT, &c.batch_size, "B", "batch size of every stage (paper: 128)", 0},
       {"--lr", WCMI_OPT_FLOAT, &c.lr, "LR", "Adam lr of encoders, Baseline-H and critics (quick: 5e-4, paper: 1e-4)", 0},
@@ -80,8 +84,9 @@ int reproduce_main(const char *cmd, int argc, char **argv) {
     return 2;
   }
   static const char *const AT_LEAST_ONE[] = {"--encoder-epochs", "--head-epochs", "--robust-head-epochs", "--model-epochs",
-                                             "--mi-epochs", "--hsize", NULL};
-  const int *values[] = {&c.encoder_epochs, &c.head_epochs, &c.robust_head_epochs, &c.model_epochs, &c.mi_epochs, &c.hsize};
+                                             "--mi-epochs", "--hsize", "--robust-train-steps", NULL};
+  const int *values[] = {&c.encoder_epochs, &c.head_epochs, &c.robust_head_epochs, &c.model_epochs,
+                         &c.mi_epochs,      &c.hsize,       &c.robust_train_steps};
   for (int i = 0; AT_LEAST_ONE[i]; i++)
     if (wcmi_cli_given(opts, AT_LEAST_ONE[i]) && *values[i] < 1) {
       fprintf(stderr, "wcmi %s: %s must be >= 1\n", cmd, AT_LEAST_ONE[i]);
