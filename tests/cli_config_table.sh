@@ -64,4 +64,25 @@ check "eval takes the eval attack group, encode does not take the attack group" 
   bash -c "$(declare -f has); DIR='$DIR'; has eval 'eval attack' && ! has encode attack"
 check "estimate-mi takes --case, train-encoder --objective" \
   bash -c "grep -q \$'estimate-mi\tcase\t--case' '$DIR/pairs' && grep -q \$'train-encoder\tobjective\t--objective' '$DIR/pairs'"
+# --resume: the run's config.json fixes its settings. A resumable one (--epochs, --threads) may be
+# given; any other must repeat the run's value, and --out / --force do not go with it.
+mkdir -p "$DIR/run"
+cat >"$DIR/run/config.json" <<'JSON'
+{"task": "train-encoder", "profile": "quick", "data": "fashion-mnist", "train_subset": 64, "test_subset": 64,
+ "epochs": 1, "batch_size": 32, "lr": 0.0005, "seed": 0, "hsize": 8, "estimator": "dv", "measure": "jsd",
+ "grad_path": "encoder", "head": "mlp", "worst": false, "robust": false,
+ "attack": {"norm": "linf", "eps": 0.1, "step": 0.02, "steps": 2, "random_start": false, "restarts": 0,
+            "use_best": true, "eps_fade_epochs": 0}, "max_batches": 1, "eval_batches": 1}
+JSON
+resume_refused() { # resume_refused WHAT ARGS...: exit 2, one line containing WHAT
+  local what="$1"; shift
+  "$WCMI" train-encoder --resume "$DIR/run" "$@" >"$DIR/out" 2>"$DIR/err"
+  [ $? = 2 ] && [ "$(wc -l <"$DIR/err")" = 1 ] && grep -q -- "$what" "$DIR/err"
+}
+check "--resume refuses --objective worst on a normal run" resume_refused "--objective worst differs from the run" --objective worst
+check "--resume refuses --lr 0.1 (the run's lr is 0.0005)" resume_refused "(0.0005: config.json's \"lr\")" --lr 0.1
+check "--resume refuses --out" resume_refused "--out does not go with --resume" --out "$DIR/other"
+"$WCMI" train-encoder --resume "$DIR/run" --objective normal --lr 5e-4 --epochs 3 --threads 1 >"$DIR/out" 2>"$DIR/err"
+check "--resume takes the run's own values and resumable settings (then: no checkpoint yet, exit 1)" \
+  bash -c "[ $? = 1 ] && grep -q 'no checkpoint yet' '$DIR/err'"
 exit $fail

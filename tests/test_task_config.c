@@ -258,6 +258,20 @@ static void test_every_range_of_the_table_is_enforced(void) {
     }
   }
   CHECK(ranged >= 12);
+  /* The bounds the command line and config.json had before the table. */
+  const struct {
+    int id;
+    double v;
+  } OUTSIDE[] = {{WCMI_CFG_EPOCHS, 1000001}, {WCMI_CFG_BATCH_SIZE, 1},     {WCMI_CFG_BATCH_SIZE, 65537},
+                 {WCMI_CFG_HSIZE, 16385},    {WCMI_CFG_FREE_REPLAYS, 65}, {WCMI_CFG_PROBE_EVERY, 1.5e7},
+                 {WCMI_CFG_LR, 0},           {WCMI_CFG_LR, 1.5e6},        {WCMI_CFG_EVAL_BATCHES, -1}};
+  for (size_t k = 0; k < sizeof OUTSIDE / sizeof OUTSIDE[0]; k++) {
+    const wcmi_cfg_field *f = wcmi_cfg_field_at(OUTSIDE[k].id);
+    wcmi_task_cfg c;
+    CHECK_OK(&ctx, wcmi_task_defaults(&ctx, &c, "mnist", "paper"));
+    wcmi_cfg_set_real(&c, f, OUTSIDE[k].v);
+    CHECK_MSG(wcmi_task_cfg_check(&ctx, &c) == WCMI_EINVAL, "%s = %g accepted", f->flag, OUTSIDE[k].v);
+  }
 }
 
 /* The table's names are the library's names for the same enums. */

@@ -122,8 +122,8 @@ static int put_resumed(const task_cli *tc, const char *cmd, int id, wcmi_task_cf
   char was[128], now[128];
   wcmi_cfg_value_text(c, f, was, sizeof was);
   wcmi_cfg_value_text(&given, f, now, sizeof now);
-  fprintf(stderr, "wcmi %s: %s %s differs from the run being resumed (%s = %s in its config.json); a resumed run "
-                  "keeps its settings\n", cmd, f->flag, now, f->key, was);
+  fprintf(stderr, "wcmi %s: %s %s differs from the run being resumed (%s: config.json's \"%s\"); a resumed run keeps "
+                  "its settings\n", cmd, f->flag, now, was, f->key);
   return 2;
 }
 
