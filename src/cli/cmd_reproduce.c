@@ -50,7 +50,11 @@ int reproduce_main(const char *cmd, int argc, char **argv) {
       {"--head-epochs", WCMI_OPT_INT, &c.head_epochs, "E", "epochs of each standard head, early-stopped too (quick: 10)", 0},
       {"--robust-head-epochs", WCMI_OPT_INT, &c.robust_head_epochs, "E", "epochs of each robust head (quick: 2)", 0},
       {"--model-epochs", WCMI_OPT_INT, &c.model_epochs, "E", "epochs of each Baseline-H (quick: 3)", 0},
+      {"--dim-epochs", WCMI_OPT_INT, &c.dim_epochs, "E",
+       "epochs of the DIM encoder (quick: 3 x --encoder-epochs, its batches cost a tenth; paper: --encoder-epochs)", 0},
       {"--mi-epochs", WCMI_OPT_INT, &c.mi_epochs, "E", "epochs of each fresh MI critic (quick: 2)", 0},
+      {"--critics", WCMI_OPT_INT, &c.critics, "K", "MI critics per vulnerability case, independent seeds (quick: 2, paper: 1)",
+       0},
       {"--robust-train-steps", WCMI_OPT_INT, &c.robust_train_steps, "K",
        "PGD steps of robust heads' and robust Baseline-H's training attack, same travel as the paper's (quick: 5, "
        "paper: the dataset's); evaluations always use the paper's attack",
@@ -84,9 +88,10 @@ int reproduce_main(const char *cmd, int argc, char **argv) {
     return 2;
   }
   const char *const AT_LEAST_ONE[] = {"--encoder-epochs", "--head-epochs", "--robust-head-epochs", "--model-epochs",
-                                      "--mi-epochs", wcmi_cfg_field_at(WCMI_CFG_HSIZE)->flag, "--robust-train-steps", NULL};
-  const int *values[] = {&c.encoder_epochs, &c.head_epochs, &c.robust_head_epochs, &c.model_epochs,
-                         &c.mi_epochs,      &c.hsize,       &c.robust_train_steps};
+                                      "--mi-epochs", wcmi_cfg_field_at(WCMI_CFG_HSIZE)->flag, "--robust-train-steps",
+                                      "--dim-epochs", "--critics", NULL};
+  const int *values[] = {&c.encoder_epochs, &c.head_epochs, &c.robust_head_epochs, &c.model_epochs, &c.mi_epochs,
+                         &c.hsize,          &c.robust_train_steps, &c.dim_epochs, &c.critics};
   for (int i = 0; AT_LEAST_ONE[i]; i++)
     if (wcmi_cli_given(opts, AT_LEAST_ONE[i]) && *values[i] < 1) {
       fprintf(stderr, "wcmi %s: %s must be >= 1\n", cmd, AT_LEAST_ONE[i]);

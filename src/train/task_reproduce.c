@@ -42,6 +42,7 @@ typedef struct stage {
   char *key;
   double seconds, timed_units; /* measured (0 when not yet) */
   int finished;
+  int critics; /* a vulnerability stage: critics per case (part of its key) */
 } stage;
 
 /* One line of the table: a head (or Baseline-H) on an encoder, with its evaluation. */
@@ -80,6 +81,7 @@ void wcmi_reproduce_defaults(wcmi_reproduce_cfg *c) {
   c->out_dir = "runs/reproduce";
   c->train_subset = c->test_subset = -1;
   c->encoder_epochs = c->head_epochs = c->robust_head_epochs = c->model_epochs = c->mi_epochs = -1;
+  c->dim_epochs = c->critics = -1;
   c->hsize = c->batch_size = c->robust_train_steps = -1;
   c->lr = c->head_lr = -1;
   c->monitor_batches = c->eval_batches = -1;
@@ -106,7 +108,9 @@ static int resolve_budget(wcmi_ctx *ctx, const wcmi_reproduce_cfg *in, plan *p) 
   DEFAULT(head_epochs, 10, paper_epochs);
   DEFAULT(robust_head_epochs, 2, paper_epochs);
   DEFAULT(model_epochs, 3, paper_epochs);
+  DEFAULT(dim_epochs, 3 * c->encoder_epochs, c->encoder_epochs);
   DEFAULT(mi_epochs, 2, paper_epochs);
+  DEFAULT(critics, 2, 1);
   /* Robust heads and Baseline-H dominate the quick table's training time, nearly all of it in their
    * training attack: 5 steps of twice the paper's step cover the same distance at half the cost. */
   DEFAULT(robust_train_steps, p->base.attack.steps < 5 ? p->base.attack.steps : 5, p->base.attack.steps);
@@ -118,10 +122,10 @@ static int resolve_budget(wcmi_ctx *ctx, const wcmi_reproduce_cfg *in, plan *p) 
   if (!(c->lr > 0)) c->lr = p->base.lr;
   if (!(c->head_lr > 0)) c->head_lr = quick ? 2e-3 : p->base.lr;
   if (c->encoder_epochs < 1 || c->head_epochs < 1 || c->robust_head_epochs < 1 || c->model_epochs < 1 ||
-      c->mi_epochs < 1 || c->hsize < 1 || c->batch_size < 2 || c->batch_size > 65536 || c->robust_train_steps < 1 ||
+      c->mi_epochs < 1 || c->dim_epochs < 1 || c->critics < 1 || c->critics > 100 || c->hsize < 1 || c->batch_size < 2 || c->batch_size > 65536 || c->robust_train_steps < 1 ||
       c->robust_train_steps > 1000)
-    return wcmi_fail(ctx, WCMI_EINVAL, "every stage needs >= 1 epoch, an MI critic width >= 1, a batch size in [2, "
-                                       "65536] and robust training steps in [1, 1000]");
+    return wcmi_fail(ctx, WCMI_EINVAL, "every stage needs >= 1 epoch, an MI critic width >= 1, 1 to 100 critics, a "
+                                       "batch size in [2, 65536] and robust training steps in [1, 1000]");
   p->base.data_dir = c->data_dir;
   p->base.train_subset = c->train_subset;
   p->base.test_subset = c->test_subset;
@@ -290,7 +294,7 @@ static int add_encoder(wcmi_ctx *ctx, plan *p, int worst) {
                        worst ? "encoder-worst" : "encoder-normal", -1);
   if (!s) return ctx->status;
   s->cfg.worst = worst;
-  s->cfg.epochs = p->c.encoder_epochs;
+  s->cfg.epochs = worst ? p->c.encoder_epochs : p->c.dim_epochs;
   s->cfg.lr = p->c.lr;
   s->cfg.eval_batches = p->c.monitor_batches;
   return WCMI_OK;
@@ -303,6 +307,7 @@ static int add_vulnerability(wcmi_ctx *ctx, plan *p, int k, const char *enc, int
   if (!s) return ctx->status;
   s->cfg.epochs = p->c.mi_epochs;
   s->cfg.lr = p->c.lr;
+  s->critics = p->c.critics;
   /* The quick estimation budget measured for RV's stability (EXPERIMENTS.md, issue 13): critics 64
    * wide, 3 of them (estimate-mi's quick default), 2 epochs; a 256-wide critic is undertrained in
    * that many steps and its estimate moves by up to 0.7 nats with the seed. */
@@ -356,8 +361,10 @@ static int make_key(wcmi_ctx *ctx, plan *p, stage *s) {
     free(cfg);
     return wcmi_fail(ctx, WCMI_ENOMEM, "out of memory");
   }
-  snprintf(s->key, n, "stage %s\ntask %s\neval_attack %d\nreads %s/%s\nupstream %016llx\n%s\n", s->name, task_name(s),
-           (int)c.eval_attack, s->upstream >= 0 ? p->st[s->upstream].name : "-",
+  char critics[32] = "";
+  if (s->kind == ST_VULN) snprintf(critics, sizeof critics, "critics %d\n", s->critics);
+  snprintf(s->key, n, "stage %s\ntask %s\neval_attack %d\n%sreads %s/%s\nupstream %016llx\n%s\n", s->name, task_name(s),
+           (int)c.eval_attack, critics, s->upstream >= 0 ? p->st[s->upstream].name : "-",
            s->upstream >= 0 ? p->st[s->upstream].leaf : "-",
            s->upstream >= 0 ? (unsigned long long)p->st[s->upstream].key_hash : 0ull, cfg);
   free(cfg);
@@ -483,7 +490,13 @@ static int call_task(wcmi_ctx *ctx, const stage *s, const wcmi_task_cfg *c) {
   case ST_HEAD: rc = wcmi_task_train_classifier(ctx, c, &summary); break;
   case ST_MODEL: rc = wcmi_task_train_model(ctx, c, &summary); break;
   case ST_EVAL: rc = wcmi_task_eval(ctx, c, &summary); break;
-  default: rc = wcmi_task_vulnerability(ctx, c, &summary); break;
+  default: {
+    wcmi_estimate_opts o;
+    wcmi_estimate_opts_default(&o);
+    o.critics = s->critics;
+    rc = wcmi_task_vulnerability_ex(ctx, c, &o, &summary);
+    break;
+  }
   }
   free(summary);
   return rc;
@@ -649,10 +662,10 @@ static void header_lines(text *t, const plan *p, const char *prefix, double seco
       prefix, c->dataset, c->profile, tr, te, c->batch_size, c->hsize, (unsigned long long)c->seed);
   if (seconds > 0) put(t, " (%.0f s of stages)", seconds);
   put(t, "\n");
-  put(t, "%sepochs: encoders %d, standard heads %d, robust heads %d, Baseline-H %d, MI critics %d; Adam lr %g "
-         "(heads %g)%s\n",
-      prefix, c->encoder_epochs, c->head_epochs, c->robust_head_epochs, c->model_epochs, c->mi_epochs, c->lr, c->head_lr,
-      c->max_batches > 0 ? "; batches capped (smoke test)" : "");
+  put(t, "%sepochs: encoders %d (DIM %d), standard heads %d, robust heads %d, Baseline-H %d, MI critics %d (%d per "
+         "case); Adam lr %g (heads %g)%s\n",
+      prefix, c->encoder_epochs, c->dim_epochs, c->head_epochs, c->robust_head_epochs, c->model_epochs, c->mi_epochs,
+      c->critics, c->lr, c->head_lr, c->max_batches > 0 ? "; batches capped (smoke test)" : "");
   put(t, "%sattack: l-inf eps %g, %d steps of %g (the paper's PGD); strong: worst case per sample of PGD, PGD with "
          "random start and 5 restarts, APGD-CE\n",
       prefix, a->eps, a->steps, a->step);
@@ -769,7 +782,9 @@ static char *format_json(const plan *p, double seconds, double stage_seconds) {
   wcmi_jsonw_kv_int(&w, "head_epochs", c->head_epochs);
   wcmi_jsonw_kv_int(&w, "robust_head_epochs", c->robust_head_epochs);
   wcmi_jsonw_kv_int(&w, "model_epochs", c->model_epochs);
+  wcmi_jsonw_kv_int(&w, "dim_epochs", c->dim_epochs);
   wcmi_jsonw_kv_int(&w, "mi_epochs", c->mi_epochs);
+  wcmi_jsonw_kv_int(&w, "critics", c->critics);
   wcmi_jsonw_kv_int(&w, "robust_train_steps", c->robust_train_steps);
   wcmi_jsonw_kv_int(&w, "hsize", c->hsize);
   wcmi_jsonw_kv_int(&w, "batch_size", c->batch_size);
