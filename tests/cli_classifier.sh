@@ -163,14 +163,18 @@ import json, sys; e = json.load(open(sys.argv[1])); assert e["adv_acc"] == e["na
 "$WCMI" eval --model "$DIR/lin/latest.safetensors" --test-subset 256 --eval-batches 1 --batch-size 64 --threads 1 --attack strong \
   --restarts 2 >"$DIR/evs.json" 2>"$DIR/err"; rc=$?
 check "eval --attack strong exits 0" test "$rc" = 0 || cat "$DIR/err"
-check "strong: three attacks, worst case <= min <= each, its PGD equals the plain PGD eval" py - "$DIR/evs.json" "$DIR/ev.json" <<'EOF'
+check "strong: a cascade of three attacks, cumulative accuracies, its PGD equals the plain PGD eval" py - "$DIR/evs.json" "$DIR/ev.json" <<'EOF'
 import json, sys
 e = json.load(open(sys.argv[1])); p = json.load(open(sys.argv[2]))
 names = [a["name"] for a in e["attacks"]]
 assert e["attack"] == "strong" and names == ["pgd", "pgd-restarts", "apgd-ce"], names
 r = e["attacks"][1]
 assert r["random_start"] is True and r["restarts"] == 2 and e["attacks"][2]["algorithm"] == "apgd-ce", e["attacks"]
+# The first attack sees every sample; the others only the survivors, so their accuracies are cumulative.
+assert e["attacks"][0]["attacked"].startswith("every"), e["attacks"][0]
+assert all("every attack before" in a["attacked"] for a in e["attacks"][1:]), e["attacks"]
 accs = [a["adv_acc"] for a in e["attacks"]]
+assert accs == sorted(accs, reverse=True) and accs[-1] == e["worst_case_adv_acc"], accs
 assert e["min_adv_acc"] == min(accs) and e["worst_case_adv_acc"] <= e["min_adv_acc"] + 1e-12, e
 assert e["adv_acc"] == e["worst_case_adv_acc"] and e["nat_acc"] == p["nat_acc"], e
 assert e["attacks"][0]["adv_acc"] == p["adv_acc"], (e["attacks"][0], p["adv_acc"])

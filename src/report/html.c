@@ -265,12 +265,24 @@ static double run_nat_acc(const run *r) {
   return as_percent(v);
 }
 
-static double first_number(const fields *fs, const char *const *keys) {
-  for (; *keys; keys++) {
-    double v = number_of(fs, *keys);
-    if (isfinite(v)) return v;
-  }
-  return NAN;
+/* The first of keys that holds a number, or NULL. */
+static const char *first_key(const fields *fs, const char *const *keys) {
+  for (; *keys; keys++)
+    if (isfinite(number_of(fs, *keys))) return *keys;
+  return NULL;
+}
+
+/* The spread a measure is reported with: "<key>_std" (vulnerability and estimate-mi with
+ * --critics K write mean, std and per-critic values), NaN when the run has none. */
+static double std_of_key(const fields *fs, const char *key) {
+  char k[160];
+  if (!key || snprintf(k, sizeof k, "%s_std", key) >= (int)sizeof k) return NAN;
+  return number_of(fs, k);
+}
+
+static int ends_with(const char *s, const char *suffix) {
+  size_t n = strlen(s), m = strlen(suffix);
+  return n >= m && !strcmp(s + n - m, suffix);
 }
 
 static const char *const NORMAL_MI_KEYS[] = {"normal_mi", "mi_normal", "test_mi_normal", NULL};
@@ -372,6 +384,13 @@ static void fmt_cell(FILE *f, double v, const char *unit) {
   else fputs("<td class=\"num na\">&mdash;</td>", f);
 }
 
+/* A measure of fs as "mean &plusmn; std" when the run reports a spread for it, else as fmt_cell. */
+static void fmt_cell_pm(FILE *f, const fields *fs, const char *key) {
+  const double v = key ? number_of(fs, key) : NAN, sd = std_of_key(fs, key);
+  if (isfinite(v) && isfinite(sd)) fprintf(f, "<td class=\"num\">%.3f &plusmn; %.3f</td>", v, sd);
+  else fmt_cell(f, v, "");
+}
+
 /* ---- accuracy table --------------------------------------------------------------------------- */
 static int is_acc_key(const char *key) {
   const char *l = leaf(key);
@@ -406,6 +425,28 @@ static int is_mi_key(const char *l) {
   return !strcmp(l, "mi") || !strncmp(l, "mi_", 3) || strstr(l, "_mi") || !strcmp(l, "rv") || !strncmp(l, "rv_", 3);
 }
 
+/* The MI measures that come with a spread (several critics), as "mean ± std" beside the bars. */
+static void pm_table(FILE *f, const run *r, const char *const *names, int n) {
+  int rows = 0;
+  for (int i = 0; i < n; i++) {
+    const double sd = std_of_key(&r->sum, names[i]);
+    if (!isfinite(sd)) continue;
+    if (!rows++) fputs("<table class=\"kv\"><thead><tr><th>measure</th><th>nats (mean &plusmn; std)</th></tr></thead><tbody>\n", f);
+    fputs("<tr><td>", f);
+    esc(f, names[i]);
+    fputs("</td>", f);
+    fmt_cell_pm(f, &r->sum, names[i]);
+    fputs("</tr>\n", f);
+  }
+  if (rows) {
+    const double k = number_of(&r->sum, "critics");
+    fprintf(f, "</tbody></table>\n<p class=\"caption\">mean &plusmn; standard deviation over ");
+    if (isfinite(k)) fprintf(f, "%.0f critics trained from independent seeds", k);
+    else fputs("the critics of the run", f);
+    fputs(" (the *_per_critic arrays of summary.json hold each value).</p>\n", f);
+  }
+}
+
 static int mi_bars(FILE *f, const run *r, const run *const *all, int n_all) {
   const char *names[24];
   double vals[24];
@@ -413,7 +454,7 @@ static int mi_bars(FILE *f, const run *r, const run *const *all, int n_all) {
   for (int i = 0; i < r->sum.n && n < 24; i++) {
     const field *fd = &r->sum.f[i];
     if (fd->v->type != WCMI_JSON_NUMBER || strchr(fd->key, '.') || strchr(fd->key, '[')) continue;
-    if (!is_mi_key(fd->key) || strstr(fd->key, "selected")) continue;
+    if (!is_mi_key(fd->key) || strstr(fd->key, "selected") || ends_with(fd->key, "_std")) continue;
     names[n] = fd->key;
     vals[n] = fd->v->number;
     group[n++] = !strncmp(fd->key, "rv", 2);
@@ -428,6 +469,7 @@ static int mi_bars(FILE *f, const run *r, const run *const *all, int n_all) {
     wcmi_svg_bar_chart(f, &c, names, vals, n, group, GROUPS, has_rv ? 2 : 1);
     charts++;
   }
+  pm_table(f, r, names, n);
   /* Fano bounds beside the measured adversarial accuracy of the same model (if a run gives it). */
   const char *fn[6];
   double fv[6];
@@ -729,9 +771,9 @@ static void overview(FILE *f, const run *const *runs, int n) {
     fputs("</td>", f);
     fmt_cell(f, run_nat_acc(r), " %");
     fmt_cell(f, run_adv_acc(r, 0), " %");
-    fmt_cell(f, first_number(&r->sum, NORMAL_MI_KEYS), "");
-    fmt_cell(f, first_number(&r->sum, WORST_MI_KEYS), "");
-    fmt_cell(f, number_of(&r->sum, "rv"), "");
+    fmt_cell_pm(f, &r->sum, first_key(&r->sum, NORMAL_MI_KEYS));
+    fmt_cell_pm(f, &r->sum, first_key(&r->sum, WORST_MI_KEYS));
+    fmt_cell_pm(f, &r->sum, "rv");
     fmt_cell(f, run_fano(r, 0), " %");
     fputs("</tr>\n", f);
   }

@@ -18,6 +18,29 @@ static int run_attack(wcmi_attack *atk, const eval_attack *a, const wcmi_objecti
   return a->use_apgd ? wcmi_apgd_run(atk, obj, x, n, rng, x_adv, NULL) : wcmi_pgd_run(atk, obj, x, n, rng, x_adv, NULL);
 }
 
+/* One attack of a cascade: the samples of the batch (x, y: n) still robust are gathered into
+ * x_sel / y_sel (their places in at), attacked, and those it breaks lose their robust flag. Eval
+ * mode makes every sample's attack independent of the others in the batch. */
+static int attack_survivors(wcmi_clf *clf, wcmi_attack *atk, const eval_attack *a, const wcmi_objective *obj,
+                            const float *x, const int32_t *y, int n, int64_t D, wcmi_rng *rng, float *x_sel,
+                            int32_t *y_sel, int *at, float *x_adv, unsigned char *wrong, unsigned char *robust) {
+  int m = 0;
+  for (int i = 0; i < n; i++) {
+    if (!robust[i]) continue;
+    memcpy(x_sel + (int64_t)m * D, x + (int64_t)i * D, (size_t)D * sizeof(float));
+    y_sel[m] = y[i];
+    at[m++] = i;
+  }
+  if (m == 0) return WCMI_OK;
+  clf->labels = y_sel;
+  int rc = run_attack(atk, a, obj, x_sel, m, rng, x_adv);
+  if (!rc) rc = wcmi_clf_step(clf, x_adv, y_sel, m, 0, 0, 0, NULL, NULL, wrong, NULL, NULL);
+  if (rc) return rc;
+  for (int j = 0; j < m; j++)
+    if (wrong[j]) robust[at[j]] = 0;
+  return WCMI_OK;
+}
+
 int64_t eval_num_samples(const wcmi_task_cfg *cfg, int64_t n) {
   if (cfg->eval_batches > 0 && (int64_t)cfg->eval_batches * cfg->batch_size < n) return (int64_t)cfg->eval_batches * cfg->batch_size;
   return n;
@@ -50,7 +73,11 @@ int eval_attacks(wcmi_ctx *ctx, wcmi_model *m, const wcmi_dataset *d, const wcmi
   /* Per sample of a batch: wrong prediction, correct clean, correct clean and under every attack so far. */
   unsigned char *wrong = wcmi_alloc(ctx, (size_t)B, 1), *clean_ok = wcmi_alloc(ctx, (size_t)B, 1),
                 *robust = wcmi_alloc(ctx, (size_t)B, 1);
-  if (!x_adv || !wrong || !clean_ok || !robust) rc = ctx->status;
+  /* The survivors of a cascade, gathered: their inputs, labels and places in the batch. */
+  float *x_sel = wcmi_alloc(ctx, (size_t)B * (size_t)D, sizeof(float));
+  int32_t *y_sel = wcmi_alloc(ctx, (size_t)B, sizeof(int32_t));
+  int *at = wcmi_alloc(ctx, (size_t)B, sizeof(int));
+  if (!x_adv || !wrong || !clean_ok || !robust || !x_sel || !y_sel || !at) rc = ctx->status;
   if (!rc && n_attacks > 0 && !(atk = wcmi_attack_new(ctx, &attacks[0].cfg, B, D))) rc = ctx->status;
 
   int64_t nat = 0, worst = 0, adv[EVAL_MAX_ATTACKS] = {0}, seen = 0;
@@ -81,6 +108,13 @@ int eval_attacks(wcmi_ctx *ctx, wcmi_model *m, const wcmi_dataset *d, const wcmi
     for (int k = 0; k < n_attacks && !rc; k++) {
       /* One attack on a batch can take seconds (restarts, APGD): Ctrl-C is checked before each. */
       if (ctx->interrupt) break;
+      if (attacks[k].survivors) {
+        if ((rc = attack_survivors(&clf, atk, &attacks[k], &obj, x, y, n, D, rng, x_sel, y_sel, at, x_adv, wrong, robust)))
+          break;
+        clf.labels = y;
+        for (int i = 0; i < n; i++) adv[k] += robust[i];
+        continue;
+      }
       if ((rc = run_attack(atk, &attacks[k], &obj, x, n, rng, x_adv))) break;
       if ((rc = wcmi_clf_step(&clf, x_adv, y, n, 0, 0, 0, NULL, NULL, wrong, NULL, NULL))) break;
       for (int i = 0; i < n; i++) {
@@ -118,13 +152,16 @@ int eval_attacks(wcmi_ctx *ctx, wcmi_model *m, const wcmi_dataset *d, const wcmi
   wcmi_free(wrong);
   wcmi_free(clean_ok);
   wcmi_free(robust);
+  wcmi_free(x_sel);
+  wcmi_free(y_sel);
+  wcmi_free(at);
   wcmi_clf_free(&clf);
   return rc;
 }
 
 int task_accuracy(wcmi_ctx *ctx, wcmi_model *m, const wcmi_dataset *d, const wcmi_task_cfg *cfg,
                   const wcmi_pgd_cfg *attack, int use_apgd, wcmi_rng *rng, double *nat, double *adv) {
-  eval_attack a = {use_apgd ? "apgd-ce" : "pgd", *attack, use_apgd};
+  eval_attack a = {use_apgd ? "apgd-ce" : "pgd", *attack, use_apgd, 0};
   eval_result r;
   int rc = eval_attacks(ctx, m, d, cfg, &a, 1, rng, &r);
   if (rc) return rc;

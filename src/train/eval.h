@@ -9,17 +9,23 @@
 
 #define EVAL_MAX_ATTACKS 4
 
-/* One attack of an evaluation: PGD (use_apgd 0) or APGD-CE (use_apgd 1) with these settings. */
+/* One attack of an evaluation: PGD (use_apgd 0) or APGD-CE (use_apgd 1) with these settings.
+ * survivors: attack only the samples that every attack before left correctly classified (the
+ * cascade of AutoAttack): the per-sample worst case is the same, since a sample one attack broke
+ * stays broken, and the attack's cost falls with the accuracy; its reported accuracy is then the
+ * cumulative one (robust to it and to every attack before). */
 typedef struct eval_attack {
   const char *name;
   wcmi_pgd_cfg cfg;
   int use_apgd;
+  int survivors;
 } eval_attack;
 
 typedef struct eval_result {
   int64_t samples;                      /* samples evaluated (after the eval_batches cap) */
   double natural;                       /* fraction classified correctly on clean inputs */
-  double adversarial[EVAL_MAX_ATTACKS]; /* per attack: correct on the clean AND the attacked input */
+  double adversarial[EVAL_MAX_ATTACKS]; /* per attack: correct on the clean AND the attacked input (a
+                                         * survivors attack: and under every attack before it) */
   double worst_case;                    /* correct on the clean input and under every attack */
 } eval_result;
 

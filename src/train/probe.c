@@ -82,7 +82,7 @@ int probe_run(wcmi_ctx *ctx, curve_probe *p, wcmi_model *m, const wcmi_task_cfg 
     wcmi_task_cfg ec = *cfg;
     ec.eval_batches = 0;
     ec.progress = 0;
-    const eval_attack a = {"pgd", p->attack, 0};
+    const eval_attack a = {"pgd", p->attack, 0, 0};
     wcmi_rng r;
     wcmi_rng_derive(&r, p->seed, (uint64_t)WCMI_STREAM_ATTACK * 1000003u + (uint64_t)p->count);
     rc = eval_attacks(ctx, &pm, &p->test, &ec, &a, 1, &r, &er);
@@ -97,7 +97,7 @@ int probe_run(wcmi_ctx *ctx, curve_probe *p, wcmi_model *m, const wcmi_task_cfg 
     wcmi_jsonw_kv_string(w, "head", "linear, cached whitened fit, 50 epochs of Adam 1e-3, last epoch");
     wcmi_jsonw_key(w, "attack");
     wcmi_jsonw_begin_object(w);
-    const eval_attack a = {"pgd", p->attack, 0};
+    const eval_attack a = {"pgd", p->attack, 0, 0};
     eval_protocol_json(w, &a);
     wcmi_jsonw_end_object(w);
     wcmi_jsonw_kv_double(w, "probe_seconds", sec);

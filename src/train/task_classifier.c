@@ -21,52 +21,36 @@
 typedef struct clf_task {
   int end_to_end; /* 1: train-model (encoder trained too); 0: train-classifier (encoder frozen) */
   wcmi_clf clf;
-  wcmi_attack *attack;
   int cached;    /* the head is fitted on cached representations (head_fit.h) */
   int evaluated; /* an evaluation ran in this process: last_* are valid */
   int new_best;  /* a new best epoch was found in this process: best_* are valid */
   double last_nat, last_adv, best_nat, best_adv;
 } clf_task;
 
-/* PGD against head(encoder(x)) with BN in eval mode (the paper's protocol) into t->xadv. */
-static int clf_attack(trainer *t, clf_task *ct, const float *x, const int32_t *y, int n, float eps) {
-  wcmi_pgd_cfg a = t->cfg.attack;
-  a.eps = eps;
-  int rc = wcmi_attack_set_cfg(ct->attack, &a);
-  if (rc) return rc;
-  ct->clf.labels = y;
-  wcmi_objective obj = wcmi_clf_objective(&ct->clf);
-  return wcmi_pgd_run(ct->attack, &obj, x, n, &t->attack_rng, t->xadv, NULL);
-}
-
+/* The objective: the head's cross-entropy on the clean batch (standard) or on the batch PGD found
+ * against head(encoder(x)) with BN in eval mode (robust, the paper's protocol); the parameters: the
+ * head, and the encoder too for train-model (end to end). */
 static int clf_train_step(trainer *t, const float *x, const int32_t *y, int n, double *vals) {
   clf_task *ct = t->user;
   const float *xt = x;
-  double t0 = wcmi_now();
+  int rc;
   if (t->cfg.robust) {
-    int rc = clf_attack(t, ct, x, y, n, wcmi_eps_schedule(t->cfg.attack.eps, t->epoch, t->cfg.eps_fade_epochs));
-    if (rc) return rc;
+    ct->clf.labels = y;
+    const wcmi_objective obj = wcmi_clf_objective(&ct->clf);
+    if ((rc = trainer_attack_batch(t, &obj, x, n))) return rc;
     xt = t->xadv;
   }
-  double t1 = wcmi_now();
   float loss;
   int correct = 0;
   wcmi_optim_zero_grad(t->opt);
   /* Frozen encoder: eval mode and no parameter gradients, so only the head learns. */
   int grads = WCMI_CLF_HEAD_PARAMS | (ct->end_to_end ? WCMI_CLF_ENCODER_PARAMS : 0);
   ct->clf.loss_weight = dist_batch_weight(t, n); /* data-parallel: this rank's share of the global mean */
-  int rc = wcmi_clf_step(&ct->clf, xt, y, n, ct->end_to_end, 1, grads, &loss, NULL, NULL, &correct, NULL);
+  rc = wcmi_clf_step(&ct->clf, xt, y, n, ct->end_to_end, 1, grads, &loss, NULL, NULL, &correct, NULL);
   ct->clf.loss_weight = 1.0f;
+  if (!rc) rc = trainer_check_loss(t, "cross-entropy", loss);
+  if (!rc) rc = trainer_optim_step(t);
   if (rc) return rc;
-  if (!isfinite(loss))
-    return wcmi_fail(t->ctx, WCMI_ENUMERIC, "%s: cross-entropy is %g at epoch %d: stopping (last good checkpoint kept)",
-                     t->ops->task, (double)loss, t->epoch + 1);
-  double t2 = wcmi_now();
-  if ((rc = trainer_optim_step(t))) return rc;
-  double t3 = wcmi_now();
-  t->phase_time[0] += t1 - t0;
-  t->phase_time[1] += t2 - t1;
-  t->phase_time[2] += t3 - t2;
   vals[0] = loss;
   vals[1] = (double)correct / (double)n;
   return WCMI_OK;
@@ -94,7 +78,7 @@ static int clf_end_epoch(trainer *t, int epoch, wcmi_jsonw *w, double *score) {
   if (rc) return rc;
   wcmi_jsonw_kv_double(w, "nat_acc", ct->last_nat);
   wcmi_jsonw_kv_double(w, "adv_acc", ct->last_adv);
-  wcmi_jsonw_kv_double(w, "train_eps", wcmi_eps_schedule(t->cfg.attack.eps, epoch, t->cfg.eps_fade_epochs));
+  wcmi_jsonw_kv_double(w, "train_eps", t->train_eps); /* the eps this epoch trained at */
   *score = selects_adv(&t->cfg) ? ct->last_adv : ct->last_nat;
   if (*score > t->best_score) { /* the trainer saves best.safetensors on the same test */
     ct->new_best = 1;
@@ -127,7 +111,7 @@ static int clf_summarize(trainer *t, wcmi_jsonw *w) {
   wcmi_jsonw_kv_int(w, "test_samples", eval_num_samples(&t->cfg, t->test.n));
   wcmi_jsonw_key(w, "attack");
   wcmi_jsonw_begin_object(w);
-  eval_attack a = {"pgd", t->cfg.attack, 0};
+  eval_attack a = {"pgd", t->cfg.attack, 0, 0};
   eval_protocol_json(w, &a);
   wcmi_jsonw_end_object(w);
   wcmi_jsonw_kv_string(w, "selection", selects_adv(&t->cfg) ? "best.safetensors: highest adv_acc" : "best.safetensors: highest nat_acc");
@@ -300,11 +284,10 @@ static int run_classifier_task(wcmi_ctx *ctx, const wcmi_task_cfg *cfg, int end_
   if (!rc) rc = wcmi_clf_init(ctx, &ct.clf, &t.model, cfg->batch_size);
   if (!rc) {
     wcmi_net *both[2] = {t.model.encoder, t.model.classifier}, *head[1] = {t.model.classifier};
-    rc = end_to_end ? trainer_setup(&t, both, 2, &ct.attack) : trainer_setup(&t, head, 1, &ct.attack);
+    rc = end_to_end ? trainer_setup(&t, both, 2) : trainer_setup(&t, head, 1);
   }
   if (!rc) rc = cached ? fit_cached(&t, &ct, summary) : trainer_run(&t, summary);
   wcmi_model_free(&probe);
-  wcmi_attack_free(ct.attack);
   wcmi_clf_free(&ct.clf);
   trainer_free(&t);
   return rc;

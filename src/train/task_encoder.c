@@ -9,21 +9,25 @@
 
 typedef struct encoder_task {
   wcmi_dim dim;
-  wcmi_attack *attack;
   float *delta, *dx; /* free adversarial training: the perturbation carried across batches, its gradient */
   wcmi_param delta_param; /* delta as checkpoint state, so a resume continues bit-identically */
   double last_normal_mi, last_worst_mi;
   int evaluated; /* last_*_mi hold a measurement (not so with --epochs 0 or a finished run resumed) */
 } encoder_task;
 
-/* Runs the MI attack (BN in eval mode, the paper's protocol) on x into t->xadv. */
-static int mi_attack(trainer *t, encoder_task *et, const float *x, int n, float eps) {
-  wcmi_pgd_cfg a = t->cfg.attack;
-  a.eps = eps;
-  int rc = wcmi_attack_set_cfg(et->attack, &a);
-  if (rc) return rc;
-  wcmi_objective obj = wcmi_dim_objective(&et->dim);
-  return wcmi_pgd_run(et->attack, &obj, x, n, &t->attack_rng, t->xadv, NULL);
+/* One signed (l-inf) or normalized (l2) ascent step of size `step` along g on every sample of xadv
+ * (n samples of D values), the free-training perturbation's update. */
+static void ascend(wcmi_norm norm, float step, const float *g, float *xadv, int n, int64_t D) {
+  if (norm == WCMI_NORM_LINF) {
+    for (int64_t i = 0; i < (int64_t)n * D; i++) xadv[i] += step * (float)((g[i] > 0) - (g[i] < 0));
+    return;
+  }
+  for (int s = 0; s < n; s++) {
+    double g2 = 0;
+    for (int64_t i = 0; i < D; i++) g2 += (double)g[s * D + i] * g[s * D + i];
+    const float k = g2 > 0 ? step / (float)sqrt(g2) : 0.0f;
+    for (int64_t i = 0; i < D; i++) xadv[s * D + i] += k * g[s * D + i];
+  }
 }
 
 /* "Free" adversarial training (Shafahi et al., 2019) adapted to the MI objective: each batch is
@@ -32,75 +36,55 @@ static int mi_attack(trainer *t, encoder_task *et, const float *x, int n, float 
  * perturbation takes one signed ascent step (l-inf; a normalized step for l2) and is projected
  * back into the ball. The perturbation is carried over to the next batch instead of restarting
  * from zero. m replays cost about m forward/backward passes where PGD-K costs K + 1, and the
- * epoch count should be divided by m for the same number of updates. */
+ * epoch count should be divided by m for the same number of updates. The perturbation is this
+ * step's own attack, so it times it as the attack phase itself. */
 static int free_step(trainer *t, encoder_task *et, const float *x, int n, double *vals) {
-  const int replays = t->cfg.free_replays;
-  const float eps = wcmi_eps_schedule(t->cfg.attack.eps, t->epoch, t->cfg.eps_fade_epochs), step = t->cfg.attack.step;
+  const float eps = t->train_eps;
   const wcmi_shape in = wcmi_net_in_shape(t->model.encoder);
   const int64_t D = wcmi_shape_numel(&in), nd = (int64_t)n * D;
   float loss = 0.0f;
-  for (int r = 0; r < replays; r++) {
+  for (int r = 0; r < t->cfg.free_replays; r++) {
     double t0 = wcmi_now();
     for (int64_t i = 0; i < nd; i++) t->xadv[i] = x[i] + et->delta[i];
     wcmi_project(t->cfg.attack.norm, eps, x, t->xadv, n, D);
-    double t1 = wcmi_now();
+    trainer_add_attack_time(t, wcmi_now() - t0);
     wcmi_optim_zero_grad(t->opt);
     int rc = wcmi_dim_step(&et->dim, t->xadv, n, 1, 1, WCMI_DIM_ENCODER_PARAMS | WCMI_DIM_ESTIMATOR_PARAMS | WCMI_DIM_INPUT,
                            &loss, et->dx);
+    if (!rc) rc = trainer_check_loss(t, "MI loss", loss);
+    if (!rc) rc = trainer_optim_step(t);
     if (rc) return rc;
-    if (!isfinite(loss))
-      return wcmi_fail(t->ctx, WCMI_ENUMERIC, "train-encoder: MI loss is %g at epoch %d: stopping (last good checkpoint kept)",
-                       (double)loss, t->epoch + 1);
-    double t2 = wcmi_now();
-    wcmi_optim_step(t->opt);
-    double t3 = wcmi_now();
     /* Ascent on the MI loss (descent on the MI estimate), from the point just trained on. */
-    if (t->cfg.attack.norm == WCMI_NORM_LINF) {
-      for (int64_t i = 0; i < nd; i++) t->xadv[i] += step * (float)((et->dx[i] > 0) - (et->dx[i] < 0));
-    } else {
-      for (int s = 0; s < n; s++) {
-        double g2 = 0;
-        for (int64_t i = 0; i < D; i++) g2 += (double)et->dx[s * D + i] * et->dx[s * D + i];
-        const float k = g2 > 0 ? step / (float)sqrt(g2) : 0.0f;
-        for (int64_t i = 0; i < D; i++) t->xadv[s * D + i] += k * et->dx[s * D + i];
-      }
-    }
+    t0 = wcmi_now();
+    ascend(t->cfg.attack.norm, t->cfg.attack.step, et->dx, t->xadv, n, D);
     wcmi_project(t->cfg.attack.norm, eps, x, t->xadv, n, D);
     for (int64_t i = 0; i < nd; i++) et->delta[i] = t->xadv[i] - x[i];
-    t->phase_time[0] += (t1 - t0) + (wcmi_now() - t3);
-    t->phase_time[1] += t2 - t1;
-    t->phase_time[2] += t3 - t2;
+    trainer_add_attack_time(t, wcmi_now() - t0);
   }
   vals[0] = loss;
   vals[1] = wcmi_mi_estimate(et->dim.mi, n, et->dim.L, loss);
   return WCMI_OK;
 }
 
+/* The objective: the MI loss of encoder + critics, on the clean batch (DIM) or on the batch the
+ * worst-case MI attack found (the paper); the parameters: encoder and both critics. */
 static int encoder_step(trainer *t, const float *x, const int32_t *y, int n, double *vals) {
   (void)y;
   encoder_task *et = t->user;
   if (t->cfg.worst && t->cfg.free_replays > 0) return free_step(t, et, x, n, vals);
   const float *xt = x;
-  double t0 = wcmi_now();
+  int rc;
   if (t->cfg.worst) {
-    int rc = mi_attack(t, et, x, n, wcmi_eps_schedule(t->cfg.attack.eps, t->epoch, t->cfg.eps_fade_epochs));
-    if (rc) return rc;
+    const wcmi_objective obj = wcmi_dim_objective(&et->dim);
+    if ((rc = trainer_attack_batch(t, &obj, x, n))) return rc;
     xt = t->xadv;
   }
-  double t1 = wcmi_now();
   float loss;
   wcmi_optim_zero_grad(t->opt);
-  int rc = wcmi_dim_step(&et->dim, xt, n, 1, 1, WCMI_DIM_ENCODER_PARAMS | WCMI_DIM_ESTIMATOR_PARAMS, &loss, NULL);
+  rc = wcmi_dim_step(&et->dim, xt, n, 1, 1, WCMI_DIM_ENCODER_PARAMS | WCMI_DIM_ESTIMATOR_PARAMS, &loss, NULL);
+  if (!rc) rc = trainer_check_loss(t, "MI loss", loss);
+  if (!rc) rc = trainer_optim_step(t);
   if (rc) return rc;
-  if (!isfinite(loss))
-    return wcmi_fail(t->ctx, WCMI_ENUMERIC, "train-encoder: MI loss is %g at epoch %d: stopping (last good checkpoint kept)",
-                     (double)loss, t->epoch + 1);
-  double t2 = wcmi_now();
-  if ((rc = trainer_optim_step(t))) return rc;
-  double t3 = wcmi_now();
-  t->phase_time[0] += t1 - t0;
-  t->phase_time[1] += t2 - t1;
-  t->phase_time[2] += t3 - t2;
   vals[0] = loss;
   vals[1] = wcmi_mi_estimate(et->dim.mi, et->dim.last_N, et->dim.L, loss); /* last_N: the global batch */
   return WCMI_OK;
@@ -124,7 +108,8 @@ static int test_mi(trainer *t, encoder_task *et, double *normal, double *worst) 
     if (rc) return rc;
     sn += wcmi_mi_estimate(et->dim.mi, B, et->dim.L, loss);
     if (worst) {
-      if ((rc = mi_attack(t, et, x, hi - lo, t->cfg.attack.eps))) return rc;
+      const wcmi_objective obj = wcmi_dim_objective(&et->dim);
+      if ((rc = trainer_attack_full(t, &obj, x, hi - lo, t->xadv))) return rc;
       if ((rc = wcmi_dim_step(&et->dim, t->xadv, hi - lo, 0, 0, 0, &loss, NULL))) return rc;
       sw += wcmi_mi_estimate(et->dim.mi, B, et->dim.L, loss);
     }
@@ -186,7 +171,7 @@ int wcmi_task_train_encoder(wcmi_ctx *ctx, const wcmi_task_cfg *cfg, char **summ
   if (!rc) rc = wcmi_dim_init(ctx, &et.dim, &t.model, cfg->mi, cfg->grad_path, cfg->batch_size);
   if (!rc) {
     wcmi_net *nets[3] = {t.model.encoder, t.model.local, t.model.global};
-    rc = trainer_setup(&t, nets, 3, &et.attack);
+    rc = trainer_setup(&t, nets, 3);
   }
   curve_probe pr;
   memset(&pr, 0, sizeof pr);
@@ -208,7 +193,6 @@ int wcmi_task_train_encoder(wcmi_ctx *ctx, const wcmi_task_cfg *cfg, char **summ
   wcmi_free(et.delta);
   wcmi_free(et.dx);
   probe_free(&pr);
-  wcmi_attack_free(et.attack);
   wcmi_dim_free(&et.dim);
   trainer_free(&t);
   return rc;

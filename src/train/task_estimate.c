@@ -138,7 +138,6 @@ typedef struct estimate_task {
   int logits; /* the representation is classifier(encoder(x)) */
   int zdim;
   wcmi_dim dim;
-  wcmi_attack *attack;
 } estimate_task;
 
 /* Loads the model to analyse and replaces whatever critic it carries by a fresh one. */
@@ -162,42 +161,25 @@ static int load_frozen_model(wcmi_ctx *ctx, const wcmi_task_cfg *cfg, estimate_t
                       &m->global);
 }
 
-/* The MI attack against the current critic (BN in eval mode), x (n) into xadv. */
-static int mi_attack(wcmi_attack *attack, wcmi_dim *dim, const wcmi_pgd_cfg *cfg, float eps, const float *x, int n,
-                     wcmi_rng *rng, float *xadv) {
-  wcmi_pgd_cfg a = *cfg;
-  a.eps = eps;
-  int rc = wcmi_attack_set_cfg(attack, &a);
-  if (rc) return rc;
-  wcmi_objective obj = wcmi_dim_objective(dim);
-  return wcmi_pgd_run(attack, &obj, x, n, rng, xadv, NULL);
-}
-
-/* One estimator step: the encoder (and head) stay frozen in eval mode; only the critic learns,
- * on the clean batch (normal) or on the batch the attack found against it (worst). */
+/* One estimator step. The objective: the MI loss of the critic on the clean batch (normal) or on
+ * the batch the MI attack found against it (worst; BN in eval mode); the parameters: the critic
+ * only (the encoder, and head, stay frozen in eval mode). */
 static int estimate_step(trainer *t, const float *x, const int32_t *y, int n, double *vals) {
   (void)y;
   estimate_task *et = t->user;
   const float *xt = x;
-  double t0 = wcmi_now();
   int rc;
   if (t->cfg.worst) {
-    float eps = wcmi_eps_schedule(t->cfg.attack.eps, t->epoch, t->cfg.eps_fade_epochs);
-    if ((rc = mi_attack(et->attack, &et->dim, &t->cfg.attack, eps, x, n, &t->attack_rng, t->xadv))) return rc;
+    const wcmi_objective obj = wcmi_dim_objective(&et->dim);
+    if ((rc = trainer_attack_batch(t, &obj, x, n))) return rc;
     xt = t->xadv;
   }
-  double t1 = wcmi_now();
   float loss;
   wcmi_optim_zero_grad(t->opt);
-  if ((rc = wcmi_dim_step(&et->dim, xt, n, 0, 1, WCMI_DIM_ESTIMATOR_PARAMS, &loss, NULL))) return rc;
-  if (!isfinite(loss))
-    return wcmi_fail(t->ctx, WCMI_ENUMERIC, "estimate-mi: MI loss is %g at epoch %d: stopping (last good checkpoint kept)",
-                     (double)loss, t->epoch + 1);
-  double t2 = wcmi_now();
-  if ((rc = trainer_optim_step(t))) return rc; /* data-parallel: the critics' gradients summed over the ranks */
-  t->phase_time[0] += t1 - t0;
-  t->phase_time[1] += t2 - t1;
-  t->phase_time[2] += wcmi_now() - t2;
+  rc = wcmi_dim_step(&et->dim, xt, n, 0, 1, WCMI_DIM_ESTIMATOR_PARAMS, &loss, NULL);
+  if (!rc) rc = trainer_check_loss(t, "MI loss", loss);
+  if (!rc) rc = trainer_optim_step(t);
+  if (rc) return rc;
   vals[0] = loss;
   vals[1] = wcmi_mi_estimate(et->dim.mi, et->dim.last_N, et->dim.L, loss); /* last_N: the global batch */
   return WCMI_OK;
@@ -222,24 +204,26 @@ static int gather_batch(wcmi_ctx *ctx, float *keep_b, int B, int64_t D, int lo, 
 }
 
 /* Mean MI estimate over nb batches of B samples at x, everything in eval mode, and its standard
- * error over the batches (sd / sqrt(nb); 0 for one batch). With attack != NULL each batch is first
- * moved by the MI attack and the perturbed batch is kept in keep (nb*B). Data-parallel: each rank
- * takes its slice of every batch; the MI objective gathers the features, so every batch's estimate
- * is the global batch's (the DV / InfoNCE score over all B samples), identical on every rank. */
-static int heldout_mi(trainer *t, wcmi_dim *dim, wcmi_attack *attack, const float *x, int64_t nb, int B, float *keep,
+ * error over the batches (sd / sqrt(nb); 0 for one batch). With attacked set each batch is first
+ * moved by the MI attack (the run's, at the full eps) and the perturbed batch is kept in keep (nb*B).
+ * Data-parallel: each rank takes its slice of every batch; the MI objective gathers the features,
+ * so every batch's estimate is the global batch's (the DV / InfoNCE score over all B samples),
+ * identical on every rank. */
+static int heldout_mi(trainer *t, wcmi_dim *dim, int attacked, const float *x, int64_t nb, int B, float *keep,
                       double *mean, double *sem) {
   const int64_t D = wcmi_dataset_sample_size(&t->test);
   int lo = 0, hi = B;
   wcmi_dist_shard(B, wcmi_dist_rank(t->ctx->dist), wcmi_dist_size(t->ctx->dist), &lo, &hi);
-  float *scratch = attack && t->ctx->dist ? wcmi_alloc(t->ctx, (size_t)(hi - lo) * (size_t)D, sizeof(float)) : NULL;
-  if (attack && t->ctx->dist && !scratch) return t->ctx->status;
+  float *scratch = attacked && t->ctx->dist ? wcmi_alloc(t->ctx, (size_t)(hi - lo) * (size_t)D, sizeof(float)) : NULL;
+  if (attacked && t->ctx->dist && !scratch) return t->ctx->status;
   double s = 0, ss = 0;
   int rc = WCMI_OK;
   for (int64_t b = 0; b < nb && !rc; b++) {
     const float *xb = x + (b * B + lo) * D;
-    if (attack) {
+    if (attacked) {
       float *dst = keep + (b * B + lo) * D;
-      if ((rc = mi_attack(attack, dim, &t->cfg.attack, t->cfg.attack.eps, xb, hi - lo, &t->attack_rng, dst))) break;
+      const wcmi_objective obj = wcmi_dim_objective(dim);
+      if ((rc = trainer_attack_full(t, &obj, xb, hi - lo, dst))) break;
       if ((rc = gather_batch(t->ctx, keep + b * B * D, B, D, lo, hi, scratch))) break;
       xb = dst;
     }
@@ -424,11 +408,11 @@ static int estimate_summarize(trainer *t, wcmi_jsonw *w) {
   if (c->worst && !(keep = wcmi_alloc(t->ctx, (size_t)(nb * B * D), sizeof(float)))) return t->ctx->status;
   if (c->progress) fprintf(stderr, "[estimate-mi] held-out estimate on %lld batches%s\n", (long long)nb, c->worst ? " under the attack" : "");
   double test_mi = 0, test_sem = 0, clean_mi = NAN, clean_sem = NAN;
-  rc = heldout_mi(t, &et->dim, c->worst ? et->attack : NULL, t->test.images, nb, B, keep, &test_mi, &test_sem);
+  rc = heldout_mi(t, &et->dim, c->worst, t->test.images, nb, B, keep, &test_mi, &test_sem);
   /* The same critic on the same held-out batches without the attack (after the attacked pass, so
    * the attack's random stream is the one it always had): the paired difference clean - attacked
    * measures what the attack takes away with the critic's own errors largely cancelled. */
-  if (!rc && c->worst) rc = heldout_mi(t, &et->dim, NULL, t->test.images, nb, B, NULL, &clean_mi, &clean_sem);
+  if (!rc && c->worst) rc = heldout_mi(t, &et->dim, 0, t->test.images, nb, B, NULL, &clean_mi, &clean_sem);
   refit_result rr;
   wcmi_jsonw curve;
   wcmi_jsonw_init_buffer(&curve, 0);
@@ -508,10 +492,9 @@ static int estimate_one(wcmi_ctx *ctx, const wcmi_task_cfg *cfg, const wcmi_esti
   if (!rc && et.logits) rc = wcmi_dim_set_repr_head(&et.dim, t.model.classifier);
   if (!rc) {
     wcmi_net *nets[2] = {t.model.local, t.model.global};
-    rc = trainer_setup(&t, nets, 2, &et.attack);
+    rc = trainer_setup(&t, nets, 2);
   }
   if (!rc) rc = trainer_run(&t, summary);
-  wcmi_attack_free(et.attack);
   wcmi_dim_free(&et.dim);
   trainer_free(&t);
   return rc;

@@ -187,7 +187,7 @@ int trainer_init(trainer *t, wcmi_ctx *ctx, const wcmi_task_cfg *cfg, const trai
   return WCMI_OK;
 }
 
-int trainer_setup(trainer *t, wcmi_net **nets, int n_nets, wcmi_attack **attack) {
+int trainer_setup(trainer *t, wcmi_net **nets, int n_nets) {
   wcmi_adam_cfg a = wcmi_adam_defaults();
   a.lr = (float)t->cfg.lr;
   t->opt = wcmi_adam_new(t->ctx, nets, n_nets, a);
@@ -195,15 +195,52 @@ int trainer_setup(trainer *t, wcmi_net **nets, int n_nets, wcmi_attack **attack)
   for (int k = 0; k < n_nets && k < 4; k++) t->opt_nets[k] = nets[k];
   t->n_opt_nets = n_nets < 4 ? n_nets : 4;
   wcmi_shape in = wcmi_net_in_shape(t->model.encoder);
-  *attack = wcmi_attack_new(t->ctx, &t->cfg.attack, t->cfg.batch_size, wcmi_shape_numel(&in));
-  return *attack ? WCMI_OK : t->ctx->status;
+  t->attack = wcmi_attack_new(t->ctx, &t->cfg.attack, t->cfg.batch_size, wcmi_shape_numel(&in));
+  t->attack_eps = t->cfg.attack.eps;
+  t->train_eps = wcmi_eps_schedule(t->cfg.attack.eps, 0, t->cfg.eps_fade_epochs);
+  return t->attack ? WCMI_OK : t->ctx->status;
+}
+
+/* PGD against obj at eps: the attack's settings change only when eps does (an evaluation at the
+ * full eps between two faded-in training epochs). */
+static int attack_at(trainer *t, const wcmi_objective *obj, float eps, const float *x, int n, float *out) {
+  if (!t->attack) return wcmi_fail(t->ctx, WCMI_EINVAL, "%s: no attack (trainer_setup not called)", t->ops->task);
+  if (eps != t->attack_eps) {
+    wcmi_pgd_cfg a = t->cfg.attack;
+    a.eps = eps;
+    int rc = wcmi_attack_set_cfg(t->attack, &a);
+    if (rc) return rc;
+    t->attack_eps = eps;
+  }
+  return wcmi_pgd_run(t->attack, obj, x, n, &t->attack_rng, out, NULL);
+}
+
+int trainer_attack_batch(trainer *t, const wcmi_objective *obj, const float *x, int n) {
+  const double t0 = wcmi_now();
+  int rc = attack_at(t, obj, t->train_eps, x, n, t->xadv);
+  t->phase_time[0] += wcmi_now() - t0;
+  return rc;
+}
+
+int trainer_attack_full(trainer *t, const wcmi_objective *obj, const float *x, int n, float *out) {
+  return attack_at(t, obj, t->cfg.attack.eps, x, n, out);
+}
+
+void trainer_add_attack_time(trainer *t, double seconds) { t->phase_time[0] += seconds; }
+
+int trainer_check_loss(trainer *t, const char *what, double loss) {
+  if (isfinite(loss)) return WCMI_OK;
+  return wcmi_fail(t->ctx, WCMI_ENUMERIC, "%s: %s is %g at epoch %d: stopping (last good checkpoint kept)", t->ops->task,
+                   what, loss, t->epoch + 1);
 }
 
 int trainer_optim_step(trainer *t) {
+  const double t0 = wcmi_now();
   int rc = dist_sum_grads(t);
   if (rc) return rc;
   wcmi_optim_step(t->opt);
   t->steps_run++;
+  t->phase_time[2] += wcmi_now() - t0;
   return WCMI_OK;
 }
 
@@ -213,6 +250,7 @@ void trainer_free(trainer *t) {
   wcmi_dataset_free(&t->test);
   wcmi_model_free(&t->model);
   wcmi_optim_free(t->opt);
+  wcmi_attack_free(t->attack);
   wcmi_free(t->x);
   wcmi_free(t->xadv);
   wcmi_free(t->y);
@@ -567,6 +605,7 @@ int trainer_run(trainer *t, char **summary) {
   t->first_epoch = rp.epoch;
   for (int epoch = rp.epoch; epoch < c->epochs && !rc; epoch++) {
     t->epoch = epoch;
+    t->train_eps = wcmi_eps_schedule(c->attack.eps, epoch, c->eps_fade_epochs); /* the fade, once per epoch */
     if ((rc = wcmi_loader_start_epoch(t->ctx, &loader, epoch))) break;
     int64_t b0 = epoch == rp.epoch ? rp.batch : 0, done = epoch == rp.epoch ? rp.done : 0;
     for (int i = 0; i < TRAINER_MAX_SUMS; i++) sums[i] = epoch == rp.epoch ? rp.sums[i] : 0.0;
@@ -586,7 +625,11 @@ int trainer_run(trainer *t, char **summary) {
       if (rc) break;
       double vals[TRAINER_MAX_SUMS] = {0};
       dist_count_step(t, 1);
+      /* The step's time less what the trainer timed inside it (attack, optimizer) is its forward
+       * and backward. */
+      const double ts = wcmi_now(), attack_before = t->phase_time[0], optim_before = t->phase_time[2];
       rc = t->ops->step(t, t->x, t->y, count, vals);
+      t->phase_time[1] += (wcmi_now() - ts) - (t->phase_time[0] - attack_before) - (t->phase_time[2] - optim_before);
       dist_count_step(t, 0);
       if (rc) {
         if (rc == WCMI_ENUMERIC) {

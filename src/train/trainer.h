@@ -35,6 +35,12 @@ struct trainer {
   wcmi_model model;
   wcmi_optim *opt;
   wcmi_rng attack_rng;
+  /* The run's one PGD attack (the settings of cfg.attack), built by trainer_setup, and the eps its
+   * training batches use this epoch: cfg.attack.eps faded in over cfg.eps_fade_epochs, set once per
+   * epoch by trainer_run. Evaluations attack at the full cfg.attack.eps (trainer_attack). */
+  wcmi_attack *attack;
+  float train_eps;
+  float attack_eps; /* the eps the attack is configured with now (switched only when it changes) */
   float *x, *xadv; /* (batch, C, H, W) */
   int32_t *y;
   int epoch;       /* current epoch */
@@ -43,7 +49,7 @@ struct trainer {
   FILE *metrics;
   double best_score;
   int best_epoch;
-  double t_start, phase_time[4]; /* timing: attack, forward+backward, optimizer, eval */
+  double t_start, phase_time[4]; /* timing: attack, forward+backward, optimizer, eval (trainer-kept) */
   double elapsed_before;         /* training wall clock of the run before this process (resume) */
   curve_probe *probe;            /* learning-curve probes (train-encoder --probe-every), or NULL */
   int first_epoch, announced;    /* the training-time estimate, printed once per process */
@@ -76,11 +82,25 @@ int trainer_save_checkpoint(trainer *t, const char *leaf, int next_epoch);
 int trainer_write_epoch(trainer *t, int epoch, const double *means, double seconds, wcmi_jsonw *evalw);
 int trainer_finish(trainer *t, char **summary);
 
-/* After the task built t->model: Adam (lr from the config) over `nets`, into t->opt, and a PGD
- * attack sized for a batch of the model's inputs, into *attack. */
-int trainer_setup(trainer *t, wcmi_net **nets, int n_nets, wcmi_attack **attack);
-/* The optimizer step of a task's step function: in a data-parallel run the gradients are first
- * summed over the ranks (docs/distributed.md); in one process, wcmi_optim_step. */
+/* After the task built t->model: Adam (lr from the config) over `nets`, into t->opt, and the run's
+ * PGD attack (t->attack), sized for a batch of the model's inputs. */
+int trainer_setup(trainer *t, wcmi_net **nets, int n_nets);
+
+/* What a task's step function calls. A step is "which objective, which parameters": the trainer
+ * attacks, checks the loss, steps the optimizer and keeps the phase times. */
+
+/* The training batch under attack: PGD with the run's settings at this epoch's eps (t->train_eps)
+ * against obj, from x (n samples) into t->xadv, timed as the attack phase. */
+int trainer_attack_batch(trainer *t, const wcmi_objective *obj, const float *x, int n);
+/* The same attack at the full eps (evaluations: the test MI, held-out estimates) into out. */
+int trainer_attack_full(trainer *t, const wcmi_objective *obj, const float *x, int n, float *out);
+/* Adds seconds to the attack phase (a step that perturbs its batch itself: free adversarial training). */
+void trainer_add_attack_time(trainer *t, double seconds);
+/* Fails with WCMI_ENUMERIC ("<task>: <what> is <loss> at epoch E: stopping ...") if loss is NaN/Inf. */
+int trainer_check_loss(trainer *t, const char *what, double loss);
+/* The optimizer step of a task's step function, timed as the optimizer phase: in a data-parallel
+ * run the gradients are first summed over the ranks (docs/distributed.md); in one process,
+ * wcmi_optim_step. */
 int trainer_optim_step(trainer *t);
 
 /* Where a resumed run continues: a checkpoint's metadata, parsed and range-checked. */
