@@ -22,6 +22,17 @@ for k in ('samples', 'nat_acc', 'adv_acc', 'worst_case_adv_acc'):
     if k in a: assert a[k] == b[k], (k, a[k], b[k])
 PYEOF"
 
+# The strong attack is a cascade (each attack on the survivors of the ones before): the ranks'
+# survivors are attacked together, so a rank left with none still joins the attack's collectives.
+"$WCMI" eval --model "$T/m1/latest.safetensors" --data fashion-mnist --test-subset 60 --batch-size 30 --attack-steps 3 --attack strong --threads 1 > "$T/s1.json" 2>/dev/null
+run2 eval --model "$T/m1/latest.safetensors" --data fashion-mnist --test-subset 60 --batch-size 30 --attack-steps 3 --attack strong --threads 1 > "$T/s2.json" 2>/dev/null
+check "eval --attack strong on 2 ranks: the cascade's accuracies equal 1 process's" "$PY - <<PYEOF
+import json
+a, b = json.load(open('$T/s1.json')), json.load(open('$T/s2.json'))
+assert [x['adv_acc'] for x in a['attacks']] == [x['adv_acc'] for x in b['attacks']], (a['attacks'], b['attacks'])
+assert a['worst_case_adv_acc'] == b['worst_case_adv_acc'] and a['nat_acc'] == b['nat_acc']
+PYEOF"
+
 # 5. A global batch smaller than the ranks cannot be split: refused with one line from rank 0.
 "$MPIRUN" --oversubscribe -np 3 "$WCMI" eval --model "$T/m1/latest.safetensors" --data fashion-mnist --test-subset 60 \
   --batch-size 2 --threads 1 > /dev/null 2> "$T/b2.err"
