@@ -3,7 +3,6 @@
  * --resume reading config.json, --threads). The input is split at NUL or newline into at most 40
  * arguments. Run with -close_fd_mask=3: the parsers print usage errors and --help. */
 #include "cli/cli.h"
-#include "cli/model_data.h"
 #include "cli/task_cli.h"
 #include "wcmi/io.h"
 
@@ -32,12 +31,9 @@ static void table_parse(int argc, char **argv) {
 }
 
 static void task_parse(int argc, char **argv) {
-  static const char *objective;
-  wcmi_opt extra[] = {{"--objective", WCMI_OPT_STR, &objective, "O", "normal or worst", 0}, {0}};
-  model_data_argv md;
-  if (model_data_argv_init(&md, "train-encoder", argc, argv)) return;
+  /* Every group of settings, so that every field of the table is parsed and applied. */
   task_cli tc;
-  int rc = task_cli_parse(&tc, "train-encoder", NULL, NULL, extra, md.argc, md.argv);
+  int rc = task_cli_parse(&tc, "train-encoder", ~0u, NULL, NULL, NULL, argc, argv);
   if (rc == 0 && wcmi_task_cfg_check(&tc.ctx, &tc.cfg) != WCMI_OK) __builtin_trap(); /* parsed means valid */
   wcmi_json_free(tc.resume_cfg);
 }

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Which common options a command takes (src/cli/task_cli.c, COMMAND_GROUPS): eval and encode list
+# Which common options a command takes (the groups each src/cli/cmd_*.c declares): eval and encode list
 # only the options that apply to them in --help, and refuse the others with a one-line message and
 # exit status 2 before doing any work; the training commands keep every option.
 set -u

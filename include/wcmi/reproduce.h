@@ -56,11 +56,17 @@ typedef struct wcmi_reproduce_cfg {
   const char *data_dir;      /* NULL: the dataset's default place */
   const char *paper_results; /* NULL: wcmi_paper_results_find */
   long long train_subset, test_subset;
-  int encoder_epochs;      /* DIM and worst-case-MI encoders */
+  int encoder_epochs;      /* the worst-case-MI encoder (and DIM's under the paper profile) */
+  int dim_epochs;          /* the DIM encoder (quick: 3 x encoder_epochs, a DIM batch costing about a
+                            * tenth of a worst-case one; paper: encoder_epochs) */
   int head_epochs;         /* standard heads (also the early-stopped ones and the pixels heads) */
   int robust_head_epochs;  /* robust heads */
   int model_epochs;        /* Baseline-H, standard and robust */
   int mi_epochs;           /* each fresh critic of `vulnerability` */
+  int critics;             /* critics per `vulnerability` case, from independent seeds (quick: 2; paper: 1) */
+  int robust_train_steps;  /* PGD steps of the robust heads' and robust Baseline-H's training attack, at
+                            * the paper's step x steps travel (quick: 5; paper: the dataset's). The
+                            * worst-case MI encoder and every evaluation keep the paper's attack. */
   int hsize;               /* MI critic width, in training and estimation */
   int batch_size;          /* every stage's batch (paper: 128) */
   double lr, head_lr;      /* Adam: encoders, Baseline-H and critics; heads on a frozen encoder */

@@ -49,9 +49,16 @@ int wcmi_cli_parse(const char *command, const char *synopsis, const char *descri
     if (wcmi_prc) return wcmi_prc < 0 ? 0 : wcmi_prc;                     \
   } while (0)
 
+/* The same, with `help(f, arg)` printing the help instead of wcmi_cli_print_help (NULL: that). */
+typedef void (*wcmi_cli_help_fn)(FILE *f, void *arg);
+int wcmi_cli_parse_with_help(const char *command, const char *synopsis, const char *description, wcmi_opt *opts,
+                             int argc, char **argv, wcmi_cli_strlist *positional, wcmi_cli_help_fn help, void *arg);
+
 /* Whether an option was given explicitly (by name). */
 int wcmi_cli_given(const wcmi_opt *opts, const char *name);
 void wcmi_cli_print_help(FILE *f, const char *command, const char *synopsis, const char *description,
                          const wcmi_opt *opts);
+/* One option's line of --help. */
+void wcmi_cli_print_option(FILE *f, const wcmi_opt *o);
 
 #endif

@@ -1,6 +1,6 @@
 /* wcmi data: inspect datasets. `info` prints JSON statistics of a split; `show` writes a PNG grid
  * of samples (optionally augmented as the training loader would). */
-#include "cli/cli.h"
+#include "cli/task_cli.h"
 #include "wcmi/core.h"
 #include "wcmi/data.h"
 #include "wcmi/image.h"
@@ -10,6 +10,7 @@
 #include <string.h>
 
 static const char *DATA_SYNOPSIS = "data <info|show> --data NAME [options]";
+static const char *DATA_HELP = "dataset (required): mnist, fashion-mnist, svhn, cifar10";
 
 static void print_json_string(const char *s) {
   putchar('"');
@@ -74,12 +75,12 @@ static int load_split(const char *cmd, const common_opts *o, wcmi_dataset *d, do
 static int cmd_info(int argc, char **argv) {
   common_opts o = {NULL, NULL, "train", 0, 0, 0};
   wcmi_opt opts[] = {
-      {"--data", WCMI_OPT_STR, &o.data, "NAME", "dataset: mnist, fashion-mnist, svhn, cifar10", 0},
-      {"--data-dir", WCMI_OPT_STR, &o.dir, "DIR", "directory holding the files (default: see docs/data.md)", 0},
+      task_cli_opt(WCMI_CFG_DATA, &o.data, DATA_HELP),
+      task_cli_opt(WCMI_CFG_DATA_DIR, &o.dir, NULL),
       {"--split", WCMI_OPT_STR, &o.split, "SPLIT", "train (default) or test", 0},
-      {"--train-subset", WCMI_OPT_I64, &o.train_subset, "N", "class-balanced subset of the training split", 0},
-      {"--test-subset", WCMI_OPT_I64, &o.test_subset, "N", "class-balanced subset of the test split", 0},
-      {"--seed", WCMI_OPT_I64, &o.seed, "S", "seed for subset selection (default 0)", 0},
+      task_cli_opt(WCMI_CFG_TRAIN_SUBSET, &o.train_subset, NULL),
+      task_cli_opt(WCMI_CFG_TEST_SUBSET, &o.test_subset, NULL),
+      task_cli_opt(WCMI_CFG_SEED, &o.seed, "seed for subset selection (default 0)"),
       {0},
   };
   WCMI_CLI_PARSE("data info", "data info --data NAME [--data-dir DIR] [--split train|test]",
@@ -113,8 +114,8 @@ static int cmd_show(int argc, char **argv) {
   int n = 64, cols = 0, pad = 2, shuffle = 0, augment = 0;
   const char *outpath = NULL;
   wcmi_opt opts[] = {
-      {"--data", WCMI_OPT_STR, &o.data, "NAME", "dataset: mnist, fashion-mnist, svhn, cifar10", 0},
-      {"--data-dir", WCMI_OPT_STR, &o.dir, "DIR", "directory holding the files (default: see docs/data.md)", 0},
+      task_cli_opt(WCMI_CFG_DATA, &o.data, DATA_HELP),
+      task_cli_opt(WCMI_CFG_DATA_DIR, &o.dir, NULL),
       {"--split", WCMI_OPT_STR, &o.split, "SPLIT", "train (default) or test", 0},
       {"-n", WCMI_OPT_INT, &n, "N", "number of samples (default 64)", 0},
       {"-o", WCMI_OPT_STR, &outpath, "PATH", "output PNG file (required)", 0},
@@ -122,7 +123,7 @@ static int cmd_show(int argc, char **argv) {
       {"--pad", WCMI_OPT_INT, &pad, "P", "pixels between tiles (default 2)", 0},
       {"--shuffle", WCMI_OPT_FLAG, &shuffle, NULL, "take a seeded random sample instead of the first n", 0},
       {"--augment", WCMI_OPT_FLAG, &augment, NULL, "apply the training augmentation (crop + flip)", 0},
-      {"--seed", WCMI_OPT_I64, &o.seed, "S", "seed for --shuffle and --augment (default 0)", 0},
+      task_cli_opt(WCMI_CFG_SEED, &o.seed, "seed for --shuffle and --augment (default 0)"),
       {0},
   };
   WCMI_CLI_PARSE("data show", "data show --data NAME -n 64 -o grid.png [--split train|test]",

@@ -14,8 +14,8 @@ void estimate_cli_quick_budget(task_cli *tc);
  * 3). Encoders keep the profile's 256 and 4 epochs. */
 void estimate_cli_quick_budget(task_cli *tc) {
   if (tc->resume_cfg || strcmp(tc->cfg.profile, "quick")) return;
-  if (!wcmi_cli_given(tc->opts, "--hsize")) tc->cfg.hsize = WCMI_QUICK_ESTIMATE_HSIZE;
-  if (!wcmi_cli_given(tc->opts, "--epochs")) tc->cfg.epochs = WCMI_QUICK_ESTIMATE_EPOCHS;
+  if (!task_cli_given(tc, WCMI_CFG_HSIZE)) tc->cfg.hsize = WCMI_QUICK_ESTIMATE_HSIZE;
+  if (!task_cli_given(tc, WCMI_CFG_EPOCHS)) tc->cfg.epochs = WCMI_QUICK_ESTIMATE_EPOCHS;
 }
 
 int estimate_cli_opts(const char *cmd, const char *repr, int patience, int max_epochs, int critics, wcmi_estimate_opts *o) {
@@ -36,18 +36,17 @@ int estimate_cli_opts(const char *cmd, const char *repr, int patience, int max_e
 
 int wcmi_cmd_estimate_mi(int argc, char **argv) {
   task_cli tc;
-  const char *kase = "normal", *repr = NULL;
+  const char *repr = NULL;
   int patience = 0, max_epochs = 0, critics = 0;
   wcmi_opt extra[] = {
-      {"--model", WCMI_OPT_STR, &tc.model, "FILE", "model to analyse (any wcmi model; its encoder is frozen)", 0},
-      {"--case", WCMI_OPT_STR, &kase, "C", "normal (I(X; g(X))) or worst (worst-case MI under the MI attack)", 0},
       {"--repr", WCMI_OPT_STR, &repr, "R", "logits (default when the model has a classifier head) or z", 0},
       {"--refit-patience", WCMI_OPT_INT, &patience, "P", "worst case: re-fitted critic stops after P epochs without held-out gain (3)", 0},
       {"--critics", WCMI_OPT_INT, &critics, "K",
        "critics from independent seeds, averaged; JSON gets mean, std, per-critic values (paper: 1; quick: 3, each H = 64 for 2 epochs unless --hsize / --epochs)", 0},
       {"--refit-max-epochs", WCMI_OPT_INT, &max_epochs, "N", "worst case: at most N re-fit epochs (50)", 0},
       {0}};
-  int rc = task_cli_parse(&tc, "estimate-mi", "--model FILE --case normal|worst --out DIR [options]",
+  int rc = task_cli_parse(&tc, "estimate-mi", WCMI_GROUPS_TRAINING | WCMI_GROUP_MODEL | WCMI_GROUP_CASE,
+                          "--model FILE --case normal|worst --out DIR [options]",
                           "Estimate the MI between inputs and a frozen representation (the encoder's z, or a Baseline-H "
                           "model's logits) with a fresh critic trained by Adam; worst case: the critic trains on the batches "
                           "the MI attack finds against it. Reports the paper's Algorithm 2 value (critic of the best training "
@@ -55,16 +54,13 @@ int wcmi_cmd_estimate_mi(int argc, char **argv) {
                           "re-fitted estimate on the perturbed held-out inputs. See docs/estimate-mi.md.",
                           extra, argc, argv);
   if (rc) return rc < 0 ? 0 : rc;
-  if (strcmp(kase, "normal") && strcmp(kase, "worst")) {
-    fprintf(stderr, "wcmi estimate-mi: --case must be normal or worst\n");
-    return 2;
-  }
   wcmi_estimate_opts o;
-  if ((rc = estimate_cli_opts("estimate-mi", repr, patience, max_epochs, critics, &o))) return rc;
+  if ((rc = estimate_cli_opts("estimate-mi", repr, patience, max_epochs, critics, &o)))
+    return task_cli_finish(&tc, "estimate-mi", WCMI_OK, NULL), rc;
   estimate_cli_quick_budget(&tc);
-  if (!tc.resume_cfg) {
-    tc.cfg.worst = !strcmp(kase, "worst");
-    if (!tc.cfg.model) return fprintf(stderr, "wcmi estimate-mi: --model FILE is required\n"), 2;
+  if (!tc.resume_cfg && !tc.cfg.model) {
+    fprintf(stderr, "wcmi estimate-mi: --model FILE is required\n");
+    return task_cli_finish(&tc, "estimate-mi", WCMI_OK, NULL), 2;
   }
   char *summary = NULL;
   rc = wcmi_task_estimate_mi_ex(&tc.ctx, &tc.cfg, &o, &summary);

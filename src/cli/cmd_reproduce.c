@@ -39,36 +39,44 @@ int reproduce_main(const char *cmd, int argc, char **argv) {
   int threads = 0, task_progress = 0, json = 0, quiet = 0;
   const char *conv_algo = NULL;
   wcmi_opt opts[] = {
-      {"--data", WCMI_OPT_STR, &c.dataset, "NAME", "mnist, fashion-mnist (default), svhn or cifar10", 0},
-      {"--out", WCMI_OPT_STR, &c.out_dir, "DIR",
-       demo ? "where the runs go (default runs/demo)" : "where the runs go (default runs/reproduce)", 0},
-      {"--profile", WCMI_OPT_STR, &c.profile, "P", "quick (default) or paper (the published budget)", 0},
-      {"--data-dir", WCMI_OPT_STR, &c.data_dir, "DIR", "where the dataset files are (default: per dataset)", 0},
+      task_cli_opt(WCMI_CFG_DATA, &c.dataset, "mnist, fashion-mnist (default), svhn or cifar10"),
+      task_cli_opt(WCMI_CFG_OUT, &c.out_dir,
+                   demo ? "where the runs go (default runs/demo)" : "where the runs go (default runs/reproduce)"),
+      task_cli_opt(WCMI_CFG_PROFILE, &c.profile, "quick (default) or paper (the published budget)"),
+      task_cli_opt(WCMI_CFG_DATA_DIR, &c.data_dir, NULL),
       {"--paper-results", WCMI_OPT_STR, &c.paper_results, "FILE", "the published numbers (default: see docs/reproduce.md)", 0},
-      {"--train-subset", WCMI_OPT_I64, &c.train_subset, "N", "class-balanced training images (0: all; quick: 10000)", 0},
-      {"--test-subset", WCMI_OPT_I64, &c.test_subset, "N", "class-balanced test images (0: all; quick: 1000)", 0},
+      task_cli_opt(WCMI_CFG_TRAIN_SUBSET, &c.train_subset, "class-balanced training images (0: all; quick: 10000)"),
+      task_cli_opt(WCMI_CFG_TEST_SUBSET, &c.test_subset, "class-balanced test images (0: all; quick: 1000)"),
       {"--encoder-epochs", WCMI_OPT_INT, &c.encoder_epochs, "E", "epochs of each encoder (quick: 4)", 0},
       {"--head-epochs", WCMI_OPT_INT, &c.head_epochs, "E", "epochs of each standard head, early-stopped too (quick: 10)", 0},
       {"--robust-head-epochs", WCMI_OPT_INT, &c.robust_head_epochs, "E", "epochs of each robust head (quick: 2)", 0},
       {"--model-epochs", WCMI_OPT_INT, &c.model_epochs, "E", "epochs of each Baseline-H (quick: 3)", 0},
+      {"--dim-epochs", WCMI_OPT_INT, &c.dim_epochs, "E",
+       "epochs of the DIM encoder (quick: 3 x --encoder-epochs, its batches cost a tenth; paper: --encoder-epochs)", 0},
       {"--mi-epochs", WCMI_OPT_INT, &c.mi_epochs, "E", "epochs of each fresh MI critic (quick: 2)", 0},
-      {"--hsize", WCMI_OPT_INT, &c.hsize, "H", "MI critic width (quick: 256, paper: 2048)", 0},
-      {"--batch-size", WCMI_OPT_INT, &c.batch_size, "B", "batch size of every stage (paper: 128)", 0},
-      {"--lr", WCMI_OPT_FLOAT, &c.lr, "LR", "Adam lr of encoders, Baseline-H and critics (quick: 5e-4, paper: 1e-4)", 0},
+      {"--critics", WCMI_OPT_INT, &c.critics, "K", "MI critics per vulnerability case, independent seeds (quick: 2, paper: 1)",
+       0},
+      {"--robust-train-steps", WCMI_OPT_INT, &c.robust_train_steps, "K",
+       "PGD steps of robust heads' and robust Baseline-H's training attack, same travel as the paper's (quick: 5, "
+       "paper: the dataset's); evaluations always use the paper's attack",
+       0},
+      task_cli_opt(WCMI_CFG_HSIZE, &c.hsize, "MI critic width (quick: 256, paper: 2048)"),
+      task_cli_opt(WCMI_CFG_BATCH_SIZE, &c.batch_size, "batch size of every stage (paper: 128)"),
+      task_cli_opt(WCMI_CFG_LR, &c.lr, "Adam lr of encoders, Baseline-H and critics (quick: 5e-4, paper: 1e-4)"),
       {"--head-lr", WCMI_OPT_FLOAT, &c.head_lr, "LR", "Adam lr of the heads (quick: 2e-3, paper: 1e-4)", 0},
       {"--monitor-batches", WCMI_OPT_INT, &c.monitor_batches, "N",
        "test batches checked after each epoch of head and model training, which pick the early-stopped epoch "
        "(quick: 2; 0: all)",
        0},
-      {"--eval-batches", WCMI_OPT_INT, &c.eval_batches, "N", "cap the final evaluation's batches (default: all)", 0},
-      {"--max-batches", WCMI_OPT_INT, &c.max_batches, "N", "cap training batches per epoch (smoke tests)", 0},
-      {"--seed", WCMI_OPT_I64, &seed, "S", "random seed (default 0)", 0},
-      {"--threads", WCMI_OPT_INT, &threads, "T", "threads (default: WCMI_NUM_THREADS or all cores)", 0},
-      {"--conv-algo", WCMI_OPT_STR, &conv_algo, "A", "convolutions: auto (default) or gemm", 0},
+      task_cli_opt(WCMI_CFG_EVAL_BATCHES, &c.eval_batches, "cap the final evaluation's batches (default: all)"),
+      task_cli_opt(WCMI_CFG_MAX_BATCHES, &c.max_batches, "cap training batches per epoch (smoke tests)"),
+      task_cli_opt(WCMI_CFG_SEED, &seed, NULL),
+      task_cli_opt(WCMI_CFG_THREADS, &threads, NULL),
+      task_cli_opt(WCMI_CFG_CONV_ALGO, &conv_algo, NULL),
       {"--dry-run", WCMI_OPT_FLAG, &c.dry_run, NULL,
        "print the stages, their budgets and the published numbers; run nothing", 0},
-      {"--force", WCMI_OPT_FLAG, &c.force, NULL, "redo stages whose directory holds another configuration", 0},
-      {"--progress", WCMI_OPT_FLAG, &task_progress, NULL, "also every task's own progress (a bar on a TTY)", 0},
+      task_cli_opt(WCMI_CFG_FORCE, &c.force, "redo stages whose directory holds another configuration"),
+      task_cli_opt(WCMI_CFG_PROGRESS, &task_progress, "also every task's own progress (a bar on a TTY)"),
       {"--quiet", WCMI_OPT_FLAG, &quiet, NULL, "no stage lines on stderr", 0},
       {"--json", WCMI_OPT_FLAG, &json, NULL, "print reproduce.json instead of the table", 0},
       {0}};
@@ -80,20 +88,22 @@ int reproduce_main(const char *cmd, int argc, char **argv) {
     fprintf(stderr, "wcmi %s: --threads, --monitor-batches, --eval-batches and --max-batches must be >= 0\n", cmd);
     return 2;
   }
-  static const char *const AT_LEAST_ONE[] = {"--encoder-epochs", "--head-epochs", "--robust-head-epochs", "--model-epochs",
-                                             "--mi-epochs", "--hsize", NULL};
-  const int *values[] = {&c.encoder_epochs, &c.head_epochs, &c.robust_head_epochs, &c.model_epochs, &c.mi_epochs, &c.hsize};
+  const char *const AT_LEAST_ONE[] = {"--encoder-epochs", "--head-epochs", "--robust-head-epochs", "--model-epochs",
+                                      "--mi-epochs", wcmi_cfg_field_at(WCMI_CFG_HSIZE)->flag, "--robust-train-steps",
+                                      "--dim-epochs", "--critics", NULL};
+  const int *values[] = {&c.encoder_epochs, &c.head_epochs, &c.robust_head_epochs, &c.model_epochs, &c.mi_epochs,
+                         &c.hsize,          &c.robust_train_steps, &c.dim_epochs, &c.critics};
   for (int i = 0; AT_LEAST_ONE[i]; i++)
     if (wcmi_cli_given(opts, AT_LEAST_ONE[i]) && *values[i] < 1) {
       fprintf(stderr, "wcmi %s: %s must be >= 1\n", cmd, AT_LEAST_ONE[i]);
       return 2;
     }
-  if (wcmi_cli_given(opts, "--batch-size") && (c.batch_size < 2 || c.batch_size > 65536)) {
-    fprintf(stderr, "wcmi %s: --batch-size must be in [2, 65536]\n", cmd);
+  if (wcmi_cli_given(opts, wcmi_cfg_field_at(WCMI_CFG_BATCH_SIZE)->flag) && (c.batch_size < 2 || c.batch_size > WCMI_BATCH_MAX)) {
+    fprintf(stderr, "wcmi %s: --batch-size must be in [2, %d]\n", cmd, WCMI_BATCH_MAX);
     return 2;
   }
-  if ((wcmi_cli_given(opts, "--train-subset") && c.train_subset < 0) ||
-      (wcmi_cli_given(opts, "--test-subset") && c.test_subset < 0)) {
+  if ((wcmi_cli_given(opts, wcmi_cfg_field_at(WCMI_CFG_TRAIN_SUBSET)->flag) && c.train_subset < 0) ||
+      (wcmi_cli_given(opts, wcmi_cfg_field_at(WCMI_CFG_TEST_SUBSET)->flag) && c.test_subset < 0)) {
     fprintf(stderr, "wcmi %s: subsets must be >= 0 (0: the whole split)\n", cmd);
     return 2;
   }

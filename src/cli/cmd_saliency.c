@@ -1,6 +1,6 @@
 /* wcmi saliency: a PNG grid of input-gradient maps (PAPER.md section 6), row 0 the test images, then
  * one row per model. The maths is in src/report/saliency.c. */
-#include "cli/cli.h"
+#include "cli/task_cli.h"
 #include "wcmi/data.h"
 #include "wcmi/image.h"
 #include "wcmi/io.h"
@@ -144,17 +144,19 @@ static int run(wcmi_ctx *ctx, saliency_opts *o, const wcmi_saliency_cfg *cfg) {
   return rc;
 }
 
-/* --data defaults to the dataset recorded in the first model file. */
+/* --data defaults to the dataset recorded in the first model file (the rule of every command that
+ * reads a model, task_cli_model_dataset). */
 static int default_data(wcmi_ctx *ctx, saliency_opts *o, char *buf, size_t n) {
-  wcmi_st *st = NULL;
-  int rc = wcmi_st_open(ctx, o->models.v[0], &st);
-  if (rc) return rc;
-  const char *ds = wcmi_st_meta(st, "dataset");
-  if (!ds) rc = wcmi_fail(ctx, WCMI_EFORMAT, "%s: no dataset in the metadata: give --data", o->models.v[0]);
-  else snprintf(buf, n, "%s", ds);
-  wcmi_st_close(st);
+  int rc = task_cli_model_dataset(ctx, o->models.v[0], buf, n);
+  if (!rc && !buf[0]) rc = wcmi_fail(ctx, WCMI_EFORMAT, "%s: no dataset in the metadata: give --data", o->models.v[0]);
   o->data = buf;
   return rc;
+}
+
+/* The table's --model, taken once per row. */
+static wcmi_opt repeatable(wcmi_opt o) {
+  o.kind = WCMI_OPT_MULTI;
+  return o;
 }
 
 int wcmi_cmd_saliency(int argc, char **argv) {
@@ -166,19 +168,19 @@ int wcmi_cmd_saliency(int argc, char **argv) {
   o.scale = 3;
   o.pad = 2;
   wcmi_opt opts[] = {
-      {"--model", WCMI_OPT_MULTI, &o.models, "FILE", "model file (.safetensors); repeat for one row per model", 0},
+      repeatable(task_cli_opt(WCMI_CFG_MODEL, &o.models, "model file (.safetensors); repeat for one row per model")),
       {"--loss", WCMI_OPT_STR, &o.loss, "L", "mi (default), ce or feature", 0},
       {"--layer", WCMI_OPT_STR, &o.layer, "NAME", "feature loss: encoder layer (default layer1: 2nd conv block)", 0},
       {"--channel", WCMI_OPT_INT, &o.channel, "K", "feature loss: channel of the layer (default 0)", 0},
-      {"--estimator", WCMI_OPT_STR, &o.estimator, "E", "mi loss: dv (default), fd, nce", 0},
-      {"--grad-path", WCMI_OPT_STR, &o.grad_path, "P", "mi loss: encoder (default, the paper's code) or both", 0},
-      {"--data", WCMI_OPT_STR, &o.data, "NAME", "dataset (default: the first model's)", 0},
-      {"--data-dir", WCMI_OPT_STR, &o.data_dir, "DIR", "where the dataset files are (default: per dataset)", 0},
+      task_cli_opt(WCMI_CFG_ESTIMATOR, &o.estimator, "mi loss: dv (default), fd, nce"),
+      task_cli_opt(WCMI_CFG_GRAD_PATH, &o.grad_path, "mi loss: encoder (default, the paper's code) or both"),
+      task_cli_opt(WCMI_CFG_DATA, &o.data, "dataset (default: the first model's)"),
+      task_cli_opt(WCMI_CFG_DATA_DIR, &o.data_dir, NULL),
       {"-n", WCMI_OPT_INT, &o.n, "N", "number of test images (default 8)", 0},
       {"--offset", WCMI_OPT_INT, &o.offset, "K", "first test image (default 0)", 0},
       {"--scale", WCMI_OPT_INT, &o.scale, "S", "pixel magnification of each tile (default 3)", 0},
       {"--pad", WCMI_OPT_INT, &o.pad, "P", "white pixels between tiles (default 2)", 0},
-      {"--threads", WCMI_OPT_INT, &o.threads, "T", "threads (default: WCMI_NUM_THREADS or all cores)", 0},
+      task_cli_opt(WCMI_CFG_THREADS, &o.threads, NULL),
       {"-o", WCMI_OPT_STR, &o.out, "PNG", "output PNG file (required)", 0},
       {0}};
   WCMI_CLI_PARSE("saliency", SYNOPSIS, DESCRIPTION, opts, argc, argv, NULL);

@@ -6,16 +6,18 @@
 #include <stdlib.h>
 #include <string.h>
 
+void wcmi_cli_print_option(FILE *f, const wcmi_opt *o) {
+  char left[64];
+  snprintf(left, sizeof left, "%s%s%s", o->name, o->metavar ? " " : "", o->metavar ? o->metavar : "");
+  fprintf(f, "  %-24s %s\n", left, o->help ? o->help : "");
+}
+
 void wcmi_cli_print_help(FILE *f, const char *command, const char *synopsis, const char *description,
                          const wcmi_opt *opts) {
   fprintf(f, "usage: wcmi %s %s\n\n", command, synopsis ? synopsis : "[options]");
   if (description) fprintf(f, "%s\n\n", description);
   fprintf(f, "options:\n");
-  for (const wcmi_opt *o = opts; o->name; o++) {
-    char left[64];
-    snprintf(left, sizeof left, "%s%s%s", o->name, o->metavar ? " " : "", o->metavar ? o->metavar : "");
-    fprintf(f, "  %-24s %s\n", left, o->help ? o->help : "");
-  }
+  for (const wcmi_opt *o = opts; o->name; o++) wcmi_cli_print_option(f, o);
   fprintf(f, "  %-24s %s\n", "-h, --help", "show this help and exit");
 }
 
@@ -70,10 +72,16 @@ static int parse_value(const char *command, wcmi_opt *o, const char *v) {
 
 int wcmi_cli_parse(const char *command, const char *synopsis, const char *description, wcmi_opt *opts,
                    int argc, char **argv, wcmi_cli_strlist *positional) {
+  return wcmi_cli_parse_with_help(command, synopsis, description, opts, argc, argv, positional, NULL, NULL);
+}
+
+int wcmi_cli_parse_with_help(const char *command, const char *synopsis, const char *description, wcmi_opt *opts,
+                             int argc, char **argv, wcmi_cli_strlist *positional, wcmi_cli_help_fn help, void *arg) {
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-      wcmi_cli_print_help(stdout, command, synopsis, description, opts);
+      if (help) help(stdout, arg);
+      else wcmi_cli_print_help(stdout, command, synopsis, description, opts);
       return -1;
     }
     if (a[0] != '-' || a[1] == '\0') {

@@ -1,5 +1,6 @@
-/* Common task options: one table, defaults from the dataset's profile, --resume reads the run's
- * own config.json so a resumed run continues exactly the run it names. */
+/* The run settings on the command line: flags, help and groups from the table of settings
+ * (wcmi/task_config.h), defaults from the dataset's profile, --resume reads the run's own
+ * config.json so a resumed run continues exactly the run it names. */
 #include "cli/task_cli.h"
 #include "wcmi/dist.h"
 #include "wcmi/io.h"
@@ -19,67 +20,41 @@ static void on_sigint(int sig) {
   signal(SIGINT, SIG_DFL);
 }
 
-/* ---- which common options a command takes ----------------------------------------------------
- * The common options fall into groups, and a command takes the groups COMMAND_GROUPS declares for it
- * (all of them when it is not listed: the training commands, estimate-mi and vulnerability, which
- * train a critic). An option of a group the command does not take is not listed by --help, and
- * giving it is a usage error naming it (exit 2) rather than a setting silently ignored. */
-enum {
-  GROUP_DATA = 1u << 0,        /* --data --data-dir --test-subset */
-  GROUP_TRAIN_SPLIT = 1u << 1, /* --train-subset */
-  GROUP_PROFILE = 1u << 2,     /* --profile --batch-size */
-  GROUP_TRAINING = 1u << 3,    /* --epochs --lr --eps-fade --max-batches --timing --resume */
-  GROUP_ESTIMATOR = 1u << 4,   /* --hsize --estimator --measure --grad-path */
-  GROUP_ATTACK = 1u << 5,      /* --norm --eps --attack-steps --attack-lr --restarts --random-start --[no-]use-best */
-  GROUP_EVAL = 1u << 6,        /* --eval-batches */
-  GROUP_RUN = 1u << 7,         /* --seed --threads --conv-algo */
-  GROUP_PROGRESS = 1u << 8,    /* --progress */
-  GROUP_OUT = 1u << 9,         /* --out --force */
-};
-#define GROUP_ALL (~0u)
+/* ---- the run settings on the command line ------------------------------------------------------
+ * The flags, their help and the groups they belong to come from the table of settings
+ * (wcmi/task_config.h). A command takes the groups it declares: a flag of another group is not
+ * listed by --help, and giving it is a usage error naming it (exit 2) rather than a setting silently
+ * ignored. */
 
-static const struct {
-  const char *name;
-  unsigned group;
-} OPTION_GROUPS[] = {
-    {"--data", GROUP_DATA},           {"--data-dir", GROUP_DATA},         {"--test-subset", GROUP_DATA},
-    {"--train-subset", GROUP_TRAIN_SPLIT}, {"--profile", GROUP_PROFILE},  {"--batch-size", GROUP_PROFILE},
-    {"--epochs", GROUP_TRAINING},     {"--lr", GROUP_TRAINING},           {"--eps-fade", GROUP_TRAINING},
-    {"--max-batches", GROUP_TRAINING}, {"--timing", GROUP_TRAINING},      {"--resume", GROUP_TRAINING},
-    {"--hsize", GROUP_ESTIMATOR},     {"--estimator", GROUP_ESTIMATOR},   {"--measure", GROUP_ESTIMATOR},
-    {"--grad-path", GROUP_ESTIMATOR}, {"--norm", GROUP_ATTACK},           {"--eps", GROUP_ATTACK},
-    {"--attack-steps", GROUP_ATTACK}, {"--attack-lr", GROUP_ATTACK},      {"--restarts", GROUP_ATTACK},
-    {"--random-start", GROUP_ATTACK}, {"--use-best", GROUP_ATTACK},       {"--no-use-best", GROUP_ATTACK},
-    {"--eval-batches", GROUP_EVAL},
-    {"--seed", GROUP_RUN},            {"--threads", GROUP_RUN},           {"--conv-algo", GROUP_RUN},
-    {"--progress", GROUP_PROGRESS},   {"--out", GROUP_OUT},               {"--force", GROUP_OUT},
-};
+static const wcmi_cfg_field *field(int id) { return wcmi_cfg_field_at(id); }
 
-static const struct {
-  const char *cmd;
-  unsigned groups;
-} COMMAND_GROUPS[] = {
-    /* a trained classifier under attack: no training, no estimator, no train split */
-    {"eval", GROUP_DATA | GROUP_PROFILE | GROUP_ATTACK | GROUP_EVAL | GROUP_RUN | GROUP_PROGRESS | GROUP_OUT},
-    /* a forward pass over one split, written to -o */
-    {"encode", GROUP_DATA | GROUP_TRAIN_SPLIT | GROUP_PROFILE | GROUP_RUN},
-};
-
-/* The group of a common option (GROUP_ALL for names not in the table: every command takes them). */
-static unsigned option_group(const char *name, size_t len) {
-  for (size_t i = 0; i < sizeof OPTION_GROUPS / sizeof OPTION_GROUPS[0]; i++)
-    if (strlen(OPTION_GROUPS[i].name) == len && !strncmp(OPTION_GROUPS[i].name, name, len)) return OPTION_GROUPS[i].group;
-  return GROUP_ALL;
+/* The parser's kind for a field's flag and where its value goes. */
+static wcmi_opt field_opt(const wcmi_cfg_field *f, task_cli_raw *raw) {
+  wcmi_opt o = {f->flag, WCMI_OPT_STR, &raw->s, f->metavar, f->help, 0};
+  switch (f->type) {
+  case WCMI_FIELD_INT: o.kind = WCMI_OPT_INT, o.dest = &raw->i; break;
+  case WCMI_FIELD_I64:
+  case WCMI_FIELD_U64: o.kind = WCMI_OPT_I64, o.dest = &raw->l; break;
+  case WCMI_FIELD_DOUBLE:
+  case WCMI_FIELD_FLOAT: o.kind = WCMI_OPT_FLOAT, o.dest = &raw->d; break;
+  case WCMI_FIELD_BOOL:
+    if (!f->names) o.kind = WCMI_OPT_FLAG, o.dest = &raw->i;
+    break;
+  default: break;
+  }
+  return o;
 }
 
-static unsigned command_groups(const char *cmd) {
-  for (size_t i = 0; i < sizeof COMMAND_GROUPS / sizeof COMMAND_GROUPS[0]; i++)
-    if (!strcmp(COMMAND_GROUPS[i].cmd, cmd)) return COMMAND_GROUPS[i].groups;
-  return GROUP_ALL;
+wcmi_opt task_cli_opt(int id, void *dest, const char *help) {
+  task_cli_raw unused;
+  wcmi_opt o = field_opt(field(id), &unused);
+  o.dest = dest;
+  if (help) o.help = help;
+  return o;
 }
 
-/* Exit code 2 with a message when argv names a common option the command does not take; 0 otherwise
- * (also with --help anywhere: the parser prints the help). */
+/* Exit code 2 with a message when argv names a setting of a group the command does not take; 0
+ * otherwise (also with --help anywhere: the parser prints the help). */
 static int refuse_options_not_taken(const char *cmd, unsigned groups, int argc, char **argv) {
   for (int i = 1; i < argc; i++)
     if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) return 0;
@@ -87,7 +62,8 @@ static int refuse_options_not_taken(const char *cmd, unsigned groups, int argc, 
     const char *a = argv[i], *eq = strchr(a, '=');
     if (a[0] != '-' || a[1] != '-') continue;
     size_t len = eq ? (size_t)(eq - a) : strlen(a);
-    if (!(option_group(a, len) & groups)) {
+    const wcmi_cfg_field *f = wcmi_cfg_field_by_flag(a, len, NULL);
+    if (f && !(f->group & groups)) {
       fprintf(stderr, "wcmi %s: %.*s does not apply to %s (see wcmi %s --help)\n", cmd, (int)len, a, cmd, cmd);
       return 2;
     }
@@ -95,73 +71,119 @@ static int refuse_options_not_taken(const char *cmd, unsigned groups, int argc, 
   return 0;
 }
 
-/* Appends a common option to tc->opts if the command takes its group. */
-static void add(task_cli *tc, int *n, const char *name, wcmi_opt_kind kind, void *dest, const char *metavar,
-                const char *help) {
-  if (option_group(name, strlen(name)) & tc->groups) tc->opts[(*n)++] = (wcmi_opt){name, kind, dest, metavar, help, 0};
+int task_cli_given(const task_cli *tc, int id) {
+  const wcmi_cfg_field *f = field(id);
+  return (f->group & tc->groups) &&
+         (wcmi_cli_given(tc->opts, f->flag) || (f->no_flag && wcmi_cli_given(tc->opts, f->no_flag)));
 }
 
-static int given(const task_cli *tc, const char *name) { return wcmi_cli_given(tc->opts, name); }
+/* Puts the command line's value of setting id into c. Returns 0, or 2 after a message. */
+static int put(const task_cli *tc, const char *cmd, int id, wcmi_task_cfg *c) {
+  const wcmi_cfg_field *f = field(id);
+  const task_cli_raw *raw = &tc->raw[id];
+  if (f->type == WCMI_FIELD_BOOL && !f->names) { /* a flag, and maybe its --no- twin */
+    if (f->no_flag && wcmi_cli_given(tc->opts, f->flag) && tc->negated[id])
+      return fprintf(stderr, "wcmi %s: %s and %s contradict each other\n", cmd, f->flag, f->no_flag), 2;
+    wcmi_cfg_set_int(c, f, !tc->negated[id]);
+    return 0;
+  }
+  if (f->type == WCMI_FIELD_BOOL || f->type == WCMI_FIELD_CHOICE) { /* one of the names */
+    const int k = wcmi_cfg_field_choice(f, raw->s, 1);
+    if (k < 0) {
+      char names[160];
+      wcmi_cfg_field_names(f, 1, names, sizeof names);
+      /* The value itself is not echoed: it may hold newlines. */
+      return fprintf(stderr, "wcmi %s: %s must be %s\n", cmd, f->flag, names), 2;
+    }
+    wcmi_cfg_set_int(c, f, k);
+    return 0;
+  }
+  switch (f->type) {
+  case WCMI_FIELD_STR: wcmi_cfg_set_str(c, f, raw->s); break;
+  case WCMI_FIELD_INT: wcmi_cfg_set_int(c, f, raw->i); break;
+  case WCMI_FIELD_I64:
+  case WCMI_FIELD_U64: wcmi_cfg_set_int(c, f, raw->l); break;
+  default: wcmi_cfg_set_real(c, f, raw->d); break;
+  }
+  return 0;
+}
+
+/* A setting given with --resume: those the table marks resumable change the run; any other must
+ * repeat the run's own value (a different one would silently not apply). */
+static int put_resumed(const task_cli *tc, const char *cmd, int id, wcmi_task_cfg *c) {
+  const wcmi_cfg_field *f = field(id);
+  if (f->resumable) return put(tc, cmd, id, c);
+  wcmi_task_cfg given = *c;
+  int rc = put(tc, cmd, id, &given);
+  if (rc || wcmi_cfg_same(&given, c, f)) return rc;
+  if (!f->key)
+    return fprintf(stderr, "wcmi %s: %s does not go with --resume (the run's directory and settings are fixed)\n", cmd,
+                   f->flag), 2;
+  char was[128], now[128];
+  wcmi_cfg_value_text(c, f, was, sizeof was);
+  wcmi_cfg_value_text(&given, f, now, sizeof now);
+  fprintf(stderr, "wcmi %s: %s %s differs from the run being resumed (%s: config.json's \"%s\"); a resumed run keeps "
+                  "its settings\n", cmd, f->flag, now, was, f->key);
+  return 2;
+}
+
+int task_cli_model_dataset(wcmi_ctx *ctx, const char *model, char *buf, size_t n) {
+  buf[0] = '\0';
+  wcmi_st *st = NULL;
+  int rc = wcmi_st_open_header(ctx, model, &st);
+  if (rc) return rc;
+  const char *ds = wcmi_st_meta(st, "dataset");
+  if (ds && strlen(ds) < n) snprintf(buf, n, "%s", ds);
+  wcmi_st_close(st);
+  return WCMI_OK;
+}
+
+/* The dataset of a new run: --data, else the one --model's file names (an unreadable file names
+ * none: the task then reports the file's problem itself), else fashion-mnist. */
+static const char *run_dataset(task_cli *tc) {
+  if (task_cli_given(tc, WCMI_CFG_DATA)) return tc->raw[WCMI_CFG_DATA].s;
+  if (task_cli_given(tc, WCMI_CFG_MODEL)) {
+    wcmi_ctx quiet;
+    wcmi_ctx_init(&quiet);
+    if (!task_cli_model_dataset(&quiet, tc->raw[WCMI_CFG_MODEL].s, tc->model_dataset, sizeof tc->model_dataset) &&
+        tc->model_dataset[0])
+      return tc->model_dataset;
+  }
+  return "fashion-mnist";
+}
 
 static int apply(task_cli *tc, const char *cmd) {
   wcmi_task_cfg *c = &tc->cfg;
   wcmi_ctx *ctx = &tc->ctx;
-  if (tc->resume) {
-    /* The run's own configuration; options given now may only change what does not alter results. */
-    if (wcmi_task_config_load(ctx, tc->resume, c, tc->resumed_task, sizeof tc->resumed_task, &tc->resume_cfg)) {
+  if (task_cli_given(tc, WCMI_CFG_RESUME)) {
+    const char *dir = tc->raw[WCMI_CFG_RESUME].s;
+    if (wcmi_task_config_load(ctx, dir, c, tc->resumed_task, sizeof tc->resumed_task, &tc->resume_cfg)) {
       fprintf(stderr, "wcmi %s: %s\n", cmd, wcmi_errmsg(ctx));
       return 1;
     }
     if (strcmp(tc->resumed_task, cmd)) {
-      fprintf(stderr, "wcmi %s: %s holds a '%s' run, not '%s'\n", cmd, tc->resume, tc->resumed_task, cmd);
+      fprintf(stderr, "wcmi %s: %s holds a '%s' run, not '%s'\n", cmd, dir, tc->resumed_task, cmd);
       return 2;
     }
-    if (given(tc, "--epochs")) c->epochs = tc->epochs;
-    if (given(tc, "--data-dir")) c->data_dir = tc->data_dir;
-    /* How much of the test split the end-of-epoch evaluation covers: it reports, never trains. */
-    if (given(tc, "--eval-batches")) c->eval_batches = tc->eval_batches;
+    for (int id = 0; id < WCMI_CFG_NFIELDS; id++) {
+      if (id == WCMI_CFG_RESUME || field(id)->offset < 0 || !task_cli_given(tc, id)) continue;
+      int rc = put_resumed(tc, cmd, id, c);
+      if (rc) return rc;
+    }
   } else {
-    if (wcmi_task_defaults(ctx, c, tc->data, tc->profile)) {
+    const char *profile = task_cli_given(tc, WCMI_CFG_PROFILE) ? tc->raw[WCMI_CFG_PROFILE].s : "paper";
+    if (wcmi_task_defaults(ctx, c, run_dataset(tc), profile)) {
       fprintf(stderr, "wcmi %s: %s\n", cmd, wcmi_errmsg(ctx));
       return 2;
     }
-    c->data_dir = tc->data_dir;
-    c->out_dir = tc->out;
-    c->force = tc->force;
-    c->model = tc->model;
-    if (given(tc, "--train-subset")) c->train_subset = tc->train_subset;
-    if (given(tc, "--test-subset")) c->test_subset = tc->test_subset;
-    if (given(tc, "--seed")) c->seed = (uint64_t)tc->seed;
-    if (given(tc, "--epochs")) c->epochs = tc->epochs;
-    if (given(tc, "--batch-size")) c->batch_size = tc->batch_size;
-    if (given(tc, "--lr")) c->lr = tc->lr;
-    if (given(tc, "--hsize")) c->hsize = tc->hsize;
-    if (given(tc, "--eps")) c->attack.eps = (float)tc->eps;
-    if (given(tc, "--attack-steps")) c->attack.steps = tc->attack_steps;
-    if (given(tc, "--attack-lr")) c->attack.step = (float)tc->attack_lr;
-    if (given(tc, "--restarts")) c->attack.restarts = tc->restarts;
-    if (given(tc, "--random-start")) c->attack.random_start = 1;
-    if (given(tc, "--use-best") && given(tc, "--no-use-best"))
-      return fprintf(stderr, "wcmi %s: --use-best and --no-use-best contradict each other\n", cmd), 2;
-    if (given(tc, "--use-best")) c->attack.use_best = 1;
-    if (given(tc, "--no-use-best")) c->attack.use_best = 0;
-    if (given(tc, "--eps-fade")) c->eps_fade_epochs = tc->eps_fade;
-    if (given(tc, "--max-batches")) c->max_batches = tc->max_batches;
-    if (given(tc, "--eval-batches")) c->eval_batches = tc->eval_batches;
-    if (tc->norm) {
-      if (!strcmp(tc->norm, "linf")) c->attack.norm = WCMI_NORM_LINF;
-      else if (!strcmp(tc->norm, "l2")) c->attack.norm = WCMI_NORM_L2;
-      else return fprintf(stderr, "wcmi %s: --norm must be linf or l2\n", cmd), 2;
+    for (int id = 0; id < WCMI_CFG_NFIELDS; id++) {
+      const wcmi_cfg_field *f = field(id);
+      if (f->has_cli_default && (f->group & tc->groups)) wcmi_cfg_set_real(c, f, f->cli_default);
     }
-    if (tc->grad_path) {
-      if (!strcmp(tc->grad_path, "encoder")) c->grad_path = WCMI_PATH_ENCODER;
-      else if (!strcmp(tc->grad_path, "both")) c->grad_path = WCMI_PATH_BOTH;
-      else return fprintf(stderr, "wcmi %s: --grad-path must be encoder or both\n", cmd), 2;
-    }
-    if ((tc->estimator && wcmi_mi_parse_estimator(ctx, tc->estimator, &c->mi.estimator)) ||
-        (tc->measure && wcmi_mi_parse_measure(ctx, tc->measure, &c->mi.measure))) {
-      fprintf(stderr, "wcmi %s: %s\n", cmd, wcmi_errmsg(ctx));
-      return 2;
+    for (int id = 0; id < WCMI_CFG_NFIELDS; id++) {
+      if (id == WCMI_CFG_DATA || id == WCMI_CFG_PROFILE || field(id)->offset < 0 || !task_cli_given(tc, id)) continue;
+      int rc = put(tc, cmd, id, c);
+      if (rc) return rc;
     }
   }
   /* The same ranges a resumed run's config.json must satisfy (src/train/config.c). */
@@ -169,8 +191,7 @@ static int apply(task_cli *tc, const char *cmd) {
     fprintf(stderr, "wcmi %s: %s\n", cmd, wcmi_errmsg(ctx));
     return 2;
   }
-  c->timing = tc->timing;
-  c->progress = tc->progress ? (isatty(2) ? 2 : 1) : 0;
+  c->progress = c->progress ? (isatty(2) ? 2 : 1) : 0;
   return 0;
 }
 
@@ -192,62 +213,66 @@ static int task_cli_dist(task_cli *tc, const char *cmd) {
   return 2;
 }
 
-int task_cli_parse(task_cli *tc, const char *cmd, const char *synopsis, const char *desc, const wcmi_opt *extra,
-                   int argc, char **argv) {
+/* Every setting (and --no-use-best) fits beside the command's own options. */
+_Static_assert(WCMI_CFG_NFIELDS + 1 + 16 < TASK_CLI_MAX_OPTS, "TASK_CLI_MAX_OPTS is too small for the table");
+
+typedef struct help_args {
+  const task_cli *tc;
+  const char *cmd, *synopsis, *desc;
+} help_args;
+
+/* --help: the command's own options, then the settings it takes, group by group. */
+static void print_help(FILE *out, void *arg) {
+  const help_args *h = arg;
+  const task_cli *tc = h->tc;
+  wcmi_opt own[TASK_CLI_MAX_OPTS];
+  memcpy(own, tc->opts, (size_t)tc->n_extra * sizeof own[0]);
+  own[tc->n_extra] = (wcmi_opt){0};
+  wcmi_cli_print_help(out, h->cmd, h->synopsis, h->desc, own);
+  for (unsigned g = 1; g; g <<= 1) {
+    if (!(g & tc->groups)) continue;
+    int header = 0;
+    for (const wcmi_opt *o = tc->opts + tc->n_extra; o->name; o++) {
+      const wcmi_cfg_field *f = wcmi_cfg_field_by_flag(o->name, strlen(o->name), NULL);
+      if (!f || f->group != g) continue;
+      if (!header++) fprintf(out, "\n%s options:\n", wcmi_cfg_group_name(g));
+      wcmi_cli_print_option(out, o);
+    }
+  }
+}
+
+int task_cli_parse(task_cli *tc, const char *cmd, unsigned groups, const char *synopsis, const char *desc,
+                   const wcmi_opt *extra, int argc, char **argv) {
   memset(tc, 0, sizeof *tc);
   wcmi_ctx_init(&tc->ctx);
-  tc->data = "fashion-mnist";
-  tc->profile = "paper";
-  tc->groups = command_groups(cmd);
+  tc->groups = groups;
   int rc = refuse_options_not_taken(cmd, tc->groups, argc, argv);
   if (rc) return rc;
   int n = 0;
-  for (const wcmi_opt *e = extra; e && e->name; e++) tc->opts[n++] = *e;
-  add(tc, &n, "--data", WCMI_OPT_STR, &tc->data, "NAME", "dataset: mnist, fashion-mnist (default), svhn, cifar10");
-  add(tc, &n, "--data-dir", WCMI_OPT_STR, &tc->data_dir, "DIR", "where the dataset files are (default: per dataset)");
-  add(tc, &n, "--train-subset", WCMI_OPT_I64, &tc->train_subset, "N", "class-balanced subset of the training split");
-  add(tc, &n, "--test-subset", WCMI_OPT_I64, &tc->test_subset, "N", "class-balanced subset of the test split");
-  add(tc, &n, "--profile", WCMI_OPT_STR, &tc->profile, "P", "paper (default: the paper's budget) or quick (minutes)");
-  add(tc, &n, "--epochs", WCMI_OPT_INT, &tc->epochs, "N", "training epochs");
-  add(tc, &n, "--lr", WCMI_OPT_FLOAT, &tc->lr, "LR", "Adam learning rate (paper: 1e-4)");
-  add(tc, &n, "--batch-size", WCMI_OPT_INT, &tc->batch_size, "B", "batch size (paper: 128)");
-  add(tc, &n, "--hsize", WCMI_OPT_INT, &tc->hsize, "H", "MI estimator width (paper: 2048)");
-  add(tc, &n, "--estimator", WCMI_OPT_STR, &tc->estimator, "E", "MI estimator: dv (default), fd, nce");
-  add(tc, &n, "--measure", WCMI_OPT_STR, &tc->measure, "M", "fd measure: jsd (default), gan, x2, kl, rkl, h2, w1");
-  add(tc, &n, "--grad-path", WCMI_OPT_STR, &tc->grad_path, "P", "MI attack gradient: encoder (default) or both");
-  add(tc, &n, "--norm", WCMI_OPT_STR, &tc->norm, "N", "perturbation norm: linf (default) or l2");
-  add(tc, &n, "--eps", WCMI_OPT_FLOAT, &tc->eps, "EPS", "perturbation budget (accepts fractions like 8/255)");
-  add(tc, &n, "--attack-steps", WCMI_OPT_INT, &tc->attack_steps, "K", "PGD steps");
-  add(tc, &n, "--attack-lr", WCMI_OPT_FLOAT, &tc->attack_lr, "A", "PGD step size");
-  add(tc, &n, "--restarts", WCMI_OPT_INT, &tc->restarts, "R", "extra PGD runs from random starts (worst kept)");
-  add(tc, &n, "--random-start", WCMI_OPT_FLAG, &tc->random_start, NULL, "start PGD uniformly inside the ball");
-  add(tc, &n, "--use-best", WCMI_OPT_FLAG, &tc->use_best, NULL,
-      "keep the PGD iterate with the highest loss, clean start included (default: on, as the paper)");
-  add(tc, &n, "--no-use-best", WCMI_OPT_FLAG, &tc->no_use_best, NULL, "return the last PGD iterate instead");
-  add(tc, &n, "--eps-fade", WCMI_OPT_INT, &tc->eps_fade, "E", "grow eps linearly over the first E epochs");
-  add(tc, &n, "--seed", WCMI_OPT_I64, &tc->seed, "S", "random seed (default 0)");
-  add(tc, &n, "--threads", WCMI_OPT_INT, &tc->threads, "T", "threads (default: WCMI_NUM_THREADS or all cores)");
-  add(tc, &n, "--conv-algo", WCMI_OPT_STR, &tc->conv_algo, "A",
-      "convolutions: auto (default: Winograd where it saves work) or gemm (im2col + GEMM, as PyTorch's CPU path)");
-  add(tc, &n, "--out", WCMI_OPT_STR, &tc->out, "DIR", "run directory to create");
-  add(tc, &n, "--force", WCMI_OPT_FLAG, &tc->force, NULL, "let --out replace the run already in DIR");
-  add(tc, &n, "--resume", WCMI_OPT_STR, &tc->resume, "DIR", "continue the run in DIR from its latest checkpoint");
-  add(tc, &n, "--progress", WCMI_OPT_FLAG, &tc->progress, NULL, "progress on stderr (a bar on a TTY, lines otherwise)");
-  add(tc, &n, "--timing", WCMI_OPT_FLAG, &tc->timing, NULL, "print where the time goes (attack, fwd+bwd, optimizer)");
-  add(tc, &n, "--max-batches", WCMI_OPT_INT, &tc->max_batches, "N", "cap batches per epoch (smoke tests)");
-  add(tc, &n, "--eval-batches", WCMI_OPT_INT, &tc->eval_batches, "N", "cap evaluation batches");
+  for (const wcmi_opt *e = extra; e && e->name && n < TASK_CLI_MAX_OPTS - 1; e++) tc->opts[n++] = *e;
+  tc->n_extra = n;
+  for (int id = 0; id < WCMI_CFG_NFIELDS && n < TASK_CLI_MAX_OPTS - 2; id++) {
+    const wcmi_cfg_field *f = field(id);
+    if (!(f->group & groups)) continue;
+    tc->opts[n++] = field_opt(f, &tc->raw[id]);
+    if (f->no_flag) tc->opts[n++] = (wcmi_opt){f->no_flag, WCMI_OPT_FLAG, &tc->negated[id], NULL, f->no_help, 0};
+  }
   tc->opts[n] = (wcmi_opt){0};
-  rc = wcmi_cli_parse(cmd, synopsis, desc, tc->opts, argc, argv, NULL);
+  help_args help = {tc, cmd, synopsis, desc};
+  rc = wcmi_cli_parse_with_help(cmd, synopsis, desc, tc->opts, argc, argv, NULL, print_help, &help);
   if (rc) return rc < 0 ? -1 : rc;
-  if (given(tc, "--threads") && (rc = task_cli_check_threads(cmd, tc->threads))) return rc;
-  if (tc->threads) wcmi_set_threads(&tc->ctx, tc->threads);
-  if ((rc = task_cli_conv_algo(&tc->ctx, cmd, tc->conv_algo))) return rc;
+  const int threads = tc->raw[WCMI_CFG_THREADS].i;
+  if (task_cli_given(tc, WCMI_CFG_THREADS) && (rc = task_cli_check_threads(cmd, threads))) return rc;
+  if ((rc = task_cli_conv_algo(&tc->ctx, cmd, tc->raw[WCMI_CFG_CONV_ALGO].s))) return rc;
   if ((rc = apply(tc, cmd))) {
     /* The caller returns at once without task_cli_finish: release a loaded config.json here. */
     wcmi_json_free(tc->resume_cfg);
     tc->resume_cfg = NULL;
     return rc;
   }
+  /* After apply: the context it may create to read --model's header (wcmi_ctx_init) resets the
+   * process's OpenMP and BLAS thread counts to the default. */
+  if (threads) wcmi_set_threads(&tc->ctx, threads);
   if ((rc = task_cli_dist(tc, cmd))) return rc;
   interrupt_target = &tc->ctx;
   signal(SIGINT, on_sigint);
@@ -273,18 +298,11 @@ void task_cli_catch_sigint(wcmi_ctx *ctx) {
 
 int task_cli_conv_algo(wcmi_ctx *ctx, const char *cmd, const char *value) {
   if (!value) return 0;
-  if (!strcmp(value, "auto")) ctx->conv_algo = WCMI_CONV_AUTO;
-  else if (!strcmp(value, "gemm")) ctx->conv_algo = WCMI_CONV_GEMM;
-  else return fprintf(stderr, "wcmi %s: --conv-algo must be auto or gemm\n", cmd), 2; /* the value may hold newlines */
+  const wcmi_cfg_field *f = field(WCMI_CFG_CONV_ALGO);
+  const int k = wcmi_cfg_field_choice(f, value, 1); /* the index is WCMI_CONV_AUTO or WCMI_CONV_GEMM */
+  if (k < 0) return fprintf(stderr, "wcmi %s: %s must be auto or gemm\n", cmd, f->flag), 2; /* the value may hold newlines */
+  ctx->conv_algo = k;
   return 0;
-}
-
-int task_cli_select(wcmi_ctx *ctx, const char *value, wcmi_select_kind *out) {
-  if (!strcmp(value, "auto")) *out = WCMI_SELECT_AUTO;
-  else if (!strcmp(value, "nat")) *out = WCMI_SELECT_NAT;
-  else if (!strcmp(value, "adv")) *out = WCMI_SELECT_ADV;
-  else return wcmi_fail(ctx, WCMI_EINVAL, "--select must be auto, nat or adv");
-  return WCMI_OK;
 }
 
 int task_cli_exit_code(int status) {

@@ -75,6 +75,16 @@ static double num(const wcmi_json *o, const char *key) {
   return v && v->type == WCMI_JSON_NUMBER ? v->number : NAN;
 }
 
+/* An MI figure of the vulnerability table, "mean ± std" when the run gives a spread. */
+static void cell_pm(FILE *f, const wcmi_json *m, const char *key) {
+  char k[64];
+  snprintf(k, sizeof k, "%s_std", key);
+  const double v = num(m, key), sd = num(m, k);
+  if (isfinite(v) && isfinite(sd)) fprintf(f, "<td class=\"num\">%.3f &plusmn; %.3f</td>", v, sd);
+  else if (isfinite(v)) fprintf(f, "<td class=\"num\">%.3f</td>", v);
+  else fputs("<td class=\"na\">&ndash;</td>", f);
+}
+
 static const char *str(const wcmi_json *o, const char *key) {
   const wcmi_json *v = wcmi_json_get(o, key);
   return v && v->type == WCMI_JSON_STRING ? v->str : "";
@@ -151,8 +161,8 @@ int report_reproduce_section(wcmi_ctx *ctx, FILE *f, const char *dir) {
       fputs("<tr><td>", f);
       wcmi_xml_escape(f, str(m, "encoder"));
       fputs("</td>", f);
-      cell(f, num(m, "normal_mi"), 0), cell(f, num(m, "worst_mi"), 0), cell(f, num(m, "worst_mi_refit"), 0);
-      cell(f, num(m, "rv"), 0), cell(f, 100 * num(m, "fano_bound"), 0);
+      cell_pm(f, m, "normal_mi"), cell_pm(f, m, "worst_mi"), cell_pm(f, m, "worst_mi_refit"), cell_pm(f, m, "rv");
+      cell(f, 100 * num(m, "fano_bound"), 0);
       fputs("</tr>\n", f);
     }
     fputs("</tbody></table>\n", f);

@@ -2,6 +2,7 @@
  * normal and the worst case, with a fresh critic, the paper's Algorithm 2 selection and a
  * re-fitted worst-case estimate. Method and caveats: docs/estimate-mi.md. */
 #include "train/trainer.h"
+#include "wcmi/task_config.h"
 
 #include "dist/dist_train.h"
 #include "wcmi/dist.h"
@@ -91,13 +92,7 @@ static int load_opts(wcmi_ctx *ctx, const char *dir, wcmi_estimate_opts *o) {
 static void write_attack(wcmi_jsonw *w, const wcmi_task_cfg *c) {
   wcmi_jsonw_begin_object(w);
   wcmi_jsonw_kv_string(w, "target", "MI loss of the critic (batch-level; maximizing it minimizes the MI estimate)");
-  wcmi_jsonw_kv_string(w, "norm", c->attack.norm == WCMI_NORM_L2 ? "l2" : "linf");
-  wcmi_jsonw_kv_double(w, "eps", c->attack.eps);
-  wcmi_jsonw_kv_double(w, "step", c->attack.step);
-  wcmi_jsonw_kv_int(w, "steps", c->attack.steps);
-  wcmi_jsonw_kv_bool(w, "random_start", c->attack.random_start);
-  wcmi_jsonw_kv_int(w, "restarts", c->attack.restarts);
-  wcmi_jsonw_kv_bool(w, "use_best", c->attack.use_best);
+  wcmi_task_attack_json(w, &c->attack);
   wcmi_jsonw_kv_string(w, "grad_path", c->grad_path == WCMI_PATH_BOTH ? "both" : "encoder");
   wcmi_jsonw_kv_string(w, "batchnorm", "eval");
   wcmi_jsonw_kv_string(w, "phases", "the same attack in training and held-out evaluation");

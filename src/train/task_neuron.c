@@ -13,6 +13,7 @@
  * sample instead of one full-image prefix per (image, location). */
 #include "train/neuron_prefix.h"
 #include "train/trainer.h"
+#include "wcmi/task_config.h"
 
 #include <errno.h>
 #include <math.h>
@@ -376,12 +377,7 @@ int wcmi_task_neuron_vulnerability(wcmi_ctx *ctx, const wcmi_task_cfg *cfg, cons
     wcmi_jsonw_key(&w, "attack");
     wcmi_jsonw_begin_object(&w);
     wcmi_jsonw_kv_string(&w, "target", "MI loss of the channel's critic, on the patch pixels (the same attack in training and evaluation)");
-    wcmi_jsonw_kv_string(&w, "norm", cfg->attack.norm == WCMI_NORM_L2 ? "l2" : "linf");
-    wcmi_jsonw_kv_double(&w, "eps", cfg->attack.eps);
-    wcmi_jsonw_kv_double(&w, "step", cfg->attack.step);
-    wcmi_jsonw_kv_int(&w, "steps", cfg->attack.steps);
-    wcmi_jsonw_kv_bool(&w, "random_start", cfg->attack.random_start);
-    wcmi_jsonw_kv_int(&w, "restarts", cfg->attack.restarts);
+    wcmi_task_attack_json(&w, &cfg->attack);
     wcmi_jsonw_kv_string(&w, "grad_path", cfg->grad_path == WCMI_PATH_BOTH ? "both" : "encoder");
     wcmi_jsonw_end_object(&w);
     wcmi_jsonw_key(&w, "neurons");

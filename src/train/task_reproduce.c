@@ -43,6 +43,7 @@ typedef struct stage {
   char *key;
   double seconds, timed_units; /* measured (0 when not yet) */
   int finished;
+  int critics; /* a vulnerability stage: critics per case (part of its key) */
 } stage;
 
 /* One line of the table: a head (or Baseline-H) on an encoder, with its evaluation. */
@@ -57,6 +58,8 @@ typedef struct mi_row {
   const char *encoder;
   int stage;
   double normal, worst, worst_refit, rv, fano;
+  /* The spread of each over vulnerability's critics (std over --critics K; NaN with one critic). */
+  double normal_sd, worst_sd, worst_refit_sd, rv_sd;
 } mi_row;
 
 typedef struct plan {
@@ -79,7 +82,8 @@ void wcmi_reproduce_defaults(wcmi_reproduce_cfg *c) {
   c->out_dir = "runs/reproduce";
   c->train_subset = c->test_subset = -1;
   c->encoder_epochs = c->head_epochs = c->robust_head_epochs = c->model_epochs = c->mi_epochs = -1;
-  c->hsize = c->batch_size = -1;
+  c->dim_epochs = c->critics = -1;
+  c->hsize = c->batch_size = c->robust_train_steps = -1;
   c->lr = c->head_lr = -1;
   c->monitor_batches = c->eval_batches = -1;
   c->progress = 1;
@@ -105,7 +109,12 @@ static int resolve_budget(wcmi_ctx *ctx, const wcmi_reproduce_cfg *in, plan *p) 
   DEFAULT(head_epochs, 10, paper_epochs);
   DEFAULT(robust_head_epochs, 2, paper_epochs);
   DEFAULT(model_epochs, 3, paper_epochs);
+  DEFAULT(dim_epochs, 3 * c->encoder_epochs, c->encoder_epochs);
   DEFAULT(mi_epochs, 2, paper_epochs);
+  DEFAULT(critics, 2, 1);
+  /* Robust heads and Baseline-H dominate the quick table's training time, nearly all of it in their
+   * training attack: 5 steps of twice the paper's step cover the same distance at half the cost. */
+  DEFAULT(robust_train_steps, p->base.attack.steps < 5 ? p->base.attack.steps : 5, p->base.attack.steps);
   DEFAULT(hsize, p->base.hsize, p->base.hsize);
   DEFAULT(batch_size, p->base.batch_size, p->base.batch_size);
   DEFAULT(monitor_batches, 2, 0);
@@ -114,9 +123,10 @@ static int resolve_budget(wcmi_ctx *ctx, const wcmi_reproduce_cfg *in, plan *p) 
   if (!(c->lr > 0)) c->lr = p->base.lr;
   if (!(c->head_lr > 0)) c->head_lr = quick ? 2e-3 : p->base.lr;
   if (c->encoder_epochs < 1 || c->head_epochs < 1 || c->robust_head_epochs < 1 || c->model_epochs < 1 ||
-      c->mi_epochs < 1 || c->hsize < 1 || c->batch_size < 2 || c->batch_size > 65536)
-    return wcmi_fail(ctx, WCMI_EINVAL,
-                     "every stage needs >= 1 epoch, an MI critic width >= 1 and a batch size in [2, 65536]");
+      c->mi_epochs < 1 || c->dim_epochs < 1 || c->critics < 1 || c->critics > 100 || c->hsize < 1 || c->batch_size < 2 || c->batch_size > 65536 || c->robust_train_steps < 1 ||
+      c->robust_train_steps > 1000)
+    return wcmi_fail(ctx, WCMI_EINVAL, "every stage needs >= 1 epoch, an MI critic width >= 1, 1 to 100 critics, a "
+                                       "batch size in [2, 65536] and robust training steps in [1, 1000]");
   p->base.data_dir = c->data_dir;
   p->base.train_subset = c->train_subset;
   p->base.test_subset = c->test_subset;
@@ -221,6 +231,15 @@ static int add_eval(wcmi_ctx *ctx, plan *p, int model_stage, const char *enc, co
 
 static const wcmi_head_kind HEADS[2] = {WCMI_HEAD_LINEAR, WCMI_HEAD_MLP};
 
+/* The training attack of a robust head or Baseline-H: robust_train_steps steps, each long enough
+ * that they travel as far as the paper's attack (steps x step). Evaluations use p->base's attack. */
+static void robust_training_attack(const plan *p, wcmi_task_cfg *c) {
+  const wcmi_pgd_cfg *a = &p->base.attack;
+  if (p->c.robust_train_steps == a->steps) return;
+  c->attack.steps = p->c.robust_train_steps;
+  c->attack.step = a->step * (float)a->steps / (float)p->c.robust_train_steps;
+}
+
 /* Heads on a frozen encoder (train-classifier): standard and robust, linear and MLP. */
 static int add_heads(wcmi_ctx *ctx, plan *p, const char *enc, int enc_stage, const char *training) {
   const int robust = !strcmp(training, "robust"), early = !strcmp(training, "early-stopped");
@@ -231,6 +250,7 @@ static int add_heads(wcmi_ctx *ctx, plan *p, const char *enc, int enc_stage, con
     if (!s) return ctx->status;
     s->cfg.head = HEADS[h];
     s->cfg.robust = robust;
+    if (robust) robust_training_attack(p, &s->cfg);
     s->cfg.epochs = robust ? p->c.robust_head_epochs : p->c.head_epochs;
     s->cfg.lr = p->c.head_lr;
     s->cfg.eval_batches = p->c.monitor_batches;
@@ -257,6 +277,7 @@ static int add_models(wcmi_ctx *ctx, plan *p, const char *enc, const char *train
     if (!s) return ctx->status;
     s->cfg.head = HEADS[h];
     s->cfg.robust = robust;
+    if (robust) robust_training_attack(p, &s->cfg);
     s->cfg.encoder = pixels ? WCMI_ENCODER_PIXELS : WCMI_ENCODER_BASIC;
     s->cfg.hsize = 0;
     /* A head on pixels is a head: the heads' budget. Baseline-H trains the encoder too. */
@@ -274,7 +295,7 @@ static int add_encoder(wcmi_ctx *ctx, plan *p, int worst) {
                        worst ? "encoder-worst" : "encoder-normal", -1);
   if (!s) return ctx->status;
   s->cfg.worst = worst;
-  s->cfg.epochs = p->c.encoder_epochs;
+  s->cfg.epochs = worst ? p->c.encoder_epochs : p->c.dim_epochs;
   s->cfg.lr = p->c.lr;
   s->cfg.eval_batches = p->c.monitor_batches;
   return WCMI_OK;
@@ -287,11 +308,12 @@ static int add_vulnerability(wcmi_ctx *ctx, plan *p, int k, const char *enc, int
   if (!s) return ctx->status;
   s->cfg.epochs = p->c.mi_epochs;
   s->cfg.lr = p->c.lr;
+  s->critics = p->c.critics;
   /* The quick estimation budget measured for RV's stability (EXPERIMENTS.md, issue 13): critics 64
    * wide, 3 of them (estimate-mi's quick default), 2 epochs; a 256-wide critic is undertrained in
    * that many steps and its estimate moves by up to 0.7 nats with the seed. */
   if (!strcmp(p->c.profile, "quick") && s->cfg.hsize > 64) s->cfg.hsize = 64;
-  p->mi[k] = (mi_row){enc, p->n - 1, NAN, NAN, NAN, NAN, NAN};
+  p->mi[k] = (mi_row){enc, p->n - 1, NAN, NAN, NAN, NAN, NAN, NAN, NAN, NAN, NAN};
   return WCMI_OK;
 }
 
@@ -340,8 +362,10 @@ static int make_key(wcmi_ctx *ctx, plan *p, stage *s) {
     free(cfg);
     return wcmi_fail(ctx, WCMI_ENOMEM, "out of memory");
   }
-  snprintf(s->key, n, "stage %s\ntask %s\neval_attack %d\nreads %s/%s\nupstream %016llx\n%s\n", s->name, task_name(s),
-           (int)c.eval_attack, s->upstream >= 0 ? p->st[s->upstream].name : "-",
+  char critics[32] = "";
+  if (s->kind == ST_VULN) snprintf(critics, sizeof critics, "critics %d\n", s->critics);
+  snprintf(s->key, n, "stage %s\ntask %s\neval_attack %d\n%sreads %s/%s\nupstream %016llx\n%s\n", s->name, task_name(s),
+           (int)c.eval_attack, critics, s->upstream >= 0 ? p->st[s->upstream].name : "-",
            s->upstream >= 0 ? p->st[s->upstream].leaf : "-",
            s->upstream >= 0 ? (unsigned long long)p->st[s->upstream].key_hash : 0ull, cfg);
   free(cfg);
@@ -467,7 +491,13 @@ static int call_task(wcmi_ctx *ctx, const stage *s, const wcmi_task_cfg *c) {
   case ST_HEAD: rc = wcmi_task_train_classifier(ctx, c, &summary); break;
   case ST_MODEL: rc = wcmi_task_train_model(ctx, c, &summary); break;
   case ST_EVAL: rc = wcmi_task_eval(ctx, c, &summary); break;
-  default: rc = wcmi_task_vulnerability(ctx, c, &summary); break;
+  default: {
+    wcmi_estimate_opts o;
+    wcmi_estimate_opts_default(&o);
+    o.critics = s->critics;
+    rc = wcmi_task_vulnerability_ex(ctx, c, &o, &summary);
+    break;
+  }
   }
   free(summary);
   return rc;
@@ -561,6 +591,10 @@ static int read_vulnerability(wcmi_ctx *ctx, const char *path, const wcmi_json *
   m->worst_refit = number_or_nan(j, "worst_mi_refit");
   m->rv = number_or_nan(j, "rv");
   m->fano = number_or_nan(j, "fano_bound");
+  m->normal_sd = number_or_nan(j, "normal_mi_std");
+  m->worst_sd = number_or_nan(j, "worst_mi_std");
+  m->worst_refit_sd = number_or_nan(j, "worst_mi_refit_std");
+  m->rv_sd = number_or_nan(j, "rv_std");
   int rc = wcmi_json_get_number(ctx, path, j, "normal_mi", &m->normal);
   return rc ? rc : wcmi_json_get_number(ctx, path, j, "worst_mi", &m->worst);
 }
@@ -620,9 +654,11 @@ static void pct(char *out, size_t n, double fraction_or_pct, int is_fraction) {
   else snprintf(out, n, "-");
 }
 
-static void nats(char *out, size_t n, double v) {
-  if (isfinite(v)) snprintf(out, n, "%.3f", v);
-  else snprintf(out, n, "-");
+/* An MI figure in nats, "mean ± std" when it comes with a spread over several critics. */
+static void nats(char *out, size_t n, double v, double sd) {
+  if (!isfinite(v)) snprintf(out, n, "-");
+  else if (isfinite(sd)) snprintf(out, n, "%.3f ± %.3f", v, sd);
+  else snprintf(out, n, "%.3f", v);
 }
 
 static void diff(char *out, size_t n, double wcmi_fraction, double paper_pct) {
@@ -643,13 +679,17 @@ static void header_lines(text *t, const plan *p, const char *prefix, double seco
       prefix, c->dataset, c->profile, tr, te, c->batch_size, c->hsize, (unsigned long long)c->seed);
   if (seconds > 0) put(t, " (%.0f s of stages)", seconds);
   put(t, "\n");
-  put(t, "%sepochs: encoders %d, standard heads %d, robust heads %d, Baseline-H %d, MI critics %d; Adam lr %g "
-         "(heads %g)%s\n",
-      prefix, c->encoder_epochs, c->head_epochs, c->robust_head_epochs, c->model_epochs, c->mi_epochs, c->lr, c->head_lr,
-      c->max_batches > 0 ? "; batches capped (smoke test)" : "");
+  put(t, "%sepochs: encoders %d (DIM %d), standard heads %d, robust heads %d, Baseline-H %d, MI critics %d (%d per "
+         "case); Adam lr %g (heads %g)%s\n",
+      prefix, c->encoder_epochs, c->dim_epochs, c->head_epochs, c->robust_head_epochs, c->model_epochs, c->mi_epochs,
+      c->critics, c->lr, c->head_lr, c->max_batches > 0 ? "; batches capped (smoke test)" : "");
   put(t, "%sattack: l-inf eps %g, %d steps of %g (the paper's PGD); strong: worst case per sample of PGD, PGD with "
          "random start and 5 restarts, APGD-CE\n",
       prefix, a->eps, a->steps, a->step);
+  if (c->robust_train_steps != a->steps)
+    put(t, "%straining attack of robust heads and robust Baseline-H: %d steps of %g (the worst-case MI encoder and "
+           "every evaluation: the paper's PGD)\n",
+        prefix, c->robust_train_steps, a->step * (float)a->steps / (float)c->robust_train_steps);
   put(t, "%saccuracies in %%: paper = published (mean of 4 trials, %s); diff = wcmi - paper\n", prefix, p->paper.path);
 }
 
@@ -671,7 +711,8 @@ typedef struct mi_text {
 } mi_text;
 
 static void mi_cells(const mi_row *m, mi_text *x) {
-  nats(x->c[0], 24, m->normal), nats(x->c[1], 24, m->worst), nats(x->c[2], 24, m->worst_refit), nats(x->c[3], 24, m->rv);
+  nats(x->c[0], 24, m->normal, m->normal_sd), nats(x->c[1], 24, m->worst, m->worst_sd);
+  nats(x->c[2], 24, m->worst_refit, m->worst_refit_sd), nats(x->c[3], 24, m->rv, m->rv_sd);
   if (isfinite(m->fano)) snprintf(x->c[4], 24, "%.1f%%", 100 * m->fano);
   else snprintf(x->c[4], 24, "none");
 }
@@ -680,14 +721,15 @@ static void mi_cells(const mi_row *m, mi_text *x) {
 static void put_body(text *t, const plan *p, int md) {
   const char *row = md ? "| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n"
                        : "%-26s %-6s | %6s %6s %7s | %6s %6s %7s | %7s\n";
-  const char *mi = md ? "| %s | %s | %s | %s | %s | %s |\n" : "%-10s %9s %9s %13s %8s %11s\n";
+  /* "0.123 ± 0.045" is 13 columns and 14 bytes (± takes two in UTF-8): widths in bytes. */
+  const char *mi = md ? "| %s | %s | %s | %s | %s | %s |\n" : "%-10s %16s %16s %16s %16s %11s\n";
   for (int i = 0; i < p->n_rows; i++) {
     row_text x;
     row_cells(&p->rows[i], &x);
     put(t, row, x.label, p->rows[i].head, x.c[0], x.c[1], x.c[2], x.c[3], x.c[4], x.c[5], x.c[6]);
   }
   if (md) put(t, "\n| encoder | I (nats) | I_worst | I_worst refit | RV | Fano bound |\n|---|---:|---:|---:|---:|---:|\n");
-  else put(t, "\n%-10s %9s %9s %13s %8s %11s\n", "encoder", "I (nats)", "I_worst", "I_worst refit", "RV", "Fano bound");
+  else put(t, "\n%-10s %15s %15s %15s %15s %11s\n", "encoder", "I (nats)", "I_worst", "I_worst refit", "RV", "Fano bound");
   for (int k = 0; k < 2; k++) {
     mi_text x;
     mi_cells(&p->mi[k], &x);
@@ -757,7 +799,10 @@ static char *format_json(const plan *p, double seconds, double stage_seconds) {
   wcmi_jsonw_kv_int(&w, "head_epochs", c->head_epochs);
   wcmi_jsonw_kv_int(&w, "robust_head_epochs", c->robust_head_epochs);
   wcmi_jsonw_kv_int(&w, "model_epochs", c->model_epochs);
+  wcmi_jsonw_kv_int(&w, "dim_epochs", c->dim_epochs);
   wcmi_jsonw_kv_int(&w, "mi_epochs", c->mi_epochs);
+  wcmi_jsonw_kv_int(&w, "critics", c->critics);
+  wcmi_jsonw_kv_int(&w, "robust_train_steps", c->robust_train_steps);
   wcmi_jsonw_kv_int(&w, "hsize", c->hsize);
   wcmi_jsonw_kv_int(&w, "batch_size", c->batch_size);
   wcmi_jsonw_kv_double(&w, "lr", c->lr);
@@ -807,6 +852,10 @@ static char *format_json(const plan *p, double seconds, double stage_seconds) {
     wcmi_jsonw_kv_double(&w, "worst_mi", m->worst);
     wcmi_jsonw_kv_double(&w, "worst_mi_refit", m->worst_refit);
     wcmi_jsonw_kv_double(&w, "rv", m->rv);
+    wcmi_jsonw_kv_double(&w, "normal_mi_std", m->normal_sd);
+    wcmi_jsonw_kv_double(&w, "worst_mi_std", m->worst_sd);
+    wcmi_jsonw_kv_double(&w, "worst_mi_refit_std", m->worst_refit_sd);
+    wcmi_jsonw_kv_double(&w, "rv_std", m->rv_sd);
     wcmi_jsonw_kv_double(&w, "fano_bound", m->fano);
     wcmi_jsonw_end_object(&w);
   }
