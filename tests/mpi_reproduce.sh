@@ -45,7 +45,7 @@ check "encode --repr logits (encoder + MLP head): the same bytes" "cmp -s '$T/l1
 $PY "$SRC/tests/tiny_fashion_mnist.py" "$T/data"
 REP=(--data fashion-mnist --data-dir "$T/data" --train-subset 40 --test-subset 10 --batch-size 4
      --encoder-epochs 2 --head-epochs 2 --robust-head-epochs 1 --model-epochs 1 --mi-epochs 1 --hsize 8
-     --max-batches 2 --monitor-batches 1 --eval-batches 1 --threads 1)
+     --max-batches 2 --monitor-batches 1 --eval-batches 0 --threads 1)
 "$WCMI" reproduce "${REP[@]}" --out "$T/r1" > "$T/r1.txt" 2> "$T/r1.err"
 check "reproduce, 1 process, exits 0" "[ $? -eq 0 ] || { tail -3 '$T/r1.err'; false; }"
 run2 reproduce "${REP[@]}" --out "$T/r2" > "$T/r2.txt" 2> "$T/r2.err"
@@ -56,9 +56,9 @@ check "one progress line per stage (rank 0's)" \
 # What "agrees" can mean here: every stage trains a few steps on 40 images, so float rounding that
 # 2 ranks order differently is amplified (Adam's first steps move a parameter whose gradient is 0 up
 # to rounding by a full step either way, the worst-case attack's sign steps flip pixels, a cached
-# head whitens 64-dimensional features of 40 images), and an evaluation sees 4 images. Measured
-# (docs/distributed.md): 3 of 54 accuracies one image (0.25) apart, MI values up to 0.037 nats.
-check "the table agrees with 1 process's (accuracies within 2 of the 4 images, mean 0.1; MI 0.1 nats)" "$PY - <<PYEOF
+# head whitens 64-dimensional features of 40 images), and an evaluation sees the 10 test images.
+# Measured: docs/distributed.md.
+check "the table agrees with 1 process's (accuracies within 3 of the 10 images, mean 0.1; MI 0.1 nats)" "$PY - <<PYEOF
 import json
 a, b = json.load(open('$T/r2/reproduce.json')), json.load(open('$T/r1/reproduce.json'))
 assert [(r['encoder'], r['training'], r['head']) for r in a['rows']] == [(r['encoder'], r['training'], r['head']) for r in b['rows']]
@@ -67,7 +67,7 @@ mi = [abs(va[k] - vb[k]) for va, vb in zip(a['vulnerability'], b['vulnerability'
       for k in ('normal_mi', 'worst_mi', 'worst_mi_refit', 'rv', 'fano_bound')]
 print('accuracies apart:', sum(d > 0 for d in acc), 'of', len(acc), 'largest', max(acc), 'mean', sum(acc) / len(acc),
       '; largest MI difference', max(mi))
-assert max(acc) <= 0.5 and sum(acc) / len(acc) <= 0.1 and max(mi) <= 0.1
+assert max(acc) <= 0.3 + 1e-9 and sum(acc) / len(acc) <= 0.1 and max(mi) <= 0.1
 PYEOF"
 # A rerun on 2 ranks over the 1-process directory: rank 0 finds every stage finished, all ranks skip.
 run2 reproduce "${REP[@]}" --out "$T/r1" > "$T/r3.txt" 2> "$T/r3.err"
