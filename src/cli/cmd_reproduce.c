@@ -3,6 +3,7 @@
 #include "cli/cli.h"
 #include "cli/task_cli.h"
 #include "wcmi/demo.h"
+#include "wcmi/dist.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -114,16 +115,27 @@ int reproduce_main(const char *cmd, int argc, char **argv) {
   if (threads) wcmi_set_threads(&ctx, threads);
   if (task_cli_conv_algo(&ctx, cmd, conv_algo)) return 2;
   char *table = NULL, *out = NULL;
+  /* Under mpirun with K > 1 ranks every stage runs data-parallel (docs/distributed.md). */
+  if (wcmi_dist_init(&ctx)) return fprintf(stderr, "wcmi %s: %s\n", cmd, wcmi_errmsg(&ctx)), 1;
+  wcmi_dist *dist = ctx.dist;
+  const int root = wcmi_dist_rank(dist) == 0;
   task_cli_catch_sigint(&ctx);
   int rc = wcmi_task_reproduce(&ctx, &c, &table, &out);
   task_cli_catch_sigint(NULL);
-  if (rc) fprintf(stderr, "wcmi %s: %s\n", cmd, wcmi_errmsg(&ctx));
-  else printf("%s%s", json && out ? out : table, json && out ? "\n" : "");
+  /* As task_cli_finish: an interruption or a diverged loss is met by every rank at once and rank 0
+   * reports it; any other error may be one rank's alone: it names its rank and every rank stops. */
+  const int global = rc == WCMI_EINTR || rc == WCMI_ENUMERIC;
+  if (rc && dist && !global)
+    fprintf(stderr, "wcmi %s: rank %d of %d: %s\n", cmd, wcmi_dist_rank(dist), wcmi_dist_size(dist), wcmi_errmsg(&ctx));
+  else if (rc && root) fprintf(stderr, "wcmi %s: %s\n", cmd, wcmi_errmsg(&ctx));
+  else if (!rc && root) printf("%s%s", json && out ? out : table, json && out ? "\n" : "");
   free(table);
   free(out);
+  fflush(stdout);
   /* A bad profile, dataset or budget is a usage error; everything else a runtime one. */
-  if (rc == WCMI_EINVAL && !strncmp(wcmi_errmsg(&ctx), "unknown ", 8)) return 2;
-  return task_cli_exit_code(rc);
+  const int code = rc == WCMI_EINVAL && !strncmp(wcmi_errmsg(&ctx), "unknown ", 8) ? 2 : task_cli_exit_code(rc);
+  wcmi_dist_finalize(&ctx, rc && !global ? code : 0);
+  return code;
 }
 
 int wcmi_cmd_reproduce(int argc, char **argv) { return reproduce_main("reproduce", argc, argv); }

@@ -198,7 +198,8 @@ static int apply(task_cli *tc, const char *cmd) {
 /* Data-parallel runs (docs/distributed.md): under mpirun with K > 1 ranks, the commands below split
  * every global batch over the ranks; the others refuse rather than repeat the work K times. */
 static int task_cli_dist(task_cli *tc, const char *cmd) {
-  static const char *const parallel[] = {"train-encoder", "train-classifier", "train-model", "eval", NULL};
+  static const char *const parallel[] = {"train-encoder", "train-classifier", "train-model", "eval",
+                                         "estimate-mi",   "vulnerability",    "encode",      NULL};
   if (wcmi_dist_init(&tc->ctx)) return fprintf(stderr, "wcmi %s: %s\n", cmd, wcmi_errmsg(&tc->ctx)), 1;
   const int K = wcmi_dist_size(tc->ctx.dist);
   if (K == 1) return 0;

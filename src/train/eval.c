@@ -18,12 +18,70 @@ static int run_attack(wcmi_attack *atk, const eval_attack *a, const wcmi_objecti
   return a->use_apgd ? wcmi_apgd_run(atk, obj, x, n, rng, x_adv, NULL) : wcmi_pgd_run(atk, obj, x, n, rng, x_adv, NULL);
 }
 
+/* Data-parallel cascades: every rank's survivors of a batch, gathered (B rows at most), and the
+ * flags exchanged with them. Allocated once per evaluation. */
+typedef struct cascade_dist {
+  float *x_all, *f_all, *f_mine; /* (B, D), (B), (B) */
+  int32_t *y_all;                /* (B) */
+  int *counts;                   /* (K) */
+} cascade_dist;
+
+/* Data-parallel cascade step on this rank's m survivors (x_sel, y_sel, at): gathered in rank order
+ * they are exactly the survivors one process attacks, in its order. Each rank attacks a contiguous
+ * share of them (the random starts one process draws for those samples); with fewer survivors than
+ * ranks every rank attacks all of them as one process (communicator set aside, the same draws).
+ * The "broken" flags come back in the same order. No rank skips the attack alone: its collectives
+ * (random-start draws, APGD's early stop) need every rank. */
+static int survivors_dist(wcmi_ctx *ctx, wcmi_clf *clf, wcmi_attack *atk, const eval_attack *a, const wcmi_objective *obj,
+                          int m, int64_t D, wcmi_rng *rng, const float *x_sel, const int32_t *y_sel, const int *at,
+                          cascade_dist *cd, float *x_adv, unsigned char *wrong, unsigned char *robust) {
+  wcmi_dist *d = ctx->dist;
+  const int K = wcmi_dist_size(d), me = wcmi_dist_rank(d);
+  int rc = wcmi_dist_counts(d, m, cd->counts);
+  if (rc) return rc;
+  int total = 0, before = 0;
+  for (int r = 0; r < K; r++) {
+    if (r == me) before = total;
+    total += cd->counts[r];
+  }
+  if (total == 0) return WCMI_OK; /* every rank sees the same total */
+  for (int j = 0; j < m; j++) cd->f_mine[j] = (float)y_sel[j]; /* labels < 2^24: exact as floats */
+  rc = wcmi_dist_allgather_f32(d, WCMI_DIST_OTHER, x_sel, cd->counts, D, cd->x_all);
+  if (!rc) rc = wcmi_dist_allgather_f32(d, WCMI_DIST_OTHER, cd->f_mine, cd->counts, 1, cd->f_all);
+  if (rc) return rc;
+  for (int j = 0; j < total; j++) cd->y_all[j] = (int32_t)cd->f_all[j];
+  const int split = total >= K;
+  int lo = 0, hi = total;
+  if (split) wcmi_dist_shard(total, me, K, &lo, &hi);
+  else ctx->dist = NULL;
+  clf->labels = cd->y_all + lo;
+  rc = run_attack(atk, a, obj, cd->x_all + (int64_t)lo * D, hi - lo, rng, x_adv);
+  if (!rc) rc = wcmi_clf_step(clf, x_adv, cd->y_all + lo, hi - lo, 0, 0, 0, NULL, NULL, wrong, NULL, NULL);
+  ctx->dist = d;
+  if (rc) return rc;
+  for (int j = 0; j < hi - lo; j++) cd->f_mine[j] = wrong[j] ? 1.0f : 0.0f;
+  if (split) {
+    for (int r = 0; r < K; r++) {
+      int r0 = 0, r1 = 0;
+      wcmi_dist_shard(total, r, K, &r0, &r1);
+      cd->counts[r] = r1 - r0;
+    }
+    if ((rc = wcmi_dist_allgather_f32(d, WCMI_DIST_OTHER, cd->f_mine, cd->counts, 1, cd->f_all))) return rc;
+  } else {
+    memcpy(cd->f_all, cd->f_mine, (size_t)total * sizeof(float));
+  }
+  for (int j = 0; j < m; j++)
+    if (cd->f_all[before + j] != 0.0f) robust[at[j]] = 0;
+  return WCMI_OK;
+}
+
 /* One attack of a cascade: the samples of the batch (x, y: n) still robust are gathered into
  * x_sel / y_sel (their places in at), attacked, and those it breaks lose their robust flag. Eval
  * mode makes every sample's attack independent of the others in the batch. */
 static int attack_survivors(wcmi_clf *clf, wcmi_attack *atk, const eval_attack *a, const wcmi_objective *obj,
                             const float *x, const int32_t *y, int n, int64_t D, wcmi_rng *rng, float *x_sel,
-                            int32_t *y_sel, int *at, float *x_adv, unsigned char *wrong, unsigned char *robust) {
+                            int32_t *y_sel, int *at, cascade_dist *cd, float *x_adv, unsigned char *wrong,
+                            unsigned char *robust) {
   int m = 0;
   for (int i = 0; i < n; i++) {
     if (!robust[i]) continue;
@@ -31,6 +89,8 @@ static int attack_survivors(wcmi_clf *clf, wcmi_attack *atk, const eval_attack *
     y_sel[m] = y[i];
     at[m++] = i;
   }
+  if (clf->ctx->dist)
+    return survivors_dist(clf->ctx, clf, atk, a, obj, m, D, rng, x_sel, y_sel, at, cd, x_adv, wrong, robust);
   if (m == 0) return WCMI_OK;
   clf->labels = y_sel;
   int rc = run_attack(atk, a, obj, x_sel, m, rng, x_adv);
@@ -78,6 +138,15 @@ int eval_attacks(wcmi_ctx *ctx, wcmi_model *m, const wcmi_dataset *d, const wcmi
   int32_t *y_sel = wcmi_alloc(ctx, (size_t)B, sizeof(int32_t));
   int *at = wcmi_alloc(ctx, (size_t)B, sizeof(int));
   if (!x_adv || !wrong || !clean_ok || !robust || !x_sel || !y_sel || !at) rc = ctx->status;
+  cascade_dist cd = {0};
+  if (!rc && ctx->dist) {
+    cd.x_all = wcmi_alloc(ctx, (size_t)B * (size_t)D, sizeof(float));
+    cd.f_all = wcmi_alloc(ctx, (size_t)B, sizeof(float));
+    cd.f_mine = wcmi_alloc(ctx, (size_t)B, sizeof(float));
+    cd.y_all = wcmi_alloc(ctx, (size_t)B, sizeof(int32_t));
+    cd.counts = wcmi_alloc(ctx, (size_t)wcmi_dist_size(ctx->dist), sizeof(int));
+    if (!cd.x_all || !cd.f_all || !cd.f_mine || !cd.y_all || !cd.counts) rc = ctx->status;
+  }
   if (!rc && n_attacks > 0 && !(atk = wcmi_attack_new(ctx, &attacks[0].cfg, B, D))) rc = ctx->status;
 
   int64_t nat = 0, worst = 0, adv[EVAL_MAX_ATTACKS] = {0}, seen = 0;
@@ -109,7 +178,8 @@ int eval_attacks(wcmi_ctx *ctx, wcmi_model *m, const wcmi_dataset *d, const wcmi
       /* One attack on a batch can take seconds (restarts, APGD): Ctrl-C is checked before each. */
       if (ctx->interrupt) break;
       if (attacks[k].survivors) {
-        if ((rc = attack_survivors(&clf, atk, &attacks[k], &obj, x, y, n, D, rng, x_sel, y_sel, at, x_adv, wrong, robust)))
+        if ((rc = attack_survivors(&clf, atk, &attacks[k], &obj, x, y, n, D, rng, x_sel, y_sel, at, &cd, x_adv, wrong,
+                                   robust)))
           break;
         clf.labels = y;
         for (int i = 0; i < n; i++) adv[k] += robust[i];
@@ -155,6 +225,11 @@ int eval_attacks(wcmi_ctx *ctx, wcmi_model *m, const wcmi_dataset *d, const wcmi
   wcmi_free(x_sel);
   wcmi_free(y_sel);
   wcmi_free(at);
+  wcmi_free(cd.x_all);
+  wcmi_free(cd.f_all);
+  wcmi_free(cd.f_mine);
+  wcmi_free(cd.y_all);
+  wcmi_free(cd.counts);
   wcmi_clf_free(&clf);
   return rc;
 }

@@ -1,6 +1,9 @@
 /* Standard heads fitted on cached representations (see head_fit.h for why). */
 #include "train/head_fit.h"
 
+#include "dist/dist_train.h"
+#include "wcmi/dist.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,18 +20,12 @@ int feat_encode(wcmi_ctx *ctx, wcmi_model *m, const wcmi_dataset *d, int batch, 
   if (d->n <= 0 || batch <= 0) return wcmi_fail(ctx, WCMI_EINVAL, "encode: %s has no samples", d->name);
   float *z = wcmi_alloc(ctx, (size_t)d->n * (size_t)Z, sizeof(float));
   if (!z) return ctx->status;
-  for (int64_t off = 0; off < d->n; off += batch) {
-    const int n = (int)(d->n - off < batch ? d->n - off : batch);
-    const float *y = wcmi_net_forward(m->encoder, d->images + off * D, n, 0);
-    if (!y) {
-      wcmi_free(z);
-      return ctx->status ? ctx->status : wcmi_fail(ctx, WCMI_EINVAL, "encode: forward failed");
-    }
-    memcpy(z + off * Z, y, (size_t)n * (size_t)Z * sizeof(float));
-    if (ctx->interrupt) {
-      wcmi_free(z);
-      return wcmi_fail(ctx, WCMI_EINTR, "interrupted while encoding %s", d->name);
-    }
+  /* Data-parallel: each rank encodes a block of the batches and every rank receives all rows. */
+  wcmi_net *enc[1] = {m->encoder};
+  int rc = dist_forward_rows(ctx, enc, 1, d->images, d->n, D, batch, Z, d->name, z);
+  if (rc) {
+    wcmi_free(z);
+    return rc;
   }
   *z_out = z;
   *zdim = (int)Z;
@@ -194,8 +191,8 @@ int head_accuracy(wcmi_ctx *ctx, wcmi_net *head, const feat_set *s, int zdim, do
   return rc;
 }
 
-int head_fit_cached(wcmi_ctx *ctx, wcmi_net *head, wcmi_net *best_head, const feat_set *train, const feat_set *test,
-                    int zdim, const head_fit_cfg *cfg, head_fit_epoch *per_epoch, int *best_epoch) {
+static int fit_local(wcmi_ctx *ctx, wcmi_net *head, wcmi_net *best_head, const feat_set *train, const feat_set *test,
+                     int zdim, const head_fit_cfg *cfg, head_fit_epoch *per_epoch, int *best_epoch) {
   const int B = cfg->batch_size;
   const wcmi_shape out = wcmi_net_out_shape(head);
   const int K = (int)wcmi_shape_numel(&out);
@@ -285,5 +282,20 @@ int head_fit_cached(wcmi_ctx *ctx, wcmi_net *head, wcmi_net *best_head, const fe
   wcmi_free(dlogits);
   wcmi_free(yb);
   wcmi_free(perm);
+  return rc;
+}
+
+int head_fit_cached(wcmi_ctx *ctx, wcmi_net *head, wcmi_net *best_head, const feat_set *train, const feat_set *test,
+                    int zdim, const head_fit_cfg *cfg, head_fit_epoch *per_epoch, int *best_epoch) {
+  /* Data-parallel: every rank holds all the features and repeats the fit (seconds), without the
+   * communicator, so the head's BatchNorm and dropout are one process's computation rather than a
+   * collective over K copies of each batch: every rank fits one process's head, bit for bit. */
+  wcmi_dist *dist = ctx->dist;
+  ctx->dist = NULL;
+  int rc = fit_local(ctx, head, best_head, train, test, zdim, cfg, per_epoch, best_epoch);
+  ctx->dist = dist;
+  /* A Ctrl-C that reached some ranks only: stop them all. */
+  const int stop = dist_interrupted(ctx);
+  if (!rc && stop) rc = wcmi_fail(ctx, WCMI_EINTR, "%s: interrupted in the cached head fit", cfg->task);
   return rc;
 }

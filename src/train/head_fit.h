@@ -15,7 +15,8 @@
 #include "wcmi/model.h"
 
 /* z = encoder(x) for every sample of d (eval mode), in batches of at most `batch`: *z_out
- * (d->n, zdim) allocated with wcmi_alloc; *zdim receives the encoder's output width. */
+ * (d->n, zdim) allocated with wcmi_alloc; *zdim receives the encoder's output width. Data-parallel:
+ * the ranks share the batches and every rank receives every row (dist_forward_rows). */
 int feat_encode(wcmi_ctx *ctx, wcmi_model *m, const wcmi_dataset *d, int batch, float **z_out, int *zdim);
 
 /* Cached features and labels of one split. */
@@ -54,7 +55,9 @@ int head_fit_fold(wcmi_ctx *ctx, wcmi_net *head, int zdim, const double *mu, con
 /* Fits `head` (input zdim) on the training features with Adam and cross-entropy for cfg->epochs
  * epochs; after each epoch records per_epoch[e] and copies the head into best_head when its test
  * accuracy is the highest so far (*best_epoch: 0-based; ties keep the earlier epoch). On return
- * both heads are folded to take raw z. Stops with WCMI_EINTR when ctx->interrupt is set. */
+ * both heads are folded to take raw z. Stops with WCMI_EINTR when ctx->interrupt is set.
+ * Data-parallel: every rank repeats the same single-process fit (the communicator set aside), so
+ * all ranks hold one process's heads; an interruption on any rank stops all of them. */
 int head_fit_cached(wcmi_ctx *ctx, wcmi_net *head, wcmi_net *best_head, const feat_set *train, const feat_set *test,
                     int zdim, const head_fit_cfg *cfg, head_fit_epoch *per_epoch, int *best_epoch);
 

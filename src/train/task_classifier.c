@@ -169,7 +169,8 @@ static int fit_cached(trainer *t, clf_task *ct, char **summary) {
   const wcmi_task_cfg *c = &t->cfg;
   char path[1100];
   snprintf(path, sizeof path, "%s/metrics.jsonl", t->run_dir);
-  if (unlink(path) != 0 && access(path, F_OK) == 0)
+  /* Data-parallel: rank 0 alone writes the run directory (another rank could remove its new file). */
+  if (dist_is_root(ctx) && unlink(path) != 0 && access(path, F_OK) == 0)
     return wcmi_fail(ctx, WCMI_EIO, "%s: cannot remove the previous fit's metrics", path);
   float *ztr = NULL, *zte = NULL;
   int zdim = 0, zdim_te = 0, best_epoch = -1;

@@ -3,6 +3,9 @@
  * the labels beside them. */
 #include "train/eval.h"
 
+#include "dist/dist_train.h"
+#include "wcmi/dist.h"
+
 #include <string.h>
 
 int wcmi_task_encode(wcmi_ctx *ctx, const wcmi_task_cfg *cfg, wcmi_split split, wcmi_repr_kind repr, const char *out_path,
@@ -23,20 +26,15 @@ int wcmi_task_encode(wcmi_ctx *ctx, const wcmi_task_cfg *cfg, wcmi_split split, 
   float *rows = NULL; /* (n, cols) */
   if (!rc && d.n <= 0) rc = wcmi_fail(ctx, WCMI_EINVAL, "%s: the split has no samples", cfg->data);
   if (!rc && !(rows = wcmi_alloc(ctx, (size_t)d.n * (size_t)cols, sizeof(float)))) rc = ctx->status;
-  for (int64_t off = 0; !rc && off < d.n; off += B) {
-    const int n = (int)(d.n - off < B ? d.n - off : B); /* the last batch may be partial */
-    const float *z = wcmi_net_forward(m.encoder, d.images + off * D, n, 0);
-    const float *out = z && repr == WCMI_REPR_LOGITS ? wcmi_net_forward(m.classifier, z, n, 0) : z;
-    if (!out) {
-      rc = ctx->status ? ctx->status : WCMI_EINVAL;
-      break;
-    }
-    memcpy(rows + off * cols, out, (size_t)n * (size_t)cols * sizeof(float));
-  }
+  /* Data-parallel: the ranks share the batches; every rank receives every row (bit for bit one
+   * process's: eval mode) and rank 0 writes the files. */
+  wcmi_net *nets[2] = {m.encoder, m.classifier};
+  if (!rc) rc = dist_forward_rows(ctx, nets, repr == WCMI_REPR_LOGITS ? 2 : 1, d.images, d.n, D, B, cols, d.name, rows);
   if (!rc && !wcmi_all_finite(rows, d.n * cols))
     rc = wcmi_fail(ctx, WCMI_ENUMERIC, "%s: the representations contain NaN/Inf", cfg->model);
-  if (!rc) rc = wcmi_npy_write_f32_2d(ctx, out_path, rows, d.n, cols);
-  if (!rc) rc = wcmi_npy_write_i32_1d(ctx, labels_path, d.labels, d.n);
+  const int root = wcmi_dist_rank(ctx->dist) == 0;
+  if (!rc && root) rc = wcmi_npy_write_f32_2d(ctx, out_path, rows, d.n, cols);
+  if (!rc && root) rc = wcmi_npy_write_i32_1d(ctx, labels_path, d.labels, d.n);
   if (!rc) {
     wcmi_jsonw w;
     wcmi_jsonw_init_buffer(&w, 2);

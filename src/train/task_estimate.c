@@ -4,6 +4,9 @@
 #include "train/trainer.h"
 #include "wcmi/task_config.h"
 
+#include "dist/dist_train.h"
+#include "wcmi/dist.h"
+
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
@@ -173,34 +176,66 @@ static int estimate_step(trainer *t, const float *x, const int32_t *y, int n, do
   if (!rc) rc = trainer_optim_step(t);
   if (rc) return rc;
   vals[0] = loss;
-  vals[1] = wcmi_mi_estimate(et->dim.mi, n, et->dim.L, loss);
+  vals[1] = wcmi_mi_estimate(et->dim.mi, et->dim.last_N, et->dim.L, loss); /* last_N: the global batch */
   return WCMI_OK;
+}
+
+/* Data-parallel: the perturbed slices [lo, hi) of batch b of every rank, all-gathered in rank order
+ * into keep's batch b, so every rank holds the whole perturbed held-out set for the re-fit. */
+static int gather_batch(wcmi_ctx *ctx, float *keep_b, int B, int64_t D, int lo, int hi, float *scratch) {
+  wcmi_dist *d = ctx->dist;
+  if (!d) return WCMI_OK; /* one process attacked the whole batch in place */
+  int *counts = wcmi_alloc(ctx, (size_t)wcmi_dist_size(d), sizeof(int));
+  if (!counts) return ctx->status;
+  for (int r = 0; r < wcmi_dist_size(d); r++) {
+    int a = 0, z = 0;
+    wcmi_dist_shard(B, r, wcmi_dist_size(d), &a, &z);
+    counts[r] = z - a;
+  }
+  memcpy(scratch, keep_b + (int64_t)lo * D, (size_t)(hi - lo) * (size_t)D * sizeof(float));
+  int rc = wcmi_dist_allgather_f32(d, WCMI_DIST_OTHER, scratch, counts, D, keep_b);
+  wcmi_free(counts);
+  return rc;
 }
 
 /* Mean MI estimate over nb batches of B samples at x, everything in eval mode, and its standard
  * error over the batches (sd / sqrt(nb); 0 for one batch). With attacked set each batch is first
- * moved by the MI attack (the run's, at the full eps) and the perturbed batch is kept in keep (nb*B). */
+ * moved by the MI attack (the run's, at the full eps) and the perturbed batch is kept in keep (nb*B).
+ * Data-parallel: each rank takes its slice of every batch; the MI objective gathers the features,
+ * so every batch's estimate is the global batch's (the DV / InfoNCE score over all B samples),
+ * identical on every rank. */
 static int heldout_mi(trainer *t, wcmi_dim *dim, int attacked, const float *x, int64_t nb, int B, float *keep,
                       double *mean, double *sem) {
   const int64_t D = wcmi_dataset_sample_size(&t->test);
+  int lo = 0, hi = B;
+  wcmi_dist_shard(B, wcmi_dist_rank(t->ctx->dist), wcmi_dist_size(t->ctx->dist), &lo, &hi);
+  float *scratch = attacked && t->ctx->dist ? wcmi_alloc(t->ctx, (size_t)(hi - lo) * (size_t)D, sizeof(float)) : NULL;
+  if (attacked && t->ctx->dist && !scratch) return t->ctx->status;
   double s = 0, ss = 0;
-  for (int64_t b = 0; b < nb; b++) {
-    const float *xb = x + b * B * D;
-    int rc;
+  int rc = WCMI_OK;
+  for (int64_t b = 0; b < nb && !rc; b++) {
+    const float *xb = x + (b * B + lo) * D;
     if (attacked) {
-      float *dst = keep + b * B * D;
+      float *dst = keep + (b * B + lo) * D;
       const wcmi_objective obj = wcmi_dim_objective(dim);
-      if ((rc = trainer_attack_full(t, &obj, xb, B, dst))) return rc;
+      if ((rc = trainer_attack_full(t, &obj, xb, hi - lo, dst))) break;
+      if ((rc = gather_batch(t->ctx, keep + b * B * D, B, D, lo, hi, scratch))) break;
       xb = dst;
     }
     float loss;
-    if ((rc = wcmi_dim_step(dim, xb, B, 0, 0, 0, &loss, NULL))) return rc;
-    if (!isfinite(loss)) return wcmi_fail(t->ctx, WCMI_ENUMERIC, "estimate-mi: held-out MI loss is %g", (double)loss);
+    if ((rc = wcmi_dim_step(dim, xb, hi - lo, 0, 0, 0, &loss, NULL))) break;
+    if (!isfinite(loss)) {
+      rc = wcmi_fail(t->ctx, WCMI_ENUMERIC, "estimate-mi: held-out MI loss is %g", (double)loss);
+      break;
+    }
     const double v = wcmi_mi_estimate(dim->mi, B, dim->L, loss);
     s += v;
     ss += v * v;
-    if (t->ctx->interrupt) return wcmi_fail(t->ctx, WCMI_EINTR, "interrupted during the held-out estimate (rerun with --resume %s)", t->run_dir);
+    if (dist_interrupted(t->ctx))
+      rc = wcmi_fail(t->ctx, WCMI_EINTR, "interrupted during the held-out estimate (rerun with --resume %s)", t->run_dir);
   }
+  wcmi_free(scratch);
+  if (rc) return rc;
   *mean = s / (double)nb;
   const double var = nb > 1 ? (ss - s * s / (double)nb) / (double)(nb - 1) : 0.0;
   *sem = var > 0 ? sqrt(var / (double)nb) : 0.0;
@@ -234,6 +269,16 @@ static int refit_critic(trainer *t, estimate_task *et, const float *xs, int64_t 
   if (bf > r->n_fit) bf = r->n_fit;
   r->batch = (int)bf;
   if (bf < 2) return wcmi_fail(ctx, WCMI_EINVAL, "re-fitted estimate: %lld perturbed samples are too few to split", (long long)n);
+  const int ranks = wcmi_dist_size(ctx->dist);
+  if (bf < ranks)
+    return wcmi_fail(ctx, WCMI_EINVAL, "re-fitted estimate: its batch of %lld samples is smaller than the %d ranks",
+                     (long long)bf, ranks);
+  /* Data-parallel: every rank holds all of xs and takes its slice [lo, hi) of every re-fit batch;
+   * the critic's gradients are summed over the ranks before each Adam step. */
+  int lo = 0, hi = (int)bf;
+  wcmi_dist_shard((int)bf, wcmi_dist_rank(ctx->dist), ranks, &lo, &hi);
+  float *grads = NULL;
+  size_t grads_n = 0;
   int64_t *perm = wcmi_alloc(ctx, (size_t)n, sizeof *perm), *order = wcmi_alloc(ctx, (size_t)r->n_fit, sizeof *order);
   float *fit = wcmi_alloc(ctx, (size_t)(r->n_fit * D), sizeof(float));
   float *ho = wcmi_alloc(ctx, (size_t)(r->n_heldout * D), sizeof(float));
@@ -271,19 +316,21 @@ static int refit_critic(trainer *t, estimate_task *et, const float *xs, int64_t 
     wcmi_rng_shuffle(&rng, order, r->n_fit);
     double train_sum = 0;
     for (int64_t b = 0; b < nb_fit && !rc; b++) {
-      gather_rows(fit, order + b * bf, bf, D, t->x);
+      gather_rows(fit, order + b * bf + lo, hi - lo, D, t->x);
       float loss;
       wcmi_optim_zero_grad(opt);
-      rc = wcmi_dim_step(&dim, t->x, (int)bf, 0, 1, WCMI_DIM_ESTIMATOR_PARAMS, &loss, NULL);
+      rc = wcmi_dim_step(&dim, t->x, hi - lo, 0, 1, WCMI_DIM_ESTIMATOR_PARAMS, &loss, NULL);
       if (!rc && !isfinite(loss)) rc = wcmi_fail(ctx, WCMI_ENUMERIC, "re-fitted estimate: MI loss is %g", (double)loss);
+      wcmi_net *nets[2] = {rm.local, rm.global};
+      if (!rc) rc = dist_sum_net_grads(ctx, nets, 2, &grads, &grads_n);
       if (!rc) wcmi_optim_step(opt);
       train_sum += wcmi_mi_estimate(dim.mi, (int)bf, dim.L, loss);
-      if (!rc && ctx->interrupt) rc = wcmi_fail(ctx, WCMI_EINTR, "interrupted during the re-fitted estimate (rerun with --resume %s)", t->run_dir);
+      if (!rc && dist_interrupted(ctx)) rc = wcmi_fail(ctx, WCMI_EINTR, "interrupted during the re-fitted estimate (rerun with --resume %s)", t->run_dir);
     }
     double judged = 0;
     for (int64_t b = 0; b < nb_ho && !rc; b++) {
       float loss;
-      rc = wcmi_dim_step(&dim, ho + b * bf * D, (int)bf, 0, 0, 0, &loss, NULL);
+      rc = wcmi_dim_step(&dim, ho + (b * bf + lo) * D, hi - lo, 0, 0, 0, &loss, NULL);
       if (!rc && !isfinite(loss)) rc = wcmi_fail(ctx, WCMI_ENUMERIC, "re-fitted estimate: held-out MI loss is %g", (double)loss);
       judged += wcmi_mi_estimate(dim.mi, (int)bf, dim.L, loss);
     }
@@ -305,8 +352,9 @@ static int refit_critic(trainer *t, estimate_task *et, const float *xs, int64_t 
     if (t->cfg.progress)
       fprintf(stderr, "[estimate-mi] re-fit epoch %d: fit MI %.4f held-out MI %.4f (best %.4f)\n", epoch + 1,
               train_sum / (double)nb_fit, judged, r->mi);
-    if (ctx->interrupt) rc = wcmi_fail(ctx, WCMI_EINTR, "interrupted during the re-fitted estimate (rerun with --resume %s)", t->run_dir);
+    if (dist_interrupted(ctx)) rc = wcmi_fail(ctx, WCMI_EINTR, "interrupted during the re-fitted estimate (rerun with --resume %s)", t->run_dir);
   }
+  wcmi_free(grads);
   wcmi_optim_free(opt);
   wcmi_dim_free(&dim);
   wcmi_net_free(rm.local);
@@ -319,16 +367,25 @@ static int refit_critic(trainer *t, estimate_task *et, const float *xs, int64_t 
 }
 
 /* Algorithm 2's selection: the critic of the epoch with the best training MI estimate, which the
- * trainer saved as best.safetensors. */
+ * trainer saved as best.safetensors. Data-parallel: rank 0 wrote the file, so rank 0 reads it and
+ * sends the critic to every rank (the others may not see the file yet, or at all). */
 static int load_selected_critic(trainer *t) {
-  char path[1100];
-  snprintf(path, sizeof path, "%s/best.safetensors", t->run_dir);
-  wcmi_st *st = NULL;
-  int rc = wcmi_st_open(t->ctx, path, &st);
-  if (rc) return rc;
-  rc = wcmi_net_load(t->ctx, st, t->model.local);
-  if (!rc) rc = wcmi_net_load(t->ctx, st, t->model.global);
-  wcmi_st_close(st);
+  int rc = WCMI_OK;
+  if (dist_is_root(t->ctx)) {
+    char path[1100];
+    snprintf(path, sizeof path, "%s/best.safetensors", t->run_dir);
+    wcmi_st *st = NULL;
+    if ((rc = wcmi_st_open(t->ctx, path, &st))) return rc;
+    rc = wcmi_net_load(t->ctx, st, t->model.local);
+    if (!rc) rc = wcmi_net_load(t->ctx, st, t->model.global);
+    wcmi_st_close(st);
+  }
+  wcmi_net *critic[2] = {t->model.local, t->model.global};
+  for (int k = 0; k < 2 && !rc && t->ctx->dist; k++)
+    for (int i = 0; i < wcmi_net_num_params(critic[k]) && !rc; i++) {
+      wcmi_param *p = wcmi_net_param(critic[k], i);
+      rc = dist_bcast_params(t->ctx, &p, 1);
+    }
   return rc;
 }
 
@@ -424,7 +481,7 @@ static int estimate_one(wcmi_ctx *ctx, const wcmi_task_cfg *cfg, const wcmi_esti
   if (rc) return rc;
   trainer t;
   rc = trainer_init(&t, ctx, cfg, &ESTIMATE_OPS, &et);
-  if (!rc && !cfg->resume_dir) rc = save_opts(ctx, t.run_dir, &et.opts);
+  if (!rc && !cfg->resume_dir && dist_is_root(ctx)) rc = save_opts(ctx, t.run_dir, &et.opts);
   if (!rc) rc = load_frozen_model(ctx, cfg, &et, &t.model);
   if (!rc) rc = wcmi_dim_init(ctx, &et.dim, &t.model, cfg->mi, cfg->grad_path, cfg->batch_size);
   if (!rc && et.logits) rc = wcmi_dim_set_repr_head(&et.dim, t.model.classifier);
@@ -512,11 +569,15 @@ static int run_critic(wcmi_ctx *ctx, const wcmi_task_cfg *cfg, const wcmi_estima
   c.seed = wcmi_estimate_critic_seed(cfg->seed, k);
   c.worst = worst;
   c.out_dir = sub;
-  c.resume_dir = cfg->resume_dir && access(latest, F_OK) == 0 ? sub : NULL;
+  /* Data-parallel: rank 0 sees the run directory it writes; every rank follows its verdict. */
+  int saved = cfg->resume_dir && dist_is_root(ctx) && access(latest, F_OK) == 0;
+  int rc = wcmi_dist_bcast(ctx->dist, &saved, sizeof saved);
+  if (rc) return rc;
+  c.resume_dir = saved ? sub : NULL;
   /* A critic that never saved a checkpoint starts again, over what its killed attempt left. */
   c.force = cfg->force || (cfg->resume_dir && !c.resume_dir);
   char *s = NULL;
-  int rc = estimate_one(ctx, &c, o, &s);
+  rc = estimate_one(ctx, &c, o, &s);
   if (!rc) rc = wcmi_json_parse(ctx, sub, s, strlen(s), j);
   free(s);
   return rc;
@@ -525,7 +586,7 @@ static int run_critic(wcmi_ctx *ctx, const wcmi_task_cfg *cfg, const wcmi_estima
 static int write_summary(wcmi_ctx *ctx, const char *dir, wcmi_jsonw *w, char **summary) {
   char path[1100];
   int rc = wcmi_jsonw_finish(ctx, w);
-  if (!rc) {
+  if (!rc && dist_is_root(ctx)) { /* data-parallel: rank 0 writes */
     snprintf(path, sizeof path, "%s/summary.json", dir);
     rc = wcmi_atomic_write(ctx, path, wcmi_jsonw_text(w), strlen(wcmi_jsonw_text(w)));
   }
@@ -546,7 +607,7 @@ static int estimate_critics(wcmi_ctx *ctx, const wcmi_task_cfg *cfg, const wcmi_
   for (int k = 0; k < K && !rc; k++) {
     char sub[1100];
     critic_dir(dir, k, NULL, sub, sizeof sub);
-    if (cfg->progress) fprintf(stderr, "[estimate-mi] critic %d/%d into %s\n", k + 1, K, sub);
+    if (cfg->progress && dist_is_root(ctx)) fprintf(stderr, "[estimate-mi] critic %d/%d into %s\n", k + 1, K, sub);
     wcmi_json *j = NULL;
     rc = run_critic(ctx, cfg, o, k, sub, cfg->worst, &j);
     if (!rc) rc = read_critic(ctx, sub, j, cfg->worst, &r[k]);
@@ -665,7 +726,11 @@ int wcmi_task_vulnerability_ex(wcmi_ctx *ctx, const wcmi_task_cfg *cfg, const wc
   if (opts) o = *opts;
   else wcmi_estimate_opts_default(&o);
   if (!cfg->resume_dir) o.critics = wcmi_estimate_critics(cfg, &o);
-  int rc = vulnerability_config(ctx, cfg, dir, &o);
+  /* Data-parallel: rank 0 writes the run directory (or reads a resumed run's options) and sends the
+   * options every rank then runs with. */
+  const int root = dist_is_root(ctx);
+  int rc = root ? vulnerability_config(ctx, cfg, dir, &o) : WCMI_OK;
+  if (!rc) rc = wcmi_dist_bcast(ctx->dist, &o, sizeof o);
   if (rc) return rc;
   const int K = wcmi_estimate_critics(cfg, &o);
   if (K > MAX_CRITICS) return wcmi_fail(ctx, WCMI_EINVAL, "vulnerability: --critics %d is more than %d", K, MAX_CRITICS);
@@ -677,7 +742,7 @@ int wcmi_task_vulnerability_ex(wcmi_ctx *ctx, const wcmi_task_cfg *cfg, const wc
     for (int w = 0; w < 2 && !rc; w++) {
       char sub[1100];
       critic_dir(dir, k, CASES[w], sub, sizeof sub);
-      if (cfg->progress) fprintf(stderr, "[vulnerability] critic %d/%d, %s case into %s\n", k + 1, K, CASES[w], sub);
+      if (cfg->progress && root) fprintf(stderr, "[vulnerability] critic %d/%d, %s case into %s\n", k + 1, K, CASES[w], sub);
       wcmi_json *j = NULL;
       rc = run_critic(ctx, cfg, &o, k, sub, w, &j);
       if (!rc) rc = read_critic(ctx, sub, j, w, &res[w * K + k]);
@@ -757,7 +822,7 @@ int wcmi_task_vulnerability_ex(wcmi_ctx *ctx, const wcmi_task_cfg *cfg, const wc
   wcmi_jsonw_end_object(&w);
   rc = write_summary(ctx, dir, &w, summary);
   wcmi_jsonw_free(&w);
-  if (!rc) {
+  if (!rc && root) {
     const double *cols[6] = {normal, worst, refit, rv, rv_refit, drop};
     print_table(cfg, K, res, cols, fano, fano_ok ? NULL : fano_why);
   }

@@ -10,6 +10,7 @@
  * stage directory with another key is refused unless `force`, which redoes it (and so every stage
  * downstream of it, whose keys change with it). Measured seconds per batch of each stage kind,
  * kept in out_dir/.stages/NAME.time, give the whole table's ETA. */
+#include "wcmi/dist.h"
 #include "wcmi/io.h"
 #include "wcmi/report.h"
 #include "wcmi/reproduce.h"
@@ -510,15 +511,17 @@ static int resumable(const stage *s) {
   return exists(path);
 }
 
-static int run_stage(wcmi_ctx *ctx, plan *p, int i) {
-  stage *s = &p->st[i];
+/* What every rank does with a stage. */
+enum { STAGE_SKIP = 0, STAGE_FRESH = 1, STAGE_RESUME = 2 };
+
+/* Rank 0's verdict on stage s from the files under out_dir, which it alone writes: skip it
+ * (finished), start it (after clearing what a killed attempt left) or resume it. */
+static int decide_stage(wcmi_ctx *ctx, plan *p, stage *s, int *action) {
   char keypath[PATH_N];
   side_path(p, s, "key", keypath, sizeof keypath);
   int ks = key_state(ctx, p, s);
-  if (ks == 1 && stage_done(s)) {
-    s->finished = 1;
-    return WCMI_OK;
-  }
+  *action = STAGE_SKIP;
+  if (ks == 1 && stage_done(s)) return WCMI_OK;
   if (ks == -1 || (ks == 0 && exists(s->dir))) {
     if (!p->c.force)
       return wcmi_fail(ctx, WCMI_EINVAL, "%s holds a run of another configuration (budget, seed or data changed?): use "
@@ -527,26 +530,40 @@ static int run_stage(wcmi_ctx *ctx, plan *p, int i) {
     if (rc) return rc;
     ks = 0;
   }
-  wcmi_task_cfg c = s->cfg;
-  int resumed = 0;
+  *action = STAGE_FRESH;
   if (ks == 1 && resumable(s)) {
-    c.resume_dir = s->dir;
-    resumed = 1;
-  } else if (ks == 1) {
-    int rc = remove_tree(ctx, s->dir, 0); /* started, but nothing to continue from */
-    if (rc) return rc;
-  } else {
-    int rc = wcmi_atomic_write(ctx, keypath, s->key, strlen(s->key));
-    if (rc) return rc;
+    *action = STAGE_RESUME;
+    return WCMI_OK;
   }
+  if (ks == 1) return remove_tree(ctx, s->dir, 0); /* started, but nothing to continue from */
+  return wcmi_atomic_write(ctx, keypath, s->key, strlen(s->key));
+}
+
+/* Data-parallel: rank 0 decides and every rank follows (the others may not see rank 0's files, or
+ * not yet); the broadcast also keeps them from reading an upstream model before rank 0 wrote it.
+ * Then every rank runs the stage's task, which splits its batches over the ranks. */
+static int run_stage(wcmi_ctx *ctx, plan *p, int i) {
+  stage *s = &p->st[i];
+  const int root = wcmi_dist_rank(ctx->dist) == 0;
+  int action = STAGE_SKIP;
+  int rc = root ? decide_stage(ctx, p, s, &action) : WCMI_OK;
+  if (!rc) rc = wcmi_dist_bcast(ctx->dist, &action, sizeof action);
+  if (rc) return rc;
+  if (action == STAGE_SKIP) {
+    s->finished = 1;
+    return WCMI_OK;
+  }
+  wcmi_task_cfg c = s->cfg;
+  const int resumed = action == STAGE_RESUME;
+  if (resumed) c.resume_dir = s->dir;
   print_eta(p, i);
   if (resumed && p->c.progress) fprintf(stderr, "[reproduce] continuing %s from its checkpoint\n", s->dir);
   double t0 = wcmi_now();
-  int rc = call_task(ctx, s, &c);
+  rc = call_task(ctx, s, &c);
   if (rc) return rc;
   s->finished = 1;
   /* Only a stage run in one go measures its kind's cost. */
-  return resumed ? WCMI_OK : save_time(ctx, p, s, wcmi_now() - t0);
+  return resumed || !root ? WCMI_OK : save_time(ctx, p, s, wcmi_now() - t0);
 }
 
 /* ---- results ------------------------------------------------------------------------------- */
@@ -907,10 +924,12 @@ static int collect_results(wcmi_ctx *ctx, plan *p) {
 static int run_all(wcmi_ctx *ctx, plan *p) {
   char dir[PATH_N];
   snprintf(dir, sizeof dir, "%s/.stages", p->c.out_dir);
-  int rc = wcmi_mkdir_p(ctx, dir);
+  const int root = wcmi_dist_rank(ctx->dist) == 0; /* data-parallel: rank 0 keeps the stage files */
+  int rc = root ? wcmi_mkdir_p(ctx, dir) : WCMI_OK;
   for (int i = 0; i < p->n && !rc; i++) rc = make_key(ctx, p, &p->st[i]);
-  for (int i = 0; i < p->n && !rc; i++) load_time(p, &p->st[i]);
+  for (int i = 0; i < p->n && !rc && root; i++) load_time(p, &p->st[i]);
   for (int i = 0; i < p->n && !rc; i++) {
+    if (ctx->dist) ctx->interrupt = wcmi_dist_any(ctx->dist, ctx->interrupt); /* every rank stops together */
     if (ctx->interrupt)
       return wcmi_fail(ctx, WCMI_EINTR, "interrupted before stage %s: rerun the same command to continue", p->st[i].name);
     rc = run_stage(ctx, p, i);
@@ -929,6 +948,12 @@ int wcmi_task_reproduce(wcmi_ctx *ctx, const wcmi_reproduce_cfg *cfg, char **tab
   plan *p = calloc(1, sizeof *p);
   if (!p) return wcmi_fail(ctx, WCMI_ENOMEM, "out of memory");
   int rc = resolve_budget(ctx, cfg, p);
+  /* Data-parallel: every rank runs every stage's task on its slice of the batches; rank 0 alone
+   * writes out_dir, reports progress and makes the table (docs/distributed.md). */
+  const int root = wcmi_dist_rank(ctx->dist) == 0, ranks = wcmi_dist_size(ctx->dist);
+  if (!root) p->c.progress = 0;
+  if (!rc && p->c.batch_size < ranks)
+    rc = wcmi_fail(ctx, WCMI_EINVAL, "reproduce: --batch-size %d is smaller than the %d ranks", p->c.batch_size, ranks);
   char paper_path[1024];
   wcmi_paper_results_find(p->c.paper_results, paper_path, sizeof paper_path);
   if (!rc) rc = wcmi_paper_results_load(ctx, paper_path, &p->paper);
@@ -940,10 +965,10 @@ int wcmi_task_reproduce(wcmi_ctx *ctx, const wcmi_reproduce_cfg *cfg, char **tab
     free(p);
     return rc;
   }
-  if (!rc) rc = wcmi_mkdir_p(ctx, p->c.out_dir);
+  if (!rc && root) rc = wcmi_mkdir_p(ctx, p->c.out_dir);
   if (!rc) rc = run_all(ctx, p);
-  if (!rc) rc = collect_results(ctx, p);
-  if (!rc) {
+  if (!rc && root) rc = collect_results(ctx, p);
+  if (!rc && root) {
     double stage_seconds = 0;
     for (int i = 0; i < p->n; i++) stage_seconds += p->st[i].seconds;
     double secs = wcmi_now() - t0;
