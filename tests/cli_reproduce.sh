@@ -63,6 +63,15 @@ rc=$?
 check "a corrupt one (via WCMI_PAPER_RESULTS): exit 1, one line naming file:line and the value" \
   "[ $rc -eq 1 ] && [ \$(wc -l < '$T/e.err') -eq 1 ] && grep -q 'bad.tsv:10: value .lots.' '$T/e.err'"
 
+# The budget flags of the quick profile's re-budget: out-of-range values are usage errors (exit 2,
+# one line), before anything runs.
+for bad in "--robust-train-steps 0" "--robust-train-steps 1001" "--critics 0" "--critics 101" "--dim-epochs 0" \
+           "--critics abc"; do
+  "$WCMI" reproduce --data fashion-mnist --dry-run --out "$T/u" $bad > /dev/null 2> "$T/u.err"
+  rc=$?
+  check "reproduce $bad: exit 2, one line" "[ $rc -eq 2 ] && [ \$(wc -l < '$T/u.err') -eq 1 ]"
+done
+
 $PY - "$T" "$SRC/data/paper_results.tsv" <<'PYEOF'
 import json, math, os, sys
 T, tsv = sys.argv[1], sys.argv[2]

@@ -98,6 +98,10 @@ int reproduce_main(const char *cmd, int argc, char **argv) {
       fprintf(stderr, "wcmi %s: %s must be >= 1\n", cmd, AT_LEAST_ONE[i]);
       return 2;
     }
+  if (c.robust_train_steps > 1000 || c.critics > 100) {
+    fprintf(stderr, "wcmi %s: --robust-train-steps must be at most 1000 and --critics at most 100\n", cmd);
+    return 2;
+  }
   if (wcmi_cli_given(opts, wcmi_cfg_field_at(WCMI_CFG_BATCH_SIZE)->flag) && (c.batch_size < 2 || c.batch_size > WCMI_BATCH_MAX)) {
     fprintf(stderr, "wcmi %s: --batch-size must be in [2, %d]\n", cmd, WCMI_BATCH_MAX);
     return 2;
