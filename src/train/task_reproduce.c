@@ -231,13 +231,18 @@ static int add_eval(wcmi_ctx *ctx, plan *p, int model_stage, const char *enc, co
 
 static const wcmi_head_kind HEADS[2] = {WCMI_HEAD_LINEAR, WCMI_HEAD_MLP};
 
-/* The training attack of a robust head or Baseline-H: robust_train_steps steps, each long enough
- * that they travel as far as the paper's attack (steps x step). Evaluations use p->base's attack. */
-static void robust_training_attack(const plan *p, wcmi_task_cfg *c) {
+/* The step of the robust training attack: robust_train_steps steps travel as far as the paper's
+ * attack (steps x step). */
+static float robust_train_step(const plan *p) {
   const wcmi_pgd_cfg *a = &p->base.attack;
-  if (p->c.robust_train_steps == a->steps) return;
+  return a->step * (float)a->steps / (float)p->c.robust_train_steps;
+}
+
+/* The training attack of a robust head or Baseline-H. Evaluations use p->base's attack. */
+static void robust_training_attack(const plan *p, wcmi_task_cfg *c) {
+  if (p->c.robust_train_steps == p->base.attack.steps) return;
   c->attack.steps = p->c.robust_train_steps;
-  c->attack.step = a->step * (float)a->steps / (float)p->c.robust_train_steps;
+  c->attack.step = robust_train_step(p);
 }
 
 /* Heads on a frozen encoder (train-classifier): standard and robust, linear and MLP. */
@@ -689,7 +694,7 @@ static void header_lines(text *t, const plan *p, const char *prefix, double seco
   if (c->robust_train_steps != a->steps)
     put(t, "%straining attack of robust heads and robust Baseline-H: %d steps of %g (the worst-case MI encoder and "
            "every evaluation: the paper's PGD)\n",
-        prefix, c->robust_train_steps, a->step * (float)a->steps / (float)c->robust_train_steps);
+        prefix, c->robust_train_steps, robust_train_step(p));
   put(t, "%saccuracies in %%: paper = published (mean of 4 trials, %s); diff = wcmi - paper\n", prefix, p->paper.path);
 }
 
