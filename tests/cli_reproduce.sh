@@ -99,14 +99,14 @@ for r in a['rows']:
         v = r['paper_%s_acc' % m]
         ok &= (v is None) if p is None else (v is not None and abs(v - p / 100) < 1e-12)
         if p is not None:
-            ok &= abs(r['diff_%s_acc' % m] - (r['%s_acc' % m] - p / 100)) < 1e-12
-    ok &= all(0 <= r[k] <= 1 for k in ('nat_acc', 'adv_acc', 'adv_acc_strong'))
-    ok &= r['adv_acc_strong'] <= r['adv_acc'] + 1e-12
+            ok &= abs(r['diff_%s_acc' % m] - (r[{'nat': 'nat_acc', 'adv': 'pgd_adv_acc'}[m]] - p / 100)) < 1e-12
+    ok &= all(0 <= r[k] <= 1 for k in ('nat_acc', 'pgd_adv_acc', 'worst_case_adv_acc'))
+    ok &= r['worst_case_adv_acc'] <= r['pgd_adv_acc'] + 1e-12
 check('paper column = the data file (null where the paper has no cell), diff = wcmi - paper, strong <= PGD', ok)
 check('pixels rows have no paper number', all(r['paper_nat_acc'] is None for r in a['rows'] if r['encoder'] == 'pixels'))
 check('two encoders with I, I_worst, RV', [v['encoder'] for v in a['vulnerability']] == ['dim', 'worst-mi'] and
       all(abs(v['rv'] - (v['normal_mi'] - v['worst_mi'])) < 1e-9 for v in a['vulnerability']))
-keys = ('nat_acc', 'adv_acc', 'adv_acc_strong')
+keys = ('nat_acc', 'pgd_adv_acc', 'worst_case_adv_acc')
 check('interrupted + resumed run = uninterrupted run, bit for bit (accuracies)',
       [[r[k] for k in keys] for r in a['rows']] == [[r[k] for k in keys] for r in b['rows']])
 mk = ('normal_mi', 'worst_mi', 'worst_mi_refit', 'rv', 'fano_bound')

@@ -57,12 +57,17 @@ check "resumed run is bit-identical to the uninterrupted one" "same_tensors '$T/
 check "resumed metrics has each epoch once" "[ \$(wc -l < '$T/b/metrics.jsonl') -eq 3 ]"
 
 # 3. Ctrl-C mid-epoch: exit 130, a checkpoint, and a resume that still ends bit-identical.
-"$WCMI" train-encoder --objective worst "${COMMON[@]}" --epochs 3 --out "$T/c" > /dev/null 2> "$T/c.err" &
-pid=$!
-# Interrupt early in the second epoch: right after the first metrics line appears.
-for _ in $(seq 2000); do [ -s "$T/c/metrics.jsonl" ] && break; sleep 0.02; done
-kill -INT $pid
-wait $pid; rc=$?
+# Runs train-encoder with the given options into DIR (stderr to DIR.err) and sends it Ctrl-C early
+# in the second epoch, right after the first metrics line appears; rc = its exit status.
+interrupt_in_epoch_2() {
+  local dir=$1; shift
+  "$WCMI" train-encoder "$@" --out "$dir" > /dev/null 2> "$dir.err" &
+  local pid=$!
+  for _ in $(seq 2000); do [ -s "$dir/metrics.jsonl" ] && break; sleep 0.02; done
+  kill -INT $pid
+  wait $pid; rc=$?
+}
+interrupt_in_epoch_2 "$T/c" --objective worst "${COMMON[@]}" --epochs 3
 if [ $rc -eq 0 ]; then
   echo "note: run finished before Ctrl-C arrived; interrupt test not exercised this time"
   bad "Ctrl-C arrived too late to test (machine too fast for the timing)"
@@ -146,6 +151,29 @@ check "free adversarial training: 1 epoch + resume == 2 epochs, bit for bit (per
 "$WCMI" train-encoder --objective worst --free-replays 65 --out "$T/x" > /dev/null 2>&1; check "--free-replays 65 exits 2" "[ $? -eq 2 ]"
 
 # 7. Usage and input errors.
+# 6. --lr-schedule cosine: the lr of every step follows warm-up + cosine (metrics.jsonl's lr is the
+#    epoch's last step), a Ctrl-C'd run resumes bit-identical, and runs without it keep their config.json.
+"$WCMI" train-encoder --objective normal "${COMMON[@]}" --epochs 3 --lr 1e-3 --lr-schedule cosine --warmup-epochs 0.5 \
+  --out "$T/cs" > /dev/null 2> "$T/cs.err"
+check "cosine run exits 0" "[ $? -eq 0 ]"
+check "cosine lr per epoch is warm-up + cosine over 24 steps (8 per epoch, 4 of warm-up)" "$PY - <<PYEOF
+import json, math
+rows=[json.loads(l) for l in open('$T/cs/metrics.jsonl')]
+want=[1e-3*0.5*(1+math.cos(math.pi*(s-4)/20)) for s in (7, 15, 23)]
+got=[r['lr'] for r in rows]
+assert all(abs(g-w) <= 1e-6*1e-3 for g, w in zip(got, want)) and len(got)==3, (got, want)
+assert json.load(open('$T/cs/config.json'))['lr_schedule']=='cosine'
+PYEOF"
+check "a constant-lr run's config.json has no lr_schedule key (old runs' text unchanged)" "! grep -q lr_schedule '$T/a/config.json'"
+interrupt_in_epoch_2 "$T/ci" --objective normal "${COMMON[@]}" --epochs 3 --lr 1e-3 --lr-schedule cosine --warmup-epochs 0.5
+if [ $rc -eq 0 ]; then
+  bad "Ctrl-C arrived too late to test the cosine resume"
+else
+  "$WCMI" train-encoder --resume "$T/ci" --threads 1 > /dev/null 2>&1
+  check "cosine run resumed after Ctrl-C is bit-identical" "same_tensors '$T/cs/latest.safetensors' '$T/ci/latest.safetensors'"
+fi
+"$WCMI" train-encoder --lr-schedule linear --out "$T/x" > /dev/null 2>&1; check "bad --lr-schedule exits 2" "[ $? -eq 2 ]"
+
 "$WCMI" train-encoder --objective sideways --out "$T/x" > /dev/null 2>&1; check "bad objective exits 2" "[ $? -eq 2 ]"
 check "use-best is on by default (the paper's protocol)" "$PY -c 'import json,sys; sys.exit(json.load(open(\"$T/a/config.json\"))[\"attack\"][\"use_best\"] is not True)'"
 "$WCMI" train-encoder --objective normal "${COMMON[@]}" --no-use-best --epochs 1 --max-batches 1 --out "$T/nub" > /dev/null 2>&1

@@ -62,7 +62,7 @@ check "the table agrees with 1 process's (accuracies within 3 of the 10 images, 
 import json
 a, b = json.load(open('$T/r2/reproduce.json')), json.load(open('$T/r1/reproduce.json'))
 assert [(r['encoder'], r['training'], r['head']) for r in a['rows']] == [(r['encoder'], r['training'], r['head']) for r in b['rows']]
-acc = [abs(ra[k] - rb[k]) for ra, rb in zip(a['rows'], b['rows']) for k in ('nat_acc', 'adv_acc', 'adv_acc_strong')]
+acc = [abs(ra[k] - rb[k]) for ra, rb in zip(a['rows'], b['rows']) for k in ('nat_acc', 'pgd_adv_acc', 'worst_case_adv_acc')]
 mi = [abs(va[k] - vb[k]) for va, vb in zip(a['vulnerability'], b['vulnerability'])
       for k in ('normal_mi', 'worst_mi', 'worst_mi_refit', 'rv', 'fano_bound')]
 print('accuracies apart:', sum(d > 0 for d in acc), 'of', len(acc), 'largest', max(acc), 'mean', sum(acc) / len(acc),

@@ -101,7 +101,7 @@ static int fit(wcmi_head_kind kind, int epochs, uint64_t seed, double *acc_raw, 
   head_fit_epoch per[64];
   int best_epoch = -1;
   feat_set tr = {ztr, ytr, N}, te = {zte, yte, N};
-  head_fit_cfg c = {epochs, 128, 0, 1e-2, seed, 0, "test"};
+  head_fit_cfg c = {.epochs = epochs, .batch_size = 128, .lr = 1e-2, .seed = seed, .task = "test"};
   int rc = head_fit_cached(&ctx, h, best, &tr, &te, D, &c, per, &best_epoch);
   CHECK_OK(&ctx, rc);
   /* The folded head scores raw features: its accuracy on them is the last epoch's. */

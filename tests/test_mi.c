@@ -3,7 +3,7 @@
  * large scores; small batches; known limits; determinism; argument errors. */
 #include "harness.h"
 #include "wcmi/mi.h"
-#include "mi/mi_internal.h"
+#include "estimator/mi_internal.h"
 
 #include <float.h>
 #include <stdlib.h>

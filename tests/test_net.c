@@ -505,6 +505,20 @@ static void test_steplr_schedule(void) {
   CHECK_CLOSE(wcmi_steplr_lr(&s, 25), 0.025, 1e-7, 0); /* float lr */
 }
 
+#define M_PI_LOCAL 3.14159265358979323846
+/* Warm-up then cosine, as torch's LinearLR + CosineAnnealingLR stepped per batch; constant is base. */
+static void test_cosine_schedule(void) {
+  CHECK_CLOSE(wcmi_lr_at(WCMI_LR_CONSTANT, 0.1f, 7, 2, 10), 0.1, 1e-7, 0);
+  CHECK_CLOSE(wcmi_lr_at(WCMI_LR_COSINE, 0.1f, 0, 4, 24), 0.025, 1e-7, 0);   /* warm-up: (0+1)/4 */
+  CHECK_CLOSE(wcmi_lr_at(WCMI_LR_COSINE, 0.1f, 3, 4, 24), 0.1, 1e-7, 0);     /* last warm-up step: base */
+  CHECK_CLOSE(wcmi_lr_at(WCMI_LR_COSINE, 0.1f, 4, 4, 24), 0.1, 1e-7, 0);     /* cosine starts at base */
+  CHECK_CLOSE(wcmi_lr_at(WCMI_LR_COSINE, 0.1f, 14, 4, 24), 0.05, 1e-7, 0);   /* half-way: base / 2 */
+  CHECK_CLOSE(wcmi_lr_at(WCMI_LR_COSINE, 0.1f, 23, 4, 24), 0.1 * 0.5 * (1 + cos(M_PI_LOCAL * 19 / 20)), 1e-8, 0);
+  CHECK_CLOSE(wcmi_lr_at(WCMI_LR_COSINE, 0.1f, 99, 4, 24), wcmi_lr_at(WCMI_LR_COSINE, 0.1f, 23, 4, 24), 0, 0);
+  CHECK_CLOSE(wcmi_lr_at(WCMI_LR_COSINE, 0.1f, 0, 0, 24), 0.1, 1e-7, 0);     /* no warm-up */
+  CHECK(wcmi_lr_at(WCMI_LR_COSINE, 0.1f, 5, 0, 0) == 0.1f);                  /* no steps: base */
+}
+
 /* ---- learning and determinism ---------------------------------------------------------------- */
 /* Two interleaved spirals are not linearly separable; an MLP must fit all 200 points. */
 static void make_toy(float *x, int32_t *y, int n) {
@@ -661,6 +675,7 @@ int main(void) {
   RUN(test_adam_step_matches_closed_form);
   RUN(test_sgd_momentum_matches_closed_form);
   RUN(test_steplr_schedule);
+  RUN(test_cosine_schedule);
   RUN(test_mlp_reaches_100_percent_on_separable_toy);
   RUN(test_same_seed_gives_bit_identical_parameters);
   RUN(test_layer_hook_reports_each_layer_and_changes_nothing);

@@ -12,7 +12,7 @@
  *          -lopenblas -lpng -lz -lm -o /tmp/scores_layout
  * usage: /tmp/scores_layout THREADS H [reps]
  */
-#include "mi/mi_internal.h"
+#include "estimator/mi_internal.h"
 #include "wcmi/blas.h"
 #include "wcmi/core.h"
 

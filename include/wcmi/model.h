@@ -42,11 +42,16 @@ int wcmi_head_parse(wcmi_ctx *ctx, const char *s, wcmi_head_kind *out);
 wcmi_net *wcmi_build_encoder(wcmi_ctx *ctx, const wcmi_input_spec *in, int max_batch, wcmi_rng *rng);
 /* Pixels encoder: normalize, flatten; no parameters (net name "encoder"). */
 wcmi_net *wcmi_build_pixels_encoder(wcmi_ctx *ctx, const wcmi_input_spec *in, int max_batch, wcmi_rng *rng);
-/* Local estimator on x: normalize, 2 x (conv k4 s2 p1 no bias, BN, ReLU), residual block to H. */
+/* The MI critic (src/estimator/critics.c). Local estimator on x: normalize, 2 x (conv k4 s2 p1 no
+ * bias, BN, ReLU), residual block to H. */
 wcmi_net *wcmi_build_local_estimator(wcmi_ctx *ctx, const wcmi_input_spec *in, int hsize, int max_batch,
                                      wcmi_rng *rng);
 /* Global estimator on z (zdim): the residual block to H on z viewed as a (zdim, 1, 1) map. */
 wcmi_net *wcmi_build_global_estimator(wcmi_ctx *ctx, int zdim, int hsize, int max_batch, wcmi_rng *rng);
+/* Both, local first, from rng (the critic of the model bundle, or a fresh one for estimate-mi);
+ * on error neither is left allocated. */
+int wcmi_build_critic(wcmi_ctx *ctx, const wcmi_input_spec *in, int zdim, int hsize, int max_batch, wcmi_rng *rng,
+                      wcmi_net **local, wcmi_net **global);
 /* Heads on z: linear zdim->classes (classifier.layer0) or MLP zdim->200, Dropout 0.1, BN1d, ReLU,
  * 200->classes (classifier.layer0.{0,2}, classifier.layer1.0). */
 wcmi_net *wcmi_build_head(wcmi_ctx *ctx, wcmi_head_kind kind, int zdim, int classes, int max_batch, wcmi_rng *rng);

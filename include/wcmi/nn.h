@@ -285,6 +285,17 @@ typedef struct wcmi_steplr {
 } wcmi_steplr;
 float wcmi_steplr_lr(const wcmi_steplr *s, int epoch);
 
+/* Learning-rate schedules stepped once per optimizer step (--lr-schedule). */
+typedef enum {
+  WCMI_LR_CONSTANT = 0, /* base_lr throughout (the paper's Adam 1e-4) */
+  WCMI_LR_COSINE = 1,   /* linear warm-up, then cosine decay to 0 */
+} wcmi_lr_schedule;
+/* The lr of optimizer step `step` (0-based) of `total`: base * (step + 1) / warmup during the first
+ * `warmup` steps, then base * (1 + cos(pi * (step - warmup) / (total - warmup))) / 2, the shape of
+ * torch's LinearLR warm-up followed by CosineAnnealingLR(T_max = total - warmup, eta_min = 0) stepped
+ * per batch. Steps past total keep the last step's lr; a constant schedule returns base. */
+float wcmi_lr_at(wcmi_lr_schedule s, float base, int64_t step, int64_t warmup, int64_t total);
+
 #ifdef __cplusplus
 }
 #endif

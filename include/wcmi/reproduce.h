@@ -82,7 +82,8 @@ typedef struct wcmi_reproduce_cfg {
 
 void wcmi_reproduce_defaults(wcmi_reproduce_cfg *c);
 /* Runs (or continues) every stage of the dataset's table, then writes out_dir/reproduce.json,
- * table.md, table.txt and report.html. *table receives the printable table, *json the JSON. An
+ * table.md and table.txt (`wcmi reproduce` then renders out_dir/report.html with
+ * wcmi_report_write, wcmi/report.h). *table receives the printable table, *json the JSON. An
  * interrupt (ctx->interrupt) stops with WCMI_EINTR; calling again with the same cfg continues.
  * With dry_run nothing runs or is written: *table lists the stages and the published numbers. */
 int wcmi_task_reproduce(wcmi_ctx *ctx, const wcmi_reproduce_cfg *c, char **table, char **json);

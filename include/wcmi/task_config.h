@@ -55,6 +55,8 @@ typedef enum {
   WCMI_CFG_EPOCHS,
   WCMI_CFG_BATCH_SIZE,
   WCMI_CFG_LR,
+  WCMI_CFG_LR_SCHEDULE,
+  WCMI_CFG_WARMUP_EPOCHS,
   WCMI_CFG_SEED,
   WCMI_CFG_HSIZE,
   WCMI_CFG_ESTIMATOR,
@@ -130,6 +132,8 @@ typedef struct wcmi_cfg_field {
   double lo, hi;
   int lo_open;
   int resumable;        /* may be given with --resume and change the run (it changes no result) */
+  int sparse;           /* written to config.json only when it differs from `legacy`: a setting added after
+                         * runs existed, so their config.json (and reproduce's stage matching) is unchanged */
 } wcmi_cfg_field;
 
 /* The field `id` (NULL outside [0, WCMI_CFG_NFIELDS)). */

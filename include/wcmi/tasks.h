@@ -42,6 +42,8 @@ typedef struct wcmi_task_cfg {
   /* optimization */
   int epochs, batch_size;
   double lr;
+  int lr_schedule;      /* wcmi_lr_schedule: constant (the paper's) or warm-up + cosine decay per step */
+  double warmup_epochs; /* cosine: linear warm-up over this many epochs (fractions allowed) */
   uint64_t seed;
   /* model */
   int hsize;

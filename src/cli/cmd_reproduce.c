@@ -4,7 +4,9 @@
 #include "cli/task_cli.h"
 #include "wcmi/demo.h"
 #include "wcmi/dist.h"
+#include "wcmi/report.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -29,6 +31,19 @@ static const char *DEMO_DESCRIPTION =
     "attack, with each encoder's MI, RV and Fano bound, printed as one table beside the published numbers.";
 
 int reproduce_main(const char *cmd, int argc, char **argv);
+
+/* OUT/report.html over the table's directory: the reproduce task writes the stages and the table,
+ * and the report (a layer above it) renders them. */
+static int write_report(wcmi_ctx *ctx, const wcmi_reproduce_cfg *c) {
+  const char *runs[1] = {c->out_dir};
+  char title[128], path[4200];
+  snprintf(title, sizeof title, "wcmi reproduce: %s (%s profile)", c->dataset, c->profile);
+  if (snprintf(path, sizeof path, "%s/report.html", c->out_dir) >= (int)sizeof path)
+    return wcmi_fail(ctx, WCMI_EINVAL, "%s: path too long", c->out_dir);
+  wcmi_report_cfg rcfg = {runs, 1, NULL, 0, title};
+  if (c->progress) fprintf(stderr, "[reproduce] writing %s\n", path);
+  return wcmi_report_write(ctx, &rcfg, path);
+}
 
 int reproduce_main(const char *cmd, int argc, char **argv) {
   const int demo = !strcmp(cmd, "demo");
@@ -125,6 +140,8 @@ int reproduce_main(const char *cmd, int argc, char **argv) {
   const int root = wcmi_dist_rank(dist) == 0;
   task_cli_catch_sigint(&ctx);
   int rc = wcmi_task_reproduce(&ctx, &c, &table, &out);
+  /* The HTML report of the table's directory (the report renders what the stages wrote). */
+  if (!rc && root && !c.dry_run) rc = write_report(&ctx, &c);
   task_cli_catch_sigint(NULL);
   /* As task_cli_finish: an interruption or a diverged loss is met by every rank at once and rank 0
    * reports it; any other error may be one rank's alone: it names its rank and every rank stops. */

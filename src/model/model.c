@@ -31,11 +31,10 @@ int wcmi_model_init_ex(wcmi_ctx *ctx, wcmi_model *m, const char *dataset, wcmi_e
                                                : wcmi_build_encoder(ctx, &m->in, max_batch, &rng);
   if (!m->encoder) return ctx->status;
   if (hsize > 0) {
-    m->local = wcmi_build_local_estimator(ctx, &m->in, hsize, max_batch, &rng);
-    m->global = m->local ? wcmi_build_global_estimator(ctx, m->zdim, hsize, max_batch, &rng) : NULL;
-    if (!m->global) {
+    rc = wcmi_build_critic(ctx, &m->in, m->zdim, hsize, max_batch, &rng, &m->local, &m->global);
+    if (rc) {
       wcmi_model_free(m);
-      return ctx->status;
+      return rc;
     }
   }
   if (head != WCMI_HEAD_NONE) {

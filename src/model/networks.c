@@ -1,4 +1,6 @@
-/* Builders for the paper's networks (PAPER.md section 3), with PyTorch module names. */
+/* Builders for the paper's encoder and classifier heads (PAPER.md section 3), with PyTorch module
+ * names. The MI critics are built in the estimator room (src/estimator/critics.c). */
+#include "model/build.h"
 #include "wcmi/model.h"
 
 #include <string.h>
@@ -39,7 +41,7 @@ int wcmi_encoder_parse(wcmi_ctx *ctx, const char *s, wcmi_encoder_kind *out) {
 }
 
 /* Finalizes or frees: builders chain calls with `rc = rc ? rc : f(...)` and end here. */
-static wcmi_net *finish(wcmi_net *net, int rc, int max_batch, wcmi_rng *rng) {
+wcmi_net *wcmi_build_finish(wcmi_net *net, int rc, int max_batch, wcmi_rng *rng) {
   if (!rc) rc = wcmi_net_finalize(net, max_batch, rng);
   if (rc) {
     wcmi_net_free(net);
@@ -48,7 +50,7 @@ static wcmi_net *finish(wcmi_net *net, int rc, int max_batch, wcmi_rng *rng) {
   return net;
 }
 
-static int conv_bn_relu(wcmi_net *net, int layer, int out_ch) {
+int wcmi_build_conv_stage(wcmi_net *net, int layer, int out_ch) {
   char conv[32], bn[32];
   snprintf(conv, sizeof conv, "layer%d.0", layer);
   snprintf(bn, sizeof bn, "layer%d.1", layer);
@@ -61,15 +63,15 @@ wcmi_net *wcmi_build_encoder(wcmi_ctx *ctx, const wcmi_input_spec *in, int max_b
   wcmi_net *net = wcmi_net_new(ctx, "encoder", wcmi_shape3(in->C, in->H, in->W));
   if (!net) return NULL;
   int rc = wcmi_net_add_normalize(net, in->C, in->mean, in->std);
-  rc = rc ? rc : conv_bn_relu(net, 0, 64);
-  rc = rc ? rc : conv_bn_relu(net, 1, 128);
-  rc = rc ? rc : conv_bn_relu(net, 2, 256);
+  rc = rc ? rc : wcmi_build_conv_stage(net, 0, 64);
+  rc = rc ? rc : wcmi_build_conv_stage(net, 1, 128);
+  rc = rc ? rc : wcmi_build_conv_stage(net, 2, 256);
   rc = rc ? rc : wcmi_net_add_flatten(net);
   rc = rc ? rc : wcmi_net_add_linear(net, "layer4.0", 1024, 1);
   rc = rc ? rc : wcmi_net_add_batchnorm(net, "layer4.1");
   rc = rc ? rc : wcmi_net_add_relu(net);
   rc = rc ? rc : wcmi_net_add_linear(net, "layer5", WCMI_ZDIM, 1);
-  return finish(net, rc, max_batch, rng);
+  return wcmi_build_finish(net, rc, max_batch, rng);
 }
 
 wcmi_net *wcmi_build_pixels_encoder(wcmi_ctx *ctx, const wcmi_input_spec *in, int max_batch, wcmi_rng *rng) {
@@ -78,30 +80,7 @@ wcmi_net *wcmi_build_pixels_encoder(wcmi_ctx *ctx, const wcmi_input_spec *in, in
   /* The same normalization as the basic encoder's first step, so both see the same inputs. */
   int rc = wcmi_net_add_normalize(net, in->C, in->mean, in->std);
   rc = rc ? rc : wcmi_net_add_flatten(net);
-  return finish(net, rc, max_batch, rng);
-}
-
-wcmi_net *wcmi_build_local_estimator(wcmi_ctx *ctx, const wcmi_input_spec *in, int hsize, int max_batch,
-                                     wcmi_rng *rng) {
-  wcmi_net *net = wcmi_net_new(ctx, "dim_local", wcmi_shape3(in->C, in->H, in->W));
-  if (!net) return NULL;
-  int rc = wcmi_net_add_normalize(net, in->C, in->mean, in->std);
-  rc = rc ? rc : conv_bn_relu(net, 0, 64);
-  rc = rc ? rc : conv_bn_relu(net, 1, 128);
-  rc = rc ? rc : wcmi_net_add_resblock(net, "", hsize);
-  /* wcmi_dim passes dL/dLx in Lx's buffer: the block keeps one (N, H, 7, 7) map fewer; nobody
-   * reads the hidden BN outputs of a critic, so its ReLUs work in place */
-  rc = rc ? rc : wcmi_net_set_grad_in_output(net);
-  rc = rc ? rc : wcmi_net_set_relu_in_place(net);
-  return finish(net, rc, max_batch, rng);
-}
-
-wcmi_net *wcmi_build_global_estimator(wcmi_ctx *ctx, int zdim, int hsize, int max_batch, wcmi_rng *rng) {
-  wcmi_net *net = wcmi_net_new(ctx, "dim_global", wcmi_shape1(zdim));
-  if (!net) return NULL;
-  int rc = wcmi_net_add_view_map(net);
-  rc = rc ? rc : wcmi_net_add_resblock(net, "", hsize);
-  return finish(net, rc, max_batch, rng);
+  return wcmi_build_finish(net, rc, max_batch, rng);
 }
 
 wcmi_net *wcmi_build_head(wcmi_ctx *ctx, wcmi_head_kind kind, int zdim, int classes, int max_batch, wcmi_rng *rng) {
@@ -119,5 +98,5 @@ wcmi_net *wcmi_build_head(wcmi_ctx *ctx, wcmi_head_kind kind, int zdim, int clas
   } else {
     rc = wcmi_fail(ctx, WCMI_EINVAL, "head: unknown kind %d", (int)kind);
   }
-  return finish(net, rc, max_batch, rng);
+  return wcmi_build_finish(net, rc, max_batch, rng);
 }

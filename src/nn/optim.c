@@ -192,3 +192,13 @@ float wcmi_steplr_lr(const wcmi_steplr *s, int epoch) {
   if (s->step_size <= 0) return s->base_lr;
   return (float)(s->base_lr * pow(s->gamma, (double)(epoch / s->step_size)));
 }
+
+float wcmi_lr_at(wcmi_lr_schedule s, float base, int64_t step, int64_t warmup, int64_t total) {
+  if (s != WCMI_LR_COSINE || total <= 0) return base;
+  if (step >= total) step = total - 1;
+  if (step < 0) step = 0;
+  if (warmup > total) warmup = total;
+  if (step < warmup) return (float)((double)base * (double)(step + 1) / (double)warmup);
+  const double decay = total > warmup ? (double)(step - warmup) / (double)(total - warmup) : 0.0;
+  return (float)((double)base * 0.5 * (1.0 + cos(3.14159265358979323846 * decay)));
+}

@@ -9,6 +9,7 @@
 #include "wcmi/image.h"
 #include "wcmi/io.h"
 #include "wcmi/report.h"
+#include "wcmi/run_record.h"
 #include "wcmi/train.h"
 
 #include <dirent.h>
@@ -113,7 +114,10 @@ typedef struct run {
   char name[PATH_MAX]; /* shown */
   char real[PATH_MAX]; /* resolved, to match model paths */
   wcmi_json *config, *summary, *eval, *per_neuron, *metrics;
-  fields cfg, sum, ev; /* flattened config / summary / eval */
+  fields cfg, sum, ev; /* flattened config / summary / eval (shown as they are) */
+  /* The results, read through the run-record schema: from summary.json, from eval.json, and both
+   * merged (eval.json's fields win): what the charts and the overview show. */
+  wcmi_run_record rec_sum, rec_ev, rec;
   char images[MAX_IMAGES][PATH_MAX];
   int n_images;
   struct run *children[MAX_CHILDREN];
@@ -198,6 +202,24 @@ static int scan_dir(wcmi_ctx *ctx, run *r, int depth, char subdirs[][NAME_MAX + 
   return WCMI_OK;
 }
 
+/* The run's results through the schema; a result key of the wrong type fails naming the file. */
+static int run_records(wcmi_ctx *ctx, run *r) {
+  char path[PATH_MAX + 32];
+  wcmi_record_clear(&r->rec_sum);
+  wcmi_record_clear(&r->rec_ev);
+  wcmi_record_clear(&r->rec);
+  int rc = WCMI_OK;
+  if (r->summary) {
+    snprintf(path, sizeof path, "%s/summary.json", r->dir);
+    if (!(rc = wcmi_record_read(ctx, path, r->summary, &r->rec_sum))) rc = wcmi_record_read(ctx, path, r->summary, &r->rec);
+  }
+  if (!rc && r->eval) {
+    snprintf(path, sizeof path, "%s/eval.json", r->dir);
+    if (!(rc = wcmi_record_read(ctx, path, r->eval, &r->rec_ev))) rc = wcmi_record_read(ctx, path, r->eval, &r->rec);
+  }
+  return rc;
+}
+
 static int run_load(wcmi_ctx *ctx, const char *dir, const char *name, int depth, run **out) {
   *out = NULL;
   struct stat st;
@@ -222,6 +244,7 @@ static int run_load(wcmi_ctx *ctx, const char *dir, const char *name, int depth,
   if (!rc && r->summary) rc = flatten(&r->sum, "", r->summary, 0);
   if (!rc && r->eval) rc = flatten(&r->ev, "", r->eval, 0);
   if (rc == WCMI_ENOMEM) wcmi_fail(ctx, rc, "out of memory");
+  if (!rc) rc = run_records(ctx, r);
   if (!rc) rc = scan_dir(ctx, r, depth, subdirs, &n_sub);
   for (int i = 0; !rc && i < n_sub; i++) {
     char sub[PATH_MAX], subname[PATH_MAX];
@@ -248,49 +271,32 @@ static const char *run_task(const run *r) {
   return f && f->v->type == WCMI_JSON_STRING ? f->v->str : NULL;
 }
 
-/* Accuracies are stored as fractions in [0,1]; a value above 1 is taken to be in percent already. */
-static double as_percent(double v) { return isfinite(v) && fabs(v) <= 1.0 ? 100.0 * v : v; }
+/* Accuracies and bounds are fractions in the run record (docs/formats.md); the page shows percent. */
+static double percent(double fraction) { return 100.0 * fraction; }
 
-/* The headline adversarial accuracy: eval.json's adv_acc, else summary.json's. */
+/* The headline adversarial accuracy (best: of best.safetensors when the run kept one). */
 static double run_adv_acc(const run *r, int best) {
-  double v = number_of(&r->ev, "adv_acc");
-  if (!isfinite(v) && best) v = number_of(&r->sum, "best_adv_acc");
-  if (!isfinite(v)) v = number_of(&r->sum, "adv_acc");
-  return as_percent(v);
+  if (best && isfinite(r->rec.best_adv_acc) && isnan(r->rec_ev.adv_acc)) return percent(r->rec.best_adv_acc);
+  return percent(r->rec.adv_acc);
 }
 
-static double run_nat_acc(const run *r) {
-  double v = number_of(&r->ev, "nat_acc");
-  if (!isfinite(v)) v = number_of(&r->sum, "nat_acc");
-  return as_percent(v);
+static double run_nat_acc(const run *r) { return percent(r->rec.nat_acc); }
+
+/* The normal / worst-case MI a run reports: vulnerability's (the paper's protocol), else an
+ * estimate-mi run's held-out estimate of its case (config.json "worst"), else the figure of a
+ * train-encoder run's co-trained critic. NULL when the run has none. */
+static const wcmi_measure *run_mi(const run *r, int worst) {
+  const wcmi_run_record *v = &r->rec;
+  const wcmi_measure *m = worst ? &v->worst_mi : &v->normal_mi;
+  if (isfinite(m->mean)) return m;
+  const field *c = find_field(&r->cfg, "worst");
+  const int run_worst = c && c->v->type == WCMI_JSON_BOOL && c->v->boolean;
+  if (isfinite(v->test_mi.mean) && run_worst == worst) return &v->test_mi;
+  m = worst ? &v->cotrained_worst_mi : &v->cotrained_normal_mi;
+  return isfinite(m->mean) ? m : NULL;
 }
 
-/* The first of keys that holds a number, or NULL. */
-static const char *first_key(const fields *fs, const char *const *keys) {
-  for (; *keys; keys++)
-    if (isfinite(number_of(fs, *keys))) return *keys;
-  return NULL;
-}
-
-/* The spread a measure is reported with: "<key>_std" (vulnerability and estimate-mi with
- * --critics K write mean, std and per-critic values), NaN when the run has none. */
-static double std_of_key(const fields *fs, const char *key) {
-  char k[160];
-  if (!key || snprintf(k, sizeof k, "%s_std", key) >= (int)sizeof k) return NAN;
-  return number_of(fs, k);
-}
-
-static int ends_with(const char *s, const char *suffix) {
-  size_t n = strlen(s), m = strlen(suffix);
-  return n >= m && !strcmp(s + n - m, suffix);
-}
-
-static const char *const NORMAL_MI_KEYS[] = {"normal_mi", "mi_normal", "test_mi_normal", NULL};
-static const char *const WORST_MI_KEYS[] = {"worst_mi", "mi_worst", "test_mi_worst", NULL};
-
-static double run_fano(const run *r, int refit) {
-  return 100.0 * number_of(&r->sum, refit ? "fano_bound_refit" : "fano_bound");
-}
+static double run_fano(const run *r, int refit) { return percent(refit ? r->rec.fano_bound_refit : r->rec.fano_bound); }
 
 /* The model file a run is about (summary, config or eval "model"), resolved. */
 static int run_model(const run *r, char *out) {
@@ -384,80 +390,95 @@ static void fmt_cell(FILE *f, double v, const char *unit) {
   else fputs("<td class=\"num na\">&mdash;</td>", f);
 }
 
-/* A measure of fs as "mean &plusmn; std" when the run reports a spread for it, else as fmt_cell. */
-static void fmt_cell_pm(FILE *f, const fields *fs, const char *key) {
-  const double v = key ? number_of(fs, key) : NAN, sd = std_of_key(fs, key);
-  if (isfinite(v) && isfinite(sd)) fprintf(f, "<td class=\"num\">%.3f &plusmn; %.3f</td>", v, sd);
-  else fmt_cell(f, v, "");
+/* An MI measure as "mean &plusmn; std" when it comes with a spread over critics, else as fmt_cell. */
+static void fmt_cell_pm(FILE *f, const wcmi_measure *m) {
+  if (m && isfinite(m->mean) && isfinite(m->std)) fprintf(f, "<td class=\"num\">%.3f &plusmn; %.3f</td>", m->mean, m->std);
+  else fmt_cell(f, m ? m->mean : NAN, "");
 }
 
 /* ---- accuracy table --------------------------------------------------------------------------- */
-static int is_acc_key(const char *key) {
-  const char *l = leaf(key);
-  return strstr(l, "acc") || strstr(l, "natural") || strstr(l, "adversarial");
+/* Opens the accuracy table before its first row. */
+static void acc_row_start(FILE *f, int *rows) {
+  if (!(*rows)++)
+    fputs("<h3>Accuracy</h3>\n<table class=\"acc\"><thead><tr><th>measure</th><th>accuracy</th><th>key</th>"
+          "<th>file</th></tr></thead><tbody>\n", f);
 }
 
+/* The accuracies of the run record (docs/formats.md), each with the file it is in. */
 static int accuracy_table(FILE *f, const run *r) {
   int rows = 0;
-  const fields *src[2] = {&r->ev, &r->sum};
+  const wcmi_run_record *src[2] = {&r->rec_ev, &r->rec_sum};
   const char *names[2] = {"eval.json", "summary.json"};
   for (int s = 0; s < 2; s++)
-    for (int i = 0; i < src[s]->n; i++) {
-      const field *fd = &src[s]->f[i];
-      if (fd->v->type != WCMI_JSON_NUMBER || !is_acc_key(fd->key)) continue;
-      if (!rows++) fputs("<h3>Accuracy</h3>\n<table class=\"acc\"><thead><tr><th>measure</th><th>accuracy</th>"
-                         "<th>file</th></tr></thead><tbody>\n", f);
+    for (int i = 0; i < wcmi_record_num_fields(); i++) {
+      const wcmi_record_field *fd = wcmi_record_field_at(i);
+      const double v = wcmi_record_value(src[s], fd);
+      if (fd->unit != WCMI_UNIT_FRACTION || strstr(fd->key, "fano") || !isfinite(v)) continue;
+      acc_row_start(f, &rows);
       fputs("<tr><th>", f);
-      esc(f, fd->key);
+      esc(f, fd->label);
       fputs("</th>", f);
-      fmt_cell(f, as_percent(fd->v->number), " %");
-      fprintf(f, "<td>%s</td></tr>\n", names[s]);
+      fmt_cell(f, percent(v), " %");
+      fprintf(f, "<td>%s</td><td>%s</td></tr>\n", fd->key, names[s]);
     }
+  /* eval.json's attacks[]: each attack's name and adv_acc (a fraction, docs/formats.md). */
+  const wcmi_json *atk = wcmi_json_get(r->eval, "attacks");
+  for (size_t i = 0; atk && atk->type == WCMI_JSON_ARRAY && i < atk->n; i++) {
+    const wcmi_json *name = wcmi_json_get(&atk->items[i], "name"), *acc = wcmi_json_get(&atk->items[i], "adv_acc");
+    if (!name || name->type != WCMI_JSON_STRING || !acc || acc->type != WCMI_JSON_NUMBER) continue;
+    acc_row_start(f, &rows);
+    fputs("<tr><th>adversarial accuracy, ", f);
+    esc(f, name->str);
+    fputs("</th>", f);
+    fmt_cell(f, percent(acc->number), " %");
+    fputs("<td>attacks[", f);
+    esc(f, name->str);
+    fputs("].adv_acc</td><td>eval.json</td></tr>\n", f);
+  }
   if (rows)
-    fputs("</tbody></table>\n<p class=\"caption\">nat = natural (clean) accuracy, adv = adversarial accuracy (correct on the "
-          "clean and on the attacked input); attacks[NAME] is one attack of wcmi eval.</p>\n",
+    fputs("</tbody></table>\n<p class=\"caption\">adversarial accuracy = correct on the clean and on the attacked input; "
+          "eval.json's attacks[] holds each attack of wcmi eval.</p>\n",
           f);
   return rows;
 }
 
 /* ---- MI / RV / Fano bars ---------------------------------------------------------------------- */
-static int is_mi_key(const char *l) {
-  return !strcmp(l, "mi") || !strncmp(l, "mi_", 3) || strstr(l, "_mi") || !strcmp(l, "rv") || !strncmp(l, "rv_", 3);
-}
-
 /* The MI measures that come with a spread (several critics), as "mean ± std" beside the bars. */
-static void pm_table(FILE *f, const run *r, const char *const *names, int n) {
+static void pm_table(FILE *f, const run *r, const wcmi_record_field *const *fds, int n) {
   int rows = 0;
   for (int i = 0; i < n; i++) {
-    const double sd = std_of_key(&r->sum, names[i]);
-    if (!isfinite(sd)) continue;
+    const wcmi_measure *m = wcmi_record_measure(&r->rec, fds[i]);
+    if (!m || !isfinite(m->std)) continue;
     if (!rows++) fputs("<table class=\"kv\"><thead><tr><th>measure</th><th>nats (mean &plusmn; std)</th></tr></thead><tbody>\n", f);
     fputs("<tr><td>", f);
-    esc(f, names[i]);
+    esc(f, fds[i]->label);
     fputs("</td>", f);
-    fmt_cell_pm(f, &r->sum, names[i]);
+    fmt_cell_pm(f, m);
     fputs("</tr>\n", f);
   }
   if (rows) {
-    const double k = number_of(&r->sum, "critics");
     fprintf(f, "</tbody></table>\n<p class=\"caption\">mean &plusmn; standard deviation over ");
-    if (isfinite(k)) fprintf(f, "%.0f critics trained from independent seeds", k);
+    if (r->rec.critics > 0) fprintf(f, "%lld critics trained from independent seeds", r->rec.critics);
     else fputs("the critics of the run", f);
     fputs(" (the *_per_critic arrays of summary.json hold each value).</p>\n", f);
   }
 }
 
+static int is_rv(const wcmi_record_field *fd) { return !strncmp(fd->key, "rv", 2); }
+
 static int mi_bars(FILE *f, const run *r, const run *const *all, int n_all) {
-  const char *names[24];
-  double vals[24];
-  int group[24], n = 0;
-  for (int i = 0; i < r->sum.n && n < 24; i++) {
-    const field *fd = &r->sum.f[i];
-    if (fd->v->type != WCMI_JSON_NUMBER || strchr(fd->key, '.') || strchr(fd->key, '[')) continue;
-    if (!is_mi_key(fd->key) || strstr(fd->key, "selected") || ends_with(fd->key, "_std")) continue;
-    names[n] = fd->key;
-    vals[n] = fd->v->number;
-    group[n++] = !strncmp(fd->key, "rv", 2);
+  const char *names[WCMI_RECORD_MAX_VALUES];
+  const wcmi_record_field *fds[WCMI_RECORD_MAX_VALUES];
+  double vals[WCMI_RECORD_MAX_VALUES];
+  int group[WCMI_RECORD_MAX_VALUES], n = 0;
+  for (int i = 0; i < wcmi_record_num_fields() && n < WCMI_RECORD_MAX_VALUES; i++) {
+    const wcmi_record_field *fd = wcmi_record_field_at(i);
+    const double v = wcmi_record_value(&r->rec, fd);
+    if (fd->unit != WCMI_UNIT_NATS || !isfinite(v)) continue;
+    fds[n] = fd;
+    names[n] = fd->label;
+    vals[n] = v;
+    group[n++] = is_rv(fd);
   }
   int charts = 0;
   if (n) {
@@ -469,7 +490,7 @@ static int mi_bars(FILE *f, const run *r, const run *const *all, int n_all) {
     wcmi_svg_bar_chart(f, &c, names, vals, n, group, GROUPS, has_rv ? 2 : 1);
     charts++;
   }
-  pm_table(f, r, names, n);
+  pm_table(f, r, fds, n);
   /* Fano bounds beside the measured adversarial accuracy of the same model (if a run gives it). */
   const char *fn[6];
   double fv[6];
@@ -538,16 +559,19 @@ typedef struct curve_unit {
   int percent;
 } curve_unit;
 
-static curve_unit unit_for(const char *key, double max_abs) {
-  const char *l = leaf(key);
-  if (strstr(l, "acc")) return max_abs <= 1.0 ? (curve_unit){"accuracy (%)", 100, 1} : (curve_unit){"accuracy (%)", 1, 1};
-  if (strstr(l, "fano")) return (curve_unit){"bound (%)", 100, 1};
-  if (strstr(l, "loss")) return (curve_unit){"loss (nats)", 1, 0};
-  if (is_mi_key(l)) return (curve_unit){"MI estimate (nats)", 1, 0};
-  if (!strcmp(l, "lr")) return (curve_unit){"learning rate", 1, 0};
-  if (strstr(l, "seconds")) return (curve_unit){"time (s)", 1, 0};
-  if (strstr(l, "eps")) return (curve_unit){"eps (pixels in [0,1])", 1, 0};
-  return (curve_unit){l, 1, 0};
+/* A curve's axis from the unit the run-record schema gives its key; a key it does not know is
+ * plotted as it is, labelled with its name. */
+static curve_unit unit_for(const char *key) {
+  wcmi_unit u;
+  if (wcmi_record_metric_unit(key, &u)) return (curve_unit){leaf(key), 1, 0};
+  switch (u) {
+  case WCMI_UNIT_FRACTION: return (curve_unit){strstr(key, "fano") ? "bound (%)" : "accuracy (%)", 100, 1};
+  case WCMI_UNIT_NATS: return (curve_unit){strstr(leaf(key), "loss") ? "loss (nats)" : "MI estimate (nats)", 1, 0};
+  case WCMI_UNIT_SECONDS: return (curve_unit){"time (s)", 1, 0};
+  case WCMI_UNIT_LR: return (curve_unit){"learning rate", 1, 0};
+  case WCMI_UNIT_PIXELS: return (curve_unit){"eps (pixels in [0,1])", 1, 0};
+  default: return (curve_unit){leaf(key), 1, 0};
+  }
 }
 
 /* Probe lines of metrics.jsonl (train-encoder --probe-every) carry a "probe" object; the epoch
@@ -624,16 +648,12 @@ static int training_curves(wcmi_ctx *ctx, FILE *f, const run *r) {
                "(accuracies in %%, MI and losses in nats).</p>\n<div class=\"charts\">\n",
             E, E == 1 ? "" : "s");
     for (int k = 0; k < nk; k++) {
-      double mx = 0;
-      for (size_t e = 0; e < E; e++) {
-        y[e] = number_of(&per[e], keys[k]);
-        if (isfinite(y[e])) mx = fmax(mx, fabs(y[e]));
-      }
-      curve_unit u = unit_for(keys[k], mx);
+      for (size_t e = 0; e < E; e++) y[e] = number_of(&per[e], keys[k]);
+      curve_unit u = unit_for(keys[k]);
       for (size_t e = 0; e < E; e++) y[e] *= u.scale;
       wcmi_svg_series s = {keys[k], x, y, (int)E};
       wcmi_svg_chart c = {keys[k], "epoch", u.ylabel, 480, 260, 0, 1, 0, 0, 0, 0, 0, NULL};
-      if (u.percent && mx <= 1.0) c.y_min = 0, c.y_max = 100;
+      if (u.percent) c.y_min = 0, c.y_max = 100;
       wcmi_svg_line_chart(f, &c, &s, 1);
     }
     fputs("</div>\n", f);
@@ -771,9 +791,9 @@ static void overview(FILE *f, const run *const *runs, int n) {
     fputs("</td>", f);
     fmt_cell(f, run_nat_acc(r), " %");
     fmt_cell(f, run_adv_acc(r, 0), " %");
-    fmt_cell_pm(f, &r->sum, first_key(&r->sum, NORMAL_MI_KEYS));
-    fmt_cell_pm(f, &r->sum, first_key(&r->sum, WORST_MI_KEYS));
-    fmt_cell_pm(f, &r->sum, "rv");
+    fmt_cell_pm(f, run_mi(r, 0));
+    fmt_cell_pm(f, run_mi(r, 1));
+    fmt_cell_pm(f, &r->rec.rv);
     fmt_cell(f, run_fano(r, 0), " %");
     fputs("</tr>\n", f);
   }

@@ -5,6 +5,7 @@
 #include "wcmi/io.h"
 #include "wcmi/report.h"
 #include "wcmi/reproduce.h"
+#include "wcmi/run_record.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -70,18 +71,10 @@ int report_reproduce_stages(wcmi_ctx *ctx, const char *dir, char ***out, int *n)
   return WCMI_OK;
 }
 
-static double num(const wcmi_json *o, const char *key) {
-  const wcmi_json *v = wcmi_json_get(o, key);
-  return v && v->type == WCMI_JSON_NUMBER ? v->number : NAN;
-}
-
 /* An MI figure of the vulnerability table, "mean ± std" when the run gives a spread. */
-static void cell_pm(FILE *f, const wcmi_json *m, const char *key) {
-  char k[64];
-  snprintf(k, sizeof k, "%s_std", key);
-  const double v = num(m, key), sd = num(m, k);
-  if (isfinite(v) && isfinite(sd)) fprintf(f, "<td class=\"num\">%.3f &plusmn; %.3f</td>", v, sd);
-  else if (isfinite(v)) fprintf(f, "<td class=\"num\">%.3f</td>", v);
+static void cell_pm(FILE *f, const wcmi_measure *m) {
+  if (isfinite(m->mean) && isfinite(m->std)) fprintf(f, "<td class=\"num\">%.3f &plusmn; %.3f</td>", m->mean, m->std);
+  else if (isfinite(m->mean)) fprintf(f, "<td class=\"num\">%.3f</td>", m->mean);
   else fputs("<td class=\"na\">&ndash;</td>", f);
 }
 
@@ -119,6 +112,8 @@ int report_reproduce_section(wcmi_ctx *ctx, FILE *f, const char *dir) {
     return rc;
   }
   const char *dataset = str(j, "dataset");
+  char where[4200];
+  snprintf(where, sizeof where, "%s/reproduce.json", dir);
   fputs("<h2 id=\"reproduce\">The paper's table: ", f);
   wcmi_xml_escape(f, dataset);
   fputs(" (", f);
@@ -137,7 +132,10 @@ int report_reproduce_section(wcmi_ctx *ctx, FILE *f, const char *dir) {
     const char *enc = str(r, "encoder"), *training = str(r, "training"), *head = str(r, "head");
     double pn = wcmi_paper_results_get(&paper, dataset, enc, head, training, "nat");
     double pa = wcmi_paper_results_get(&paper, dataset, enc, head, training, "adv");
-    double wn = 100 * num(r, "nat_acc"), wa = 100 * num(r, "adv_acc"), ws = 100 * num(r, "adv_acc_strong");
+    wcmi_run_record rec; /* the row's figures, under the run-record schema's keys */
+    wcmi_record_clear(&rec);
+    if ((rc = wcmi_record_read(ctx, where, r, &rec))) break;
+    double wn = 100 * rec.nat_acc, wa = 100 * rec.pgd_adv_acc, ws = 100 * rec.worst_case_adv_acc;
     fputs("<tr><td>", f);
     wcmi_xml_escape(f, enc);
     fputs(" / ", f);
@@ -152,22 +150,25 @@ int report_reproduce_section(wcmi_ctx *ctx, FILE *f, const char *dir) {
   }
   fputs("</tbody></table>\n", f);
   const wcmi_json *mi = wcmi_json_get(j, "vulnerability");
-  if (mi && mi->type == WCMI_JSON_ARRAY && mi->n) {
+  if (!rc && mi && mi->type == WCMI_JSON_ARRAY && mi->n) {
     fputs("<table class=\"overview\"><thead><tr><th>encoder</th><th>I (nats)</th><th>I_worst</th><th>I_worst refit</th>"
           "<th>RV</th><th>Fano bound (%)</th></tr></thead><tbody>\n",
           f);
-    for (size_t i = 0; i < mi->n; i++) {
+    for (size_t i = 0; i < mi->n && !rc; i++) {
       const wcmi_json *m = &mi->items[i];
+      wcmi_run_record v;
+      wcmi_record_clear(&v);
+      if ((rc = wcmi_record_read(ctx, where, m, &v))) break;
       fputs("<tr><td>", f);
       wcmi_xml_escape(f, str(m, "encoder"));
       fputs("</td>", f);
-      cell_pm(f, m, "normal_mi"), cell_pm(f, m, "worst_mi"), cell_pm(f, m, "worst_mi_refit"), cell_pm(f, m, "rv");
-      cell(f, 100 * num(m, "fano_bound"), 0);
+      cell_pm(f, &v.normal_mi), cell_pm(f, &v.worst_mi), cell_pm(f, &v.worst_mi_refit), cell_pm(f, &v.rv);
+      cell(f, 100 * v.fano_bound, 0);
       fputs("</tr>\n", f);
     }
     fputs("</tbody></table>\n", f);
   }
   wcmi_paper_results_free(&paper);
   wcmi_json_free(j);
-  return WCMI_OK;
+  return rc;
 }

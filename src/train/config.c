@@ -88,6 +88,12 @@ void wcmi_task_attack_json(wcmi_jsonw *w, const wcmi_pgd_cfg *a) {
   }
 }
 
+/* Whether c holds f's legacy value (the value a run from before f existed had). */
+static int is_legacy_value(const wcmi_task_cfg *c, const wcmi_cfg_field *f) {
+  if (f->type == WCMI_FIELD_DOUBLE || f->type == WCMI_FIELD_FLOAT) return wcmi_cfg_get_real(c, f) == f->legacy;
+  return f->type != WCMI_FIELD_STR && (double)wcmi_cfg_get_int(c, f) == f->legacy;
+}
+
 char *wcmi_task_config_json(const wcmi_task_cfg *c, const char *task) {
   wcmi_jsonw w;
   wcmi_jsonw_init_buffer(&w, 2);
@@ -100,6 +106,7 @@ char *wcmi_task_config_json(const wcmi_task_cfg *c, const char *task) {
     const wcmi_cfg_field *f = wcmi_cfg_field_at(i);
     if (!f->key) continue;
     if (f->type == WCMI_FIELD_STR && !wcmi_cfg_get_str(c, f) && !f->str_default) continue; /* an optional path */
+    if (f->sparse && is_legacy_value(c, f)) continue;
     if (f->in_attack != in_attack) {
       if (f->in_attack) {
         wcmi_jsonw_key(&w, "attack");

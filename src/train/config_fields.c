@@ -44,6 +44,15 @@ static const wcmi_cfg_field FIELDS[WCMI_CFG_NFIELDS] = {
     [WCMI_CFG_LR] = {"--lr", "LR", "Adam learning rate (paper: 1e-4)", .group = WCMI_GROUP_TRAINING,
                      .type = WCMI_FIELD_DOUBLE, .offset = OFF(lr), .key = "lr", .paper = 1e-4, .quick = 5e-4, RANGE(0, 1e6),
                      .lo_open = 1},
+    /* Added after runs existed: written only when not constant, so their config.json is unchanged. */
+    [WCMI_CFG_LR_SCHEDULE] = {"--lr-schedule", "S",
+                              "constant (default, the paper's) or cosine (per step: linear warm-up over --warmup-epochs, "
+                              "then cosine decay to 0 at the last epoch)",
+                              .group = WCMI_GROUP_TRAINING, .type = WCMI_FIELD_CHOICE, .offset = OFF(lr_schedule),
+                              .key = "lr_schedule", NAMES("constant", "cosine"), .optional = 1, .sparse = 1},
+    [WCMI_CFG_WARMUP_EPOCHS] = {"--warmup-epochs", "E", "cosine schedule: epochs of linear warm-up (default 0)",
+                                .group = WCMI_GROUP_TRAINING, .type = WCMI_FIELD_DOUBLE, .offset = OFF(warmup_epochs),
+                                .key = "warmup_epochs", .optional = 1, .sparse = 1, RANGE(0, WCMI_EPOCHS_MAX)},
     [WCMI_CFG_SEED] = {"--seed", "S", "random seed (default 0)", .group = WCMI_GROUP_RUN, .type = WCMI_FIELD_U64,
                        .offset = OFF(seed), .key = "seed"},
     [WCMI_CFG_HSIZE] = {"--hsize", "H", "MI estimator width (paper: 2048)", .group = WCMI_GROUP_ESTIMATOR,

@@ -235,6 +235,9 @@ static int fit_local(wcmi_ctx *ctx, wcmi_net *head, wcmi_net *best_head, const f
     int64_t correct = 0;
     for (int64_t b = 0; b < nb && !rc; b++) {
       gather(&wtrain, zdim, perm + b * B, B, zb, yb);
+      if (cfg->lr_schedule != WCMI_LR_CONSTANT)
+        wcmi_optim_set_lr(opt, wcmi_lr_at((wcmi_lr_schedule)cfg->lr_schedule, (float)cfg->lr, (int64_t)e * nb + b,
+                                          (int64_t)llround(cfg->warmup_epochs * (double)nb), (int64_t)cfg->epochs * nb));
       wcmi_optim_zero_grad(opt);
       const float *logits = wcmi_net_forward(head, zb, B, 1);
       if (!logits) {

@@ -33,6 +33,8 @@ typedef struct head_fit_cfg {
   uint64_t seed;          /* the shuffle stream (WCMI_STREAM_SHUFFLE of this seed) */
   int progress;           /* lines on stderr */
   const char *task;       /* name for progress and errors */
+  int lr_schedule;        /* wcmi_lr_schedule over the fit's steps (0: constant) */
+  double warmup_epochs;
 } head_fit_cfg;
 
 typedef struct head_fit_epoch {

@@ -102,13 +102,13 @@ static int clf_summarize(trainer *t, wcmi_jsonw *w) {
                                                    : "online: encoder (eval mode) in the loop every batch");
   if (!ct->end_to_end) wcmi_jsonw_kv_string(w, "encoder_model", t->cfg.model ? t->cfg.model : "");
   else wcmi_jsonw_kv_string(w, "encoder", wcmi_encoder_name(t->cfg.encoder));
-  wcmi_jsonw_kv_double(w, "nat_acc", ct->last_nat);
-  wcmi_jsonw_kv_double(w, "adv_acc", ct->last_adv);
+  t->record.nat_acc = ct->last_nat;
+  t->record.adv_acc = ct->last_adv;
   if (ct->new_best) {
-    wcmi_jsonw_kv_double(w, "best_nat_acc", ct->best_nat);
-    wcmi_jsonw_kv_double(w, "best_adv_acc", ct->best_adv);
+    t->record.best_nat_acc = ct->best_nat;
+    t->record.best_adv_acc = ct->best_adv;
   }
-  wcmi_jsonw_kv_int(w, "test_samples", eval_num_samples(&t->cfg, t->test.n));
+  t->record.test_samples = eval_num_samples(&t->cfg, t->test.n);
   wcmi_jsonw_key(w, "attack");
   wcmi_jsonw_begin_object(w);
   eval_attack a = {"pgd", t->cfg.attack, 0, 0};
@@ -188,7 +188,8 @@ static int fit_cached(trainer *t, clf_task *ct, char **summary) {
   }
   if (!rc) {
     const feat_set tr = {ztr, t->train.labels, t->train.n}, te = {zte, t->test.labels, t->test.n};
-    const head_fit_cfg hc = {c->epochs, c->batch_size, c->max_batches, c->lr, c->seed, c->progress, t->ops->task};
+    const head_fit_cfg hc = {c->epochs,  c->batch_size,   c->max_batches, c->lr,          c->seed,
+                             c->progress, t->ops->task, c->lr_schedule, c->warmup_epochs};
     rc = head_fit_cached(ctx, t->model.classifier, best_head, &tr, &te, zdim, &hc, per_epoch, &best_epoch);
   }
   if (!rc) rc = write_fit_metrics(t, per_epoch, c->epochs);
@@ -221,10 +222,10 @@ static int fit_cached(trainer *t, clf_task *ct, char **summary) {
 }
 
 static const trainer_ops CLASSIFIER_OPS = {
-    "train-classifier", {"loss", "train_acc"}, 2, clf_train_step, clf_end_epoch, clf_summarize,
+    "train-classifier", {"loss", "train_acc"}, 2, clf_train_step, clf_end_epoch, clf_summarize, WCMI_REC_CLASSIFIER,
 };
 static const trainer_ops MODEL_OPS = {
-    "train-model", {"loss", "train_acc"}, 2, clf_train_step, clf_end_epoch, clf_summarize,
+    "train-model", {"loss", "train_acc"}, 2, clf_train_step, clf_end_epoch, clf_summarize, WCMI_REC_CLASSIFIER,
 };
 
 /* The frozen encoder: the encoder of any wcmi model file (train-encoder, train-classifier or

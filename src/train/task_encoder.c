@@ -146,15 +146,15 @@ static int encoder_summarize(trainer *t, wcmi_jsonw *w) {
   if (t->cfg.worst)
     wcmi_jsonw_kv_string(w, "adversarial_training", t->cfg.free_replays > 0 ? "free (minibatch replay, train-mode gradients)"
                                                                             : "pgd (the paper's: BN in eval during the attack)");
-  wcmi_jsonw_kv_double(w, "test_mi_normal", et->last_normal_mi);
-  wcmi_jsonw_kv_double(w, "test_mi_worst", et->last_worst_mi);
+  t->record.cotrained_normal_mi.mean = et->last_normal_mi;
+  t->record.cotrained_worst_mi.mean = et->last_worst_mi;
   wcmi_jsonw_kv_string(w, "note", "MI estimates of the co-trained critic; use estimate-mi / vulnerability for the "
                                    "paper's protocol with a fresh critic");
   return WCMI_OK;
 }
 
 static const trainer_ops ENCODER_OPS = {
-    "train-encoder", {"loss", "mi"}, 2, encoder_step, encoder_end_epoch, encoder_summarize,
+    "train-encoder", {"loss", "mi"}, 2, encoder_step, encoder_end_epoch, encoder_summarize, WCMI_REC_ENCODER,
 };
 
 int wcmi_task_train_encoder(wcmi_ctx *ctx, const wcmi_task_cfg *cfg, char **summary) {

@@ -12,8 +12,8 @@
  * kept in out_dir/.stages/NAME.time, give the whole table's ETA. */
 #include "wcmi/dist.h"
 #include "wcmi/io.h"
-#include "wcmi/report.h"
 #include "wcmi/reproduce.h"
+#include "wcmi/run_record.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -57,9 +57,7 @@ typedef struct table_row {
 typedef struct mi_row {
   const char *encoder;
   int stage;
-  double normal, worst, worst_refit, rv, fano;
-  /* The spread of each over vulnerability's critics (std over --critics K; NaN with one critic). */
-  double normal_sd, worst_sd, worst_refit_sd, rv_sd;
+  wcmi_run_record rec; /* the vulnerability stage's results (MI, RV, their spread over critics, Fano) */
 } mi_row;
 
 typedef struct plan {
@@ -318,7 +316,9 @@ static int add_vulnerability(wcmi_ctx *ctx, plan *p, int k, const char *enc, int
    * wide, 3 of them (estimate-mi's quick default), 2 epochs; a 256-wide critic is undertrained in
    * that many steps and its estimate moves by up to 0.7 nats with the seed. */
   if (!strcmp(p->c.profile, "quick") && s->cfg.hsize > 64) s->cfg.hsize = 64;
-  p->mi[k] = (mi_row){enc, p->n - 1, NAN, NAN, NAN, NAN, NAN, NAN, NAN, NAN, NAN};
+  p->mi[k].encoder = enc;
+  p->mi[k].stage = p->n - 1;
+  wcmi_record_clear(&p->mi[k].rec);
   return WCMI_OK;
 }
 
@@ -573,45 +573,33 @@ static int run_stage(wcmi_ctx *ctx, plan *p, int i) {
 
 /* ---- results ------------------------------------------------------------------------------- */
 
-static double number_or_nan(const wcmi_json *obj, const char *key) {
-  const wcmi_json *v = wcmi_json_get(obj, key);
-  return v && v->type == WCMI_JSON_NUMBER ? v->number : NAN;
+/* Fails naming path when the record lacks the field `key`. */
+static int require(wcmi_ctx *ctx, const char *path, const wcmi_run_record *r, const char *key) {
+  const wcmi_record_field *f = wcmi_record_field_by_key(key);
+  if (f && !isnan(wcmi_record_value(r, f))) return WCMI_OK;
+  return wcmi_fail(ctx, WCMI_EFORMAT, "%s: '%s' missing (the stage did not finish: remove its directory to rerun it)",
+                   path, key);
 }
 
-/* eval.json: natural accuracy, the first attack's (the configured PGD: the paper's protocol) and
- * the per-sample worst case over every attack. */
-static int read_eval(wcmi_ctx *ctx, const char *path, const wcmi_json *j, table_row *r) {
-  int rc = wcmi_json_get_number(ctx, path, j, "nat_acc", &r->nat);
-  if (!rc) rc = wcmi_json_get_number(ctx, path, j, "worst_case_adv_acc", &r->strong);
-  const wcmi_json *atk = wcmi_json_get(j, "attacks");
-  const wcmi_json *first = atk ? wcmi_json_at(atk, 0) : NULL;
-  const wcmi_json *name = first ? wcmi_json_get(first, "name") : NULL;
-  if (!rc && !(name && name->type == WCMI_JSON_STRING && !strcmp(name->str, "pgd")))
-    rc = wcmi_fail(ctx, WCMI_EFORMAT, "%s: the first attack is not the configured PGD", path);
-  return rc ? rc : wcmi_json_get_number(ctx, path, first, "adv_acc", &r->adv);
-}
-
-/* vulnerability's summary.json; the Fano bound is null for estimators that are no MI lower bound. */
-static int read_vulnerability(wcmi_ctx *ctx, const char *path, const wcmi_json *j, mi_row *m) {
-  m->worst_refit = number_or_nan(j, "worst_mi_refit");
-  m->rv = number_or_nan(j, "rv");
-  m->fano = number_or_nan(j, "fano_bound");
-  m->normal_sd = number_or_nan(j, "normal_mi_std");
-  m->worst_sd = number_or_nan(j, "worst_mi_std");
-  m->worst_refit_sd = number_or_nan(j, "worst_mi_refit_std");
-  m->rv_sd = number_or_nan(j, "rv_std");
-  int rc = wcmi_json_get_number(ctx, path, j, "normal_mi", &m->normal);
-  return rc ? rc : wcmi_json_get_number(ctx, path, j, "worst_mi", &m->worst);
-}
-
-/* Reads a finished stage's result file (eval.json or summary.json) into its row. */
-static int read_result(wcmi_ctx *ctx, const stage *s, table_row *row, mi_row *mi) {
+/* Reads a finished stage's results (eval.json or summary.json, through the run-record schema) into
+ * its row: a classifier's natural accuracy, the paper's PGD and the strong attack's worst case; an
+ * encoder's MI, RV and Fano bound (null for estimators that are no MI lower bound). */
+static int read_result(wcmi_ctx *ctx, const stage *s, table_row *row, mi_row *m) {
   char path[PATH_N + 32];
   snprintf(path, sizeof path, "%s/%s", s->dir, result_leaf(s));
-  wcmi_json *j = NULL;
-  int rc = wcmi_json_parse_file(ctx, path, 1 << 22, &j);
-  if (!rc) rc = row ? read_eval(ctx, path, j, row) : read_vulnerability(ctx, path, j, mi);
-  wcmi_json_free(j);
+  wcmi_run_record r;
+  int rc = wcmi_record_load(ctx, s->dir, &r, NULL);
+  if (!rc && row) {
+    if (!(rc = require(ctx, path, &r, "nat_acc")) && !(rc = require(ctx, path, &r, "pgd_adv_acc")))
+      rc = require(ctx, path, &r, "worst_case_adv_acc");
+    row->nat = r.nat_acc;
+    row->adv = r.pgd_adv_acc;
+    row->strong = r.worst_case_adv_acc;
+  }
+  if (!rc && m) {
+    if (!(rc = require(ctx, path, &r, "normal_mi"))) rc = require(ctx, path, &r, "worst_mi");
+    m->rec = r;
+  }
   return rc;
 }
 
@@ -716,9 +704,10 @@ typedef struct mi_text {
 } mi_text;
 
 static void mi_cells(const mi_row *m, mi_text *x) {
-  nats(x->c[0], 24, m->normal, m->normal_sd), nats(x->c[1], 24, m->worst, m->worst_sd);
-  nats(x->c[2], 24, m->worst_refit, m->worst_refit_sd), nats(x->c[3], 24, m->rv, m->rv_sd);
-  if (isfinite(m->fano)) snprintf(x->c[4], 24, "%.1f%%", 100 * m->fano);
+  const wcmi_run_record *v = &m->rec;
+  nats(x->c[0], 24, v->normal_mi.mean, v->normal_mi.std), nats(x->c[1], 24, v->worst_mi.mean, v->worst_mi.std);
+  nats(x->c[2], 24, v->worst_mi_refit.mean, v->worst_mi_refit.std), nats(x->c[3], 24, v->rv.mean, v->rv.std);
+  if (isfinite(v->fano_bound)) snprintf(x->c[4], 24, "%.1f%%", 100 * v->fano_bound);
   else snprintf(x->c[4], 24, "none");
 }
 
@@ -822,8 +811,8 @@ static char *format_json(const plan *p, double seconds, double stage_seconds) {
   wcmi_jsonw_kv_double(&w, "eps", p->base.attack.eps);
   wcmi_jsonw_kv_int(&w, "steps", p->base.attack.steps);
   wcmi_jsonw_kv_double(&w, "step", p->base.attack.step);
-  wcmi_jsonw_kv_string(&w, "adv_acc", "the paper's PGD (eval.json attacks[0])");
-  wcmi_jsonw_kv_string(&w, "adv_acc_strong", "eval --attack strong: worst case per sample over every attack");
+  wcmi_jsonw_kv_string(&w, "pgd_adv_acc", "the paper's PGD (eval.json attacks[0])");
+  wcmi_jsonw_kv_string(&w, "worst_case_adv_acc", "eval --attack strong: worst case per sample over every attack");
   wcmi_jsonw_end_object(&w);
   wcmi_jsonw_key(&w, "rows");
   wcmi_jsonw_begin_array(&w);
@@ -836,9 +825,12 @@ static char *format_json(const plan *p, double seconds, double stage_seconds) {
     wcmi_jsonw_kv_string(&w, "head", r->head);
     wcmi_jsonw_kv_string(&w, "model", e->model_in);
     wcmi_jsonw_kv_string(&w, "eval", e->dir);
-    wcmi_jsonw_kv_double(&w, "nat_acc", r->nat);
-    wcmi_jsonw_kv_double(&w, "adv_acc", r->adv);
-    wcmi_jsonw_kv_double(&w, "adv_acc_strong", r->strong);
+    wcmi_run_record rec; /* the row's figures under the run-record schema's keys (docs/formats.md) */
+    wcmi_record_clear(&rec);
+    rec.nat_acc = r->nat;
+    rec.pgd_adv_acc = r->adv;
+    rec.worst_case_adv_acc = r->strong;
+    wcmi_record_write(&w, &rec, WCMI_REC_EVAL);
     json_percent_or_null(&w, "paper_nat_acc", r->paper_nat);
     json_percent_or_null(&w, "paper_adv_acc", r->paper_adv);
     wcmi_jsonw_kv_double(&w, "diff_nat_acc", r->nat - r->paper_nat / 100.0);
@@ -853,15 +845,7 @@ static char *format_json(const plan *p, double seconds, double stage_seconds) {
     wcmi_jsonw_begin_object(&w);
     wcmi_jsonw_kv_string(&w, "encoder", m->encoder);
     wcmi_jsonw_kv_string(&w, "run", p->st[m->stage].dir);
-    wcmi_jsonw_kv_double(&w, "normal_mi", m->normal);
-    wcmi_jsonw_kv_double(&w, "worst_mi", m->worst);
-    wcmi_jsonw_kv_double(&w, "worst_mi_refit", m->worst_refit);
-    wcmi_jsonw_kv_double(&w, "rv", m->rv);
-    wcmi_jsonw_kv_double(&w, "normal_mi_std", m->normal_sd);
-    wcmi_jsonw_kv_double(&w, "worst_mi_std", m->worst_sd);
-    wcmi_jsonw_kv_double(&w, "worst_mi_refit_std", m->worst_refit_sd);
-    wcmi_jsonw_kv_double(&w, "rv_std", m->rv_sd);
-    wcmi_jsonw_kv_double(&w, "fano_bound", m->fano);
+    wcmi_record_write(&w, &m->rec, WCMI_REC_VULNERABILITY); /* the vulnerability run's record as it wrote it */
     wcmi_jsonw_end_object(&w);
   }
   wcmi_jsonw_end_array(&w);
@@ -985,15 +969,6 @@ int wcmi_task_reproduce(wcmi_ctx *ctx, const wcmi_reproduce_cfg *cfg, char **tab
     if (!rc) rc = write_text(ctx, p->c.out_dir, "table.md", md);
     if (!rc) rc = write_text(ctx, p->c.out_dir, "table.txt", *table);
     free(md);
-    if (!rc) {
-      const char *runs[1] = {p->c.out_dir};
-      char title[128], path[PATH_N];
-      snprintf(title, sizeof title, "wcmi reproduce: %s (%s profile)", p->c.dataset, p->c.profile);
-      snprintf(path, sizeof path, "%s/report.html", p->c.out_dir);
-      wcmi_report_cfg rcfg = {runs, 1, NULL, 0, title};
-      if (p->c.progress) fprintf(stderr, "[reproduce] writing %s\n", path);
-      rc = wcmi_report_write(ctx, &rcfg, path);
-    }
   }
   for (int i = 0; i < p->n; i++) free(p->st[i].key);
   wcmi_paper_results_free(&p->paper);

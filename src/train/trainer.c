@@ -542,7 +542,9 @@ static int finish(trainer *t, char **summary) {
     wcmi_jsonw_kv_int(&w, "probes", t->probe->count);
     wcmi_jsonw_kv_double(&w, "probe_seconds", t->probe->spent);
   }
+  wcmi_record_clear(&t->record);
   int rc = t->ops->summarize ? t->ops->summarize(t, &w) : WCMI_OK;
+  if (!rc) wcmi_record_write(&w, &t->record, t->ops->record_files);
   wcmi_jsonw_end_object(&w);
   if (!rc) rc = wcmi_jsonw_finish(t->ctx, &w);
   if (!rc) {
@@ -619,6 +621,9 @@ int trainer_run(trainer *t, char **summary) {
         return src ? src : wcmi_fail(t->ctx, WCMI_EINTR, "interrupted during a probe at epoch %d batch %lld: saved "
                                      "%s/latest.safetensors", epoch + 1, (long long)b, t->run_dir);
       }
+      if (c->lr_schedule != WCMI_LR_CONSTANT) /* per step: a pure function of (epoch, batch), so resume is exact */
+        wcmi_optim_set_lr(t->opt, wcmi_lr_at((wcmi_lr_schedule)c->lr_schedule, (float)c->lr, (int64_t)epoch * nb + b,
+                                             (int64_t)llround(c->warmup_epochs * (double)nb), (int64_t)c->epochs * nb));
       const double tb = wcmi_now();
       int count = 0;
       rc = wcmi_loader_batch(t->ctx, &loader, b, t->x, t->y, &count);

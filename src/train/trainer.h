@@ -5,6 +5,7 @@
 
 #include "wcmi/data.h"
 #include "wcmi/io.h"
+#include "wcmi/run_record.h"
 #include "wcmi/tasks.h"
 #include "train/probe.h"
 
@@ -22,8 +23,10 @@ typedef struct trainer_ops {
   int (*step)(trainer *t, const float *x, const int32_t *y, int n, double *vals);
   /* After each epoch: evaluation fields into w, and *score (higher is better) for best.safetensors. */
   int (*end_epoch)(trainer *t, int epoch, wcmi_jsonw *w, double *score);
-  /* After training: extra summary fields. */
+  /* After training: the task's results into t->record, and descriptive summary fields into w. */
   int (*summarize)(trainer *t, wcmi_jsonw *w);
+  /* Which run-record fields summary.json holds (WCMI_REC_*): written from t->record after summarize. */
+  unsigned record_files;
 } trainer_ops;
 
 struct trainer {
@@ -66,6 +69,7 @@ struct trainer {
    * global batch, as the MI objective's do). */
   int local_means;
   int64_t steps_run; /* optimizer steps made in this process (for bytes per step) */
+  wcmi_run_record record; /* the run's results (filled by ops->summarize; summary.json is written from it) */
   uint64_t step_bytes[4], bytes_mark[4]; /* bytes this rank sent inside step(), per wcmi_dist_cat */
 };
 

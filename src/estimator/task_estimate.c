@@ -116,14 +116,7 @@ static int fresh_critic(wcmi_ctx *ctx, const wcmi_model *m, int hsize, int zdim,
                         uint64_t stream, wcmi_net **local, wcmi_net **global) {
   wcmi_rng rng;
   wcmi_rng_derive(&rng, seed, stream);
-  *local = wcmi_build_local_estimator(ctx, &m->in, hsize, max_batch, &rng);
-  *global = *local ? wcmi_build_global_estimator(ctx, zdim, hsize, max_batch, &rng) : NULL;
-  if (!*global) {
-    wcmi_net_free(*local);
-    *local = NULL;
-    return ctx->status ? ctx->status : WCMI_ENOMEM;
-  }
-  return WCMI_OK;
+  return wcmi_build_critic(ctx, &m->in, zdim, hsize, max_batch, &rng, local, global);
 }
 
 /* ---- the estimate-mi task ------------------------------------------------------------------ */
@@ -409,6 +402,7 @@ static int estimate_summarize(trainer *t, wcmi_jsonw *w) {
    * measures what the attack takes away with the critic's own errors largely cancelled. */
   if (!rc && c->worst) rc = heldout_mi(t, &et->dim, 0, t->test.images, nb, B, NULL, &clean_mi, &clean_sem);
   refit_result rr;
+  memset(&rr, 0, sizeof rr);
   wcmi_jsonw curve;
   wcmi_jsonw_init_buffer(&curve, 0);
   wcmi_jsonw_begin_array(&curve);
@@ -429,14 +423,16 @@ static int estimate_summarize(trainer *t, wcmi_jsonw *w) {
   wcmi_jsonw_kv_string(w, "selection", "Algorithm 2: critic of the epoch with the best training MI estimate");
   wcmi_jsonw_kv_int(w, "selected_epoch", t->best_epoch);
   wcmi_jsonw_kv_double(w, "train_mi_selected", wcmi_mi_estimate(c->mi, B, et->dim.L, -t->best_score));
-  wcmi_jsonw_kv_double(w, "test_mi", test_mi);
-  wcmi_jsonw_kv_double(w, "test_mi_sem", test_sem);
   wcmi_jsonw_kv_int(w, "test_batches", nb);
-  wcmi_jsonw_kv_int(w, "test_samples", nb * B);
   wcmi_jsonw_kv_int(w, "seed", (int64_t)c->seed);
+  wcmi_run_record *r = &t->record;
+  r->test_mi.mean = test_mi;
+  r->test_mi.sem = test_sem;
+  r->test_samples = nb * B;
   if (c->worst) {
-    wcmi_jsonw_kv_double(w, "test_mi_clean", clean_mi);
-    wcmi_jsonw_kv_double(w, "test_mi_clean_sem", clean_sem);
+    r->test_mi_clean.mean = clean_mi;
+    r->test_mi_clean.sem = clean_sem;
+    r->refit_mi.mean = rr.mi;
   }
   wcmi_jsonw_key(w, "attack");
   if (c->worst) write_attack(w, c);
@@ -465,11 +461,18 @@ static int estimate_summarize(trainer *t, wcmi_jsonw *w) {
 static const trainer_ops ESTIMATE_OPS = {
     /* No end_epoch: the trainer then scores an epoch by -mean loss, i.e. by the training MI
      * estimate (for every estimator the estimate is a constant minus the loss). */
-    "estimate-mi", {"loss", "mi"}, 2, estimate_step, NULL, estimate_summarize,
+    "estimate-mi", {"loss", "mi"}, 2, estimate_step, NULL, estimate_summarize, WCMI_REC_ESTIMATE,
 };
 
-/* One critic: the estimate-mi run of cfg in its run directory. */
-static int estimate_one(wcmi_ctx *ctx, const wcmi_task_cfg *cfg, const wcmi_estimate_opts *opts, char **summary) {
+/* What one critic's run hands on: its results, typed, and the representation it measured. */
+typedef struct critic_out {
+  wcmi_run_record rec;
+  char repr[16];
+} critic_out;
+
+/* One critic: the estimate-mi run of cfg in its run directory; its results into *out (may be NULL). */
+static int estimate_one(wcmi_ctx *ctx, const wcmi_task_cfg *cfg, const wcmi_estimate_opts *opts, char **summary,
+                        critic_out *out) {
   estimate_task et;
   memset(&et, 0, sizeof et);
   if (opts) et.opts = *opts;
@@ -490,6 +493,10 @@ static int estimate_one(wcmi_ctx *ctx, const wcmi_task_cfg *cfg, const wcmi_esti
     rc = trainer_setup(&t, nets, 2);
   }
   if (!rc) rc = trainer_run(&t, summary);
+  if (!rc && out) {
+    out->rec = t.record;
+    snprintf(out->repr, sizeof out->repr, "%s", et.logits ? "logits" : "z");
+  }
   wcmi_dim_free(&et.dim);
   trainer_free(&t);
   return rc;
@@ -499,58 +506,11 @@ static int estimate_one(wcmi_ctx *ctx, const wcmi_task_cfg *cfg, const wcmi_esti
 
 #define MAX_CRITICS 100
 
-/* What one critic's estimate-mi summary says. */
-typedef struct critic_result {
-  double mi, sem;      /* held-out estimate and its standard error over the held-out batches */
-  double clean_mi;     /* worst case: the same critic on the same batches without the attack */
-  double refit_mi;     /* worst case: the re-fitted estimate */
-  char repr[16];
-} critic_result;
-
-static int read_critic(wcmi_ctx *ctx, const char *what, const wcmi_json *j, int worst, critic_result *r) {
-  const char *repr = NULL;
-  int rc = wcmi_json_get_number(ctx, what, j, "test_mi", &r->mi);
-  if (!rc) rc = wcmi_json_get_number(ctx, what, j, "test_mi_sem", &r->sem);
-  if (!rc) rc = wcmi_json_get_string(ctx, what, j, "representation", &repr);
-  if (!rc) snprintf(r->repr, sizeof r->repr, "%s", repr);
-  r->clean_mi = r->refit_mi = NAN;
-  if (!rc && worst) rc = wcmi_json_get_number(ctx, what, j, "test_mi_clean", &r->clean_mi);
-  if (!rc && worst) rc = wcmi_json_get_number(ctx, what, wcmi_json_get(j, "refit"), "mi", &r->refit_mi);
-  return rc;
-}
-
-static double mean_of(const double *v, int n) {
-  double s = 0;
-  for (int i = 0; i < n; i++) s += v[i];
-  return s / (double)n;
-}
-
-/* Sample standard deviation (n - 1); NAN (written as null) for a single value. */
-static double std_of(const double *v, int n) {
-  if (n < 2) return NAN;
-  double m = mean_of(v, n), ss = 0;
-  for (int i = 0; i < n; i++) ss += (v[i] - m) * (v[i] - m);
-  return sqrt(ss / (double)(n - 1));
-}
-
 /* Standard error of a mean of K critics' held-out values from the held-out batches alone. */
-static double pooled_sem(const critic_result *r, int K) {
+static double pooled_sem(const critic_out *r, int K) {
   double ss = 0;
-  for (int k = 0; k < K; k++) ss += r[k].sem * r[k].sem;
+  for (int k = 0; k < K; k++) ss += r[k].rec.test_mi.sem * r[k].rec.test_mi.sem;
   return sqrt(ss) / (double)K;
-}
-
-/* key = mean, key_std = spread over critics, key_per_critic = the values. */
-static void write_measure(wcmi_jsonw *w, const char *key, const double *v, int n) {
-  char k2[96];
-  wcmi_jsonw_kv_double(w, key, mean_of(v, n));
-  snprintf(k2, sizeof k2, "%s_std", key);
-  wcmi_jsonw_kv_double(w, k2, std_of(v, n));
-  snprintf(k2, sizeof k2, "%s_per_critic", key);
-  wcmi_jsonw_key(w, k2);
-  wcmi_jsonw_begin_array(w);
-  for (int i = 0; i < n; i++) wcmi_jsonw_double(w, v[i]);
-  wcmi_jsonw_end_array(w);
 }
 
 /* The run directory of critic k inside dir: critic 0 is dir itself (the single-critic layout). */
@@ -560,9 +520,9 @@ static void critic_dir(const char *dir, int k, const char *leaf, char *out, size
 }
 
 /* Runs critic k of cfg (its own seed) in sub, resuming it when the parent run is resumed and the
- * critic saved a checkpoint; its parsed summary goes to *j. */
+ * critic saved a checkpoint; its results go to *out and its summary text to *summary (may be NULL). */
 static int run_critic(wcmi_ctx *ctx, const wcmi_task_cfg *cfg, const wcmi_estimate_opts *o, int k, const char *sub,
-                      int worst, wcmi_json **j) {
+                      int worst, critic_out *out, char **summary) {
   wcmi_task_cfg c = *cfg;
   char latest[1200];
   snprintf(latest, sizeof latest, "%s/latest.safetensors", sub);
@@ -577,9 +537,9 @@ static int run_critic(wcmi_ctx *ctx, const wcmi_task_cfg *cfg, const wcmi_estima
   /* A critic that never saved a checkpoint starts again, over what its killed attempt left. */
   c.force = cfg->force || (cfg->resume_dir && !c.resume_dir);
   char *s = NULL;
-  rc = estimate_one(ctx, &c, o, &s);
-  if (!rc) rc = wcmi_json_parse(ctx, sub, s, strlen(s), j);
-  free(s);
+  rc = estimate_one(ctx, &c, o, &s, out);
+  if (!rc && summary) *summary = s;
+  else free(s);
   return rc;
 }
 
@@ -594,54 +554,71 @@ static int write_summary(wcmi_ctx *ctx, const char *dir, wcmi_jsonw *w, char **s
   return rc;
 }
 
+/* Whether key is a run-record field of estimate-mi or one of a measure's companions (key_std,
+ * key_sem, key_per_critic): the multi-critic summary writes those from its own record. */
+static int is_record_key(const char *key) {
+  static const char *const SUFFIX[] = {"", "_std", "_sem", "_per_critic"};
+  for (int i = 0; i < wcmi_record_num_fields(); i++) {
+    const wcmi_record_field *f = wcmi_record_field_at(i);
+    const size_t n = strlen(f->key);
+    if (!(f->files & WCMI_REC_ESTIMATE) || strncmp(key, f->key, n)) continue;
+    for (int k = 0; k < 4; k++)
+      if (!strcmp(key + n, SUFFIX[k])) return 1;
+  }
+  return 0;
+}
+
 /* estimate-mi with K > 1 critics: critic 0 runs in dir, critic k in dir/critic-k; the summary is
- * critic 0's with test_mi (and the worst case's refit/clean values) replaced by the mean over the
- * critics, plus their spread and per-critic values. */
+ * critic 0's description (case, estimator, attack, its re-fit's details) with the record's figures
+ * as the mean over the critics, their spread and per-critic values. */
 static int estimate_critics(wcmi_ctx *ctx, const wcmi_task_cfg *cfg, const wcmi_estimate_opts *o, int K,
                             char **summary) {
   const char *dir = cfg->resume_dir ? cfg->resume_dir : cfg->out_dir;
   if (!dir) return wcmi_fail(ctx, WCMI_EINVAL, "estimate-mi: no run directory (--out DIR or --resume DIR)");
-  critic_result r[MAX_CRITICS];
-  wcmi_json *first = NULL;
+  critic_out *r = wcmi_alloc(ctx, (size_t)K, sizeof *r);
+  if (!r) return ctx->status;
+  char *first_text = NULL;
   int rc = WCMI_OK;
   for (int k = 0; k < K && !rc; k++) {
     char sub[1100];
     critic_dir(dir, k, NULL, sub, sizeof sub);
     if (cfg->progress && dist_is_root(ctx)) fprintf(stderr, "[estimate-mi] critic %d/%d into %s\n", k + 1, K, sub);
-    wcmi_json *j = NULL;
-    rc = run_critic(ctx, cfg, o, k, sub, cfg->worst, &j);
-    if (!rc) rc = read_critic(ctx, sub, j, cfg->worst, &r[k]);
-    if (k == 0) first = j;
-    else wcmi_json_free(j);
+    rc = run_critic(ctx, cfg, o, k, sub, cfg->worst, &r[k], k == 0 ? &first_text : NULL);
   }
+  wcmi_json *first = NULL;
+  if (!rc) rc = wcmi_json_parse(ctx, dir, first_text, strlen(first_text), &first);
+  free(first_text);
   if (rc) {
-    wcmi_json_free(first);
+    wcmi_free(r);
     return rc;
   }
   double mi[MAX_CRITICS], clean[MAX_CRITICS], refit[MAX_CRITICS], paired[MAX_CRITICS];
   for (int k = 0; k < K; k++) {
-    mi[k] = r[k].mi;
-    clean[k] = r[k].clean_mi;
-    refit[k] = r[k].refit_mi;
-    paired[k] = r[k].clean_mi - r[k].mi;
+    mi[k] = r[k].rec.test_mi.mean;
+    clean[k] = r[k].rec.test_mi_clean.mean;
+    refit[k] = r[k].rec.refit_mi.mean;
+    paired[k] = clean[k] - mi[k];
+  }
+  wcmi_run_record rec;
+  wcmi_record_clear(&rec);
+  rec.critics = K;
+  rec.test_samples = r[0].rec.test_samples;
+  wcmi_measure_set(&rec.test_mi, mi, K);
+  rec.test_mi.sem = pooled_sem(r, K);
+  if (cfg->worst) {
+    wcmi_measure_set(&rec.test_mi_clean, clean, K);
+    wcmi_measure_set(&rec.refit_mi, refit, K);
+    wcmi_measure_set(&rec.attack_drop, paired, K);
   }
   wcmi_jsonw w;
   wcmi_jsonw_init_buffer(&w, 2);
   wcmi_jsonw_begin_object(&w);
   for (size_t i = 0; i < first->n; i++) {
-    const char *key = first->keys[i];
-    if (!strcmp(key, "test_mi") || !strcmp(key, "test_mi_sem") || !strcmp(key, "test_mi_clean")) continue;
-    wcmi_jsonw_key(&w, key);
+    if (is_record_key(first->keys[i])) continue;
+    wcmi_jsonw_key(&w, first->keys[i]);
     wcmi_jsonw_value(&w, &first->items[i]);
   }
-  wcmi_jsonw_kv_int(&w, "critics", K);
-  write_measure(&w, "test_mi", mi, K);
-  wcmi_jsonw_kv_double(&w, "test_mi_sem", pooled_sem(r, K));
-  if (cfg->worst) {
-    write_measure(&w, "test_mi_clean", clean, K);
-    write_measure(&w, "refit_mi", refit, K);
-    write_measure(&w, "attack_drop", paired, K);
-  }
+  wcmi_record_write(&w, &rec, WCMI_REC_ESTIMATE);
   wcmi_jsonw_key(&w, "critic_runs");
   wcmi_jsonw_begin_array(&w);
   for (int k = 0; k < K; k++) {
@@ -652,6 +629,7 @@ static int estimate_critics(wcmi_ctx *ctx, const wcmi_task_cfg *cfg, const wcmi_
   wcmi_jsonw_end_array(&w);
   wcmi_jsonw_end_object(&w);
   wcmi_json_free(first);
+  wcmi_free(r);
   rc = write_summary(ctx, dir, &w, summary);
   wcmi_jsonw_free(&w);
   return rc;
@@ -666,7 +644,7 @@ int wcmi_task_estimate_mi_ex(wcmi_ctx *ctx, const wcmi_task_cfg *cfg, const wcmi
   const int K = wcmi_estimate_critics(cfg, &o);
   if (K > MAX_CRITICS) return wcmi_fail(ctx, WCMI_EINVAL, "estimate-mi: --critics %d is more than %d", K, MAX_CRITICS);
   o.critics = K;
-  return K == 1 ? estimate_one(ctx, cfg, &o, summary) : estimate_critics(ctx, cfg, &o, K, summary);
+  return K == 1 ? estimate_one(ctx, cfg, &o, summary, NULL) : estimate_critics(ctx, cfg, &o, K, summary);
 }
 
 int wcmi_task_estimate_mi(wcmi_ctx *ctx, const wcmi_task_cfg *cfg, char **summary) {
@@ -679,24 +657,56 @@ static const char *const CASES[2] = {"normal", "worst"};
 
 /* mean ± spread for the human table: the spread over critics, or the held-out standard error when
  * there is one critic. */
-static void print_row(const char *what, const double *v, int K, double sem) {
-  double sd = K > 1 ? std_of(v, K) : sem;
-  if (isfinite(sd)) fprintf(stderr, "  %-28s %8.4f ± %.4f\n", what, mean_of(v, K), sd);
-  else fprintf(stderr, "  %-28s %8.4f\n", what, mean_of(v, K));
+static void print_row(const char *what, const wcmi_measure *m, int K, double sem) {
+  double sd = K > 1 ? m->std : sem;
+  if (isfinite(sd)) fprintf(stderr, "  %-28s %8.4f ± %.4f\n", what, m->mean, sd);
+  else fprintf(stderr, "  %-28s %8.4f\n", what, m->mean);
 }
 
-static void print_table(const wcmi_task_cfg *cfg, int K, const critic_result *res, const double *const *cols,
-                        double fano, const char *fano_why) {
-  fprintf(stderr, "\nvulnerability of %s (%s, %s; nats; ± = %s)\n", cfg->model ? cfg->model : "?", res[0].repr,
+static void print_table(const wcmi_task_cfg *cfg, int K, const char *repr, const wcmi_run_record *v,
+                        const critic_out *res, const char *fano_why) {
+  fprintf(stderr, "\nvulnerability of %s (%s, %s; nats; ± = %s)\n", cfg->model ? cfg->model : "?", repr,
           wcmi_mi_estimator_name(cfg->mi.estimator),
           K > 1 ? "std over the critics" : "standard error over held-out batches");
   static const char *const names[6] = {"normal MI",          "worst-case MI (Algorithm 2)", "worst-case MI re-fitted",
                                        "RV = normal - worst", "RV re-fitted",                "attack drop (same critic)"};
-  const double rv_sem = sqrt(res[0].sem * res[0].sem + res[K].sem * res[K].sem);
-  const double sems[6] = {res[0].sem, res[K].sem, NAN, rv_sem, NAN, NAN};
-  for (int i = 0; i < 6; i++) print_row(names[i], cols[i], K, sems[i]);
+  const double n_sem = res[0].rec.test_mi.sem, w_sem = res[K].rec.test_mi.sem;
+  const wcmi_measure *rows[6] = {&v->normal_mi, &v->worst_mi, &v->worst_mi_refit, &v->rv, &v->rv_refit, &v->attack_drop};
+  const double sems[6] = {n_sem, w_sem, NAN, sqrt(n_sem * n_sem + w_sem * w_sem), NAN, NAN};
+  for (int i = 0; i < 6; i++) print_row(names[i], rows[i], K, sems[i]);
   if (fano_why) fprintf(stderr, "  Fano bound                       n/a (%s)\n\n", wcmi_mi_estimator_name(cfg->mi.estimator));
-  else fprintf(stderr, "  Fano bound (mean I_worst >= 0)  %7.1f %%\n\n", 100 * fano);
+  else fprintf(stderr, "  Fano bound (mean I_worst >= 0)  %7.1f %%\n\n", 100 * v->fano_bound);
+}
+
+/* The vulnerability record from each critic's two estimates: res[k] normal, res[K + k] worst. */
+static void vulnerability_record(const wcmi_task_cfg *cfg, const critic_out *res, int K, wcmi_run_record *v) {
+  double normal[MAX_CRITICS], worst[MAX_CRITICS], refit[MAX_CRITICS], rv[MAX_CRITICS], rv_refit[MAX_CRITICS],
+      drop[MAX_CRITICS], clean[MAX_CRITICS];
+  for (int k = 0; k < K; k++) {
+    normal[k] = res[k].rec.test_mi.mean;
+    worst[k] = res[K + k].rec.test_mi.mean;
+    refit[k] = res[K + k].rec.refit_mi.mean;
+    clean[k] = res[K + k].rec.test_mi_clean.mean;
+    rv[k] = normal[k] - worst[k];
+    rv_refit[k] = normal[k] - refit[k];
+    drop[k] = clean[k] - worst[k];
+  }
+  wcmi_record_clear(v);
+  v->critics = K;
+  wcmi_measure_set(&v->normal_mi, normal, K);
+  v->normal_mi.sem = pooled_sem(res, K);
+  wcmi_measure_set(&v->worst_mi, worst, K);
+  v->worst_mi.sem = pooled_sem(res + K, K);
+  wcmi_measure_set(&v->worst_mi_refit, refit, K);
+  wcmi_measure_set(&v->rv, rv, K);
+  wcmi_measure_set(&v->rv_refit, rv_refit, K);
+  wcmi_measure_set(&v->worst_critic_clean_mi, clean, K);
+  wcmi_measure_set(&v->attack_drop, drop, K);
+  const char *why = NULL;
+  if (wcmi_fano_applies(cfg->mi, &why)) { /* else NaN: written as null, with the reason in fano_note */
+    v->fano_bound = wcmi_fano_bound(v->worst_mi.mean, WCMI_NUM_CLASSES);
+    v->fano_bound_refit = wcmi_fano_bound(v->worst_mi_refit.mean, WCMI_NUM_CLASSES);
+  }
 }
 
 static int vulnerability_config(wcmi_ctx *ctx, const wcmi_task_cfg *cfg, const char *dir, wcmi_estimate_opts *o) {
@@ -737,33 +747,23 @@ int wcmi_task_vulnerability_ex(wcmi_ctx *ctx, const wcmi_task_cfg *cfg, const wc
   /* Each critic k (its own seed) estimates both cases, each with its own fresh critic network and
    * run directory: DIR/normal and DIR/worst for critic 0, DIR/critic-k/{normal,worst} for the
    * others. A resumed run continues each from its own checkpoint, or starts it. */
-  critic_result res[2 * MAX_CRITICS]; /* res[k] normal, res[K + k] worst */
+  critic_out *res = wcmi_alloc(ctx, (size_t)(2 * K), sizeof *res); /* res[k] normal, res[K + k] worst */
+  if (!res) return ctx->status;
   for (int k = 0; k < K && !rc; k++)
     for (int w = 0; w < 2 && !rc; w++) {
       char sub[1100];
       critic_dir(dir, k, CASES[w], sub, sizeof sub);
       if (cfg->progress && root) fprintf(stderr, "[vulnerability] critic %d/%d, %s case into %s\n", k + 1, K, CASES[w], sub);
-      wcmi_json *j = NULL;
-      rc = run_critic(ctx, cfg, &o, k, sub, w, &j);
-      if (!rc) rc = read_critic(ctx, sub, j, w, &res[w * K + k]);
-      wcmi_json_free(j);
+      rc = run_critic(ctx, cfg, &o, k, sub, w, &res[w * K + k], NULL);
     }
-  if (rc) return rc;
-  double normal[MAX_CRITICS], worst[MAX_CRITICS], refit[MAX_CRITICS], rv[MAX_CRITICS], rv_refit[MAX_CRITICS],
-      drop[MAX_CRITICS], clean[MAX_CRITICS];
-  for (int k = 0; k < K; k++) {
-    normal[k] = res[k].mi;
-    worst[k] = res[K + k].mi;
-    refit[k] = res[K + k].refit_mi;
-    clean[k] = res[K + k].clean_mi;
-    rv[k] = normal[k] - worst[k];
-    rv_refit[k] = normal[k] - refit[k];
-    drop[k] = clean[k] - worst[k];
+  if (rc) {
+    wcmi_free(res);
+    return rc;
   }
+  wcmi_run_record v;
+  vulnerability_record(cfg, res, K, &v);
   const char *fano_why = NULL;
   const int fano_ok = wcmi_fano_applies(cfg->mi, &fano_why);
-  const double worst_mean = mean_of(worst, K), refit_mean = mean_of(refit, K);
-  const double fano = wcmi_fano_bound(worst_mean, WCMI_NUM_CLASSES);
   wcmi_jsonw w;
   wcmi_jsonw_init_buffer(&w, 2);
   wcmi_jsonw_begin_object(&w);
@@ -772,34 +772,19 @@ int wcmi_task_vulnerability_ex(wcmi_ctx *ctx, const wcmi_task_cfg *cfg, const wc
   wcmi_jsonw_kv_string(&w, "model", cfg->model ? cfg->model : "");
   wcmi_jsonw_kv_string(&w, "dataset", cfg->data);
   wcmi_jsonw_kv_string(&w, "representation", res[0].repr);
-  wcmi_jsonw_kv_int(&w, "critics", K);
   wcmi_jsonw_kv_string(&w, "uncertainty",
                        "X = mean over the critics, X_std = their sample standard deviation (null for one critic), "
                        "X_per_critic = each critic's value; X_sem = standard error of the mean from the held-out "
                        "batches alone");
-  write_measure(&w, "normal_mi", normal, K);
-  wcmi_jsonw_kv_double(&w, "normal_mi_sem", pooled_sem(res, K));
-  write_measure(&w, "worst_mi", worst, K);
-  wcmi_jsonw_kv_double(&w, "worst_mi_sem", pooled_sem(res + K, K));
-  write_measure(&w, "worst_mi_refit", refit, K);
-  write_measure(&w, "rv", rv, K);
-  write_measure(&w, "rv_refit", rv_refit, K);
-  write_measure(&w, "worst_critic_clean_mi", clean, K);
-  write_measure(&w, "attack_drop", drop, K);
+  wcmi_record_write(&w, &v, WCMI_REC_VULNERABILITY);
   wcmi_jsonw_kv_int(&w, "num_classes", WCMI_NUM_CLASSES);
   if (fano_ok) {
-    wcmi_jsonw_kv_double(&w, "fano_bound", fano);
-    wcmi_jsonw_kv_double(&w, "fano_bound_refit", wcmi_fano_bound(refit_mean, WCMI_NUM_CLASSES));
     wcmi_jsonw_kv_string(&w, "fano_estimate", "worst_mi (the mean over the critics), clipped at 0; fano_bound_refit "
                                               "uses worst_mi_refit the same way");
     wcmi_jsonw_kv_string(&w, "fano_note",
                          "upper bound on any downstream classifier's adversarial accuracy: (max(0, worst_mi) + ln 2) / "
                          "ln 10, capped at 1");
   } else {
-    wcmi_jsonw_key(&w, "fano_bound");
-    wcmi_jsonw_null(&w);
-    wcmi_jsonw_key(&w, "fano_bound_refit");
-    wcmi_jsonw_null(&w);
     wcmi_jsonw_kv_string(&w, "fano_note", fano_why);
   }
   wcmi_jsonw_kv_string(&w, "units", "nats");
@@ -809,7 +794,7 @@ int wcmi_task_vulnerability_ex(wcmi_ctx *ctx, const wcmi_task_cfg *cfg, const wc
   write_estimator(&w, cfg);
   wcmi_jsonw_kv_string(&w, "selection", "Algorithm 2: critic of the epoch with the best training MI estimate; "
                                         "mean of held-out batch estimates");
-  if (worst_mean < 0)
+  if (v.worst_mi.mean < 0)
     wcmi_jsonw_kv_string(&w, "warning", "worst_mi < 0 is no MI: the attack beat the critic; see worst_mi_refit");
   wcmi_jsonw_key(&w, "runs");
   wcmi_jsonw_begin_object(&w);
@@ -822,10 +807,8 @@ int wcmi_task_vulnerability_ex(wcmi_ctx *ctx, const wcmi_task_cfg *cfg, const wc
   wcmi_jsonw_end_object(&w);
   rc = write_summary(ctx, dir, &w, summary);
   wcmi_jsonw_free(&w);
-  if (!rc && root) {
-    const double *cols[6] = {normal, worst, refit, rv, rv_refit, drop};
-    print_table(cfg, K, res, cols, fano, fano_ok ? NULL : fano_why);
-  }
+  if (!rc && root) print_table(cfg, K, res[0].repr, &v, res, fano_ok ? NULL : fano_why);
+  wcmi_free(res);
   return rc;
 }
 

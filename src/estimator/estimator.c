@@ -1,6 +1,6 @@
 /* MI estimator front end: names, argument checks, workspace layout, and dispatch of the loss and
  * gradient kernels (dv.c, fdiv.c, infonce.c) around the score GEMMs (scores.c). */
-#include "mi/mi_internal.h"
+#include "estimator/mi_internal.h"
 
 #include <limits.h>
 #include <math.h>

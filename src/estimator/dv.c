@@ -6,7 +6,7 @@
  * Reductions: each row i produces per-location partials (independent of the thread count), which
  * are combined over i in order in double. */
 #include "core/clones.h"
-#include "mi/mi_internal.h"
+#include "estimator/mi_internal.h"
 
 #include <math.h>
 

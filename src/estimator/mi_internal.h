@@ -1,4 +1,4 @@
-/* Private to src/mi: the workspace layout and the per-estimator loss/gradient kernels on scores. */
+/* Private to src/estimator: the workspace layout and the per-estimator loss/gradient kernels on scores. */
 #ifndef WCMI_MI_INTERNAL_H
 #define WCMI_MI_INTERNAL_H
 

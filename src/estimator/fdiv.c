@@ -4,7 +4,7 @@
  *   loss = mean over negatives of f_neg - mean over positives of f_pos
  * Every location has N positives and N(N-1) negatives, so averaging per location and then over
  * locations equals averaging over all of them. Terms are evaluated in double. */
-#include "mi/mi_internal.h"
+#include "estimator/mi_internal.h"
 
 #include <math.h>
 

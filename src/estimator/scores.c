@@ -8,7 +8,7 @@
  * thread owns a contiguous range of blocks and its own B; dGz is summed per thread (thread 0 into
  * dGz, the others into partials added in thread order), so a fixed thread count gives
  * bit-identical results. For L == 1 (vector features) the score matrix is a single GEMM. */
-#include "mi/mi_internal.h"
+#include "estimator/mi_internal.h"
 #include "wcmi/blas.h"
 
 #include <string.h>

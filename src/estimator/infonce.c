@@ -8,7 +8,7 @@
  * S_i = sum_{j != i, l'} exp(u[i, j, l'] - m_i); then
  *   lse(i, loc) = log( exp(u[i, i, loc]) + S_i exp(m_i) ),
  * evaluated with the larger of the two terms factored out, so no score magnitude overflows. */
-#include "mi/mi_internal.h"
+#include "estimator/mi_internal.h"
 
 #include <math.h>
 
