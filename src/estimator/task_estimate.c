@@ -1,6 +1,7 @@
 /* estimate-mi and vulnerability (PAPER.md section 5): the MI of a frozen representation, in the
  * normal and the worst case, with a fresh critic, the paper's Algorithm 2 selection and a
  * re-fitted worst-case estimate. Method and caveats: docs/estimate-mi.md. */
+#include "estimator/mi_step.h"
 #include "train/trainer.h"
 #include "wcmi/task_config.h"
 
@@ -155,22 +156,7 @@ static int load_frozen_model(wcmi_ctx *ctx, const wcmi_task_cfg *cfg, estimate_t
 static int estimate_step(trainer *t, const float *x, const int32_t *y, int n, double *vals) {
   (void)y;
   estimate_task *et = t->user;
-  const float *xt = x;
-  int rc;
-  if (t->cfg.worst) {
-    const wcmi_objective obj = wcmi_dim_objective(&et->dim);
-    if ((rc = trainer_attack_batch(t, &obj, x, n))) return rc;
-    xt = t->xadv;
-  }
-  float loss;
-  wcmi_optim_zero_grad(t->opt);
-  rc = wcmi_dim_step(&et->dim, xt, n, 0, 1, WCMI_DIM_ESTIMATOR_PARAMS, &loss, NULL);
-  if (!rc) rc = trainer_check_loss(t, "MI loss", loss);
-  if (!rc) rc = trainer_optim_step(t);
-  if (rc) return rc;
-  vals[0] = loss;
-  vals[1] = wcmi_mi_estimate(et->dim.mi, et->dim.last_N, et->dim.L, loss); /* last_N: the global batch */
-  return WCMI_OK;
+  return mi_train_step(t, &et->dim, x, n, 0, WCMI_DIM_ESTIMATOR_PARAMS, vals);
 }
 
 /* Data-parallel: the perturbed slices [lo, hi) of batch b of every rank, all-gathered in rank order

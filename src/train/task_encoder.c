@@ -1,5 +1,6 @@
 /* train-encoder (PAPER.md section 5): maximize the MI estimate of encoder + estimators on clean
  * batches (objective normal, DIM) or on the batch the worst-case MI attack found (objective worst). */
+#include "estimator/mi_step.h"
 #include "train/trainer.h"
 #include "wcmi/dist.h"
 
@@ -72,22 +73,7 @@ static int encoder_step(trainer *t, const float *x, const int32_t *y, int n, dou
   (void)y;
   encoder_task *et = t->user;
   if (t->cfg.worst && t->cfg.free_replays > 0) return free_step(t, et, x, n, vals);
-  const float *xt = x;
-  int rc;
-  if (t->cfg.worst) {
-    const wcmi_objective obj = wcmi_dim_objective(&et->dim);
-    if ((rc = trainer_attack_batch(t, &obj, x, n))) return rc;
-    xt = t->xadv;
-  }
-  float loss;
-  wcmi_optim_zero_grad(t->opt);
-  rc = wcmi_dim_step(&et->dim, xt, n, 1, 1, WCMI_DIM_ENCODER_PARAMS | WCMI_DIM_ESTIMATOR_PARAMS, &loss, NULL);
-  if (!rc) rc = trainer_check_loss(t, "MI loss", loss);
-  if (!rc) rc = trainer_optim_step(t);
-  if (rc) return rc;
-  vals[0] = loss;
-  vals[1] = wcmi_mi_estimate(et->dim.mi, et->dim.last_N, et->dim.L, loss); /* last_N: the global batch */
-  return WCMI_OK;
+  return mi_train_step(t, &et->dim, x, n, 1, WCMI_DIM_ENCODER_PARAMS | WCMI_DIM_ESTIMATOR_PARAMS, vals);
 }
 
 /* Mean MI estimate of the co-trained critic on the test set, clean and under the training attack. */
