@@ -76,6 +76,9 @@ mkdir -p "$T/badrun" && printf '{"task": "x", ' > "$T/badrun/summary.json"
 "$WCMI" report "$R/enc" "$T/badrun" -o "$T/bad.html" > /dev/null 2> "$T/b.err"; rc=$?
 check "malformed summary.json: exit 1, one line naming the file" "[ $rc -eq 1 ] && [ \$(wc -l < '$T/b.err') -eq 1 ] && grep -q 'badrun/summary.json' '$T/b.err'"
 check "no page written after an error" "[ ! -e '$T/bad.html' ]"
+mkdir -p "$T/badtype" && printf '{"task": "eval", "nat_acc": "high"}' > "$T/badtype/eval.json"
+"$WCMI" report "$T/badtype" -o "$T/bad.html" > /dev/null 2> "$T/bt.err"; rc=$?
+check "result key of the wrong type: exit 1, one line naming file and key" "[ $rc -eq 1 ] && [ \$(wc -l < '$T/bt.err') -eq 1 ] && grep -q 'badtype/eval.json' '$T/bt.err' && grep -q nat_acc '$T/bt.err'"
 mkdir -p "$T/badm" && printf '{"epoch": 0}\n[1, 2]\n' > "$T/badm/metrics.jsonl"
 "$WCMI" report "$T/badm" -o "$T/bad.html" > /dev/null 2> "$T/bm.err"; rc=$?
 check "metrics line that is not an object: exit 1 naming metrics.jsonl" "[ $rc -eq 1 ] && grep -q 'metrics.jsonl' '$T/bm.err'"
