@@ -15,6 +15,7 @@
 #include "wcmi/nn.h"
 #include "wcmi/saliency.h"
 #include "wcmi/reproduce.h"
+#include "wcmi/run_record.h"
 #include "wcmi/tasks.h"
 #include "wcmi/train.h"
 
