@@ -69,7 +69,7 @@ int probe_run(wcmi_ctx *ctx, curve_probe *p, wcmi_model *m, const wcmi_task_cfg 
     rc = ctx->status;
   if (!rc) {
     const feat_set tr = {ztr, p->train.labels, p->train.n}, te = {zte, p->test.labels, p->test.n};
-    const head_fit_cfg hc = {p->epochs, p->batch, 0, p->lr, p->seed, 0, "probe", WCMI_LR_CONSTANT, 0.0};
+    const head_fit_cfg hc = {.epochs = p->epochs, .batch_size = p->batch, .lr = p->lr, .seed = p->seed, .task = "probe"};
     rc = head_fit_cached(ctx, head, best, &tr, &te, zdim, &hc, per_epoch, &best_epoch);
   }
   /* The last epoch's head (not the best on the test subset: no selection on what is reported). */

@@ -188,8 +188,10 @@ static int fit_cached(trainer *t, clf_task *ct, char **summary) {
   }
   if (!rc) {
     const feat_set tr = {ztr, t->train.labels, t->train.n}, te = {zte, t->test.labels, t->test.n};
-    const head_fit_cfg hc = {c->epochs,  c->batch_size,   c->max_batches, c->lr,          c->seed,
-                             c->progress, t->ops->task, c->lr_schedule, c->warmup_epochs};
+    const head_fit_cfg hc = {.epochs = c->epochs,           .batch_size = c->batch_size, .max_batches = c->max_batches,
+                             .lr = c->lr,                   .seed = c->seed,             .progress = c->progress,
+                             .task = t->ops->task,          .lr_schedule = c->lr_schedule,
+                             .warmup_epochs = c->warmup_epochs};
     rc = head_fit_cached(ctx, t->model.classifier, best_head, &tr, &te, zdim, &hc, per_epoch, &best_epoch);
   }
   if (!rc) rc = write_fit_metrics(t, per_epoch, c->epochs);
