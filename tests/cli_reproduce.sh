@@ -72,6 +72,16 @@ for bad in "--robust-train-steps 0" "--robust-train-steps 1001" "--critics 0" "-
   check "reproduce $bad: exit 2, one line" "[ $rc -eq 2 ] && [ \$(wc -l < '$T/u.err') -eq 1 ]"
 done
 
+# The fast profile's plan: the full splits, 20-epoch encoders, the worst-case encoder's own MI attack
+# stated beside the paper's evaluation attack, robust heads on 2 epochs of 5-step PGD.
+"$WCMI" reproduce --data fashion-mnist --profile fast --dry-run --out "$T/f" > "$T/f.out" 2>&1
+rc=$?
+check "reproduce --profile fast --dry-run exits 0 and runs nothing" "[ $rc -eq 0 ] && [ ! -e '$T/f/encoder-dim' ]"
+check "fast plan: full splits, encoders 20 epochs, robust heads 2, H = 256" \
+  "grep -q 'profile fast: all training / all test images, batch 128, H = 256' '$T/f.out' && grep -q 'encoders 20 (DIM 20), standard heads 10, robust heads 2' '$T/f.out'"
+check "fast plan: the encoder's 3-step random-start MI attack, every evaluation the paper's PGD" \
+  "grep -q 'attack: l-inf eps 0.1, 10 steps of 0.02 (the paper' '$T/f.out' && grep -q 'worst-case MI encoder: 3 steps of 0.04 from a random start' '$T/f.out'"
+
 $PY - "$T" "$SRC/data/paper_results.tsv" <<'PYEOF'
 import json, math, os, sys
 T, tsv = sys.argv[1], sys.argv[2]

@@ -174,6 +174,25 @@ else
 fi
 "$WCMI" train-encoder --lr-schedule linear --out "$T/x" > /dev/null 2>&1; check "bad --lr-schedule exits 2" "[ $? -eq 2 ]"
 
+# The fast profile: the paper's data and threat model, its own encoder recipe (docs/profiles.md).
+TINY_FAST=(--data fashion-mnist --profile fast --train-subset 64 --test-subset 32 --batch-size 32 --max-batches 1
+           --threads 1)
+FAST=("${TINY_FAST[@]}" --hsize 8 --epochs 1)
+cfg_is() { $PY -c "import json,sys; c=json.load(open('$1/config.json')); a=c['attack']; sys.exit(not ($2))"; }
+"$WCMI" train-encoder --objective worst "${FAST[@]}" --out "$T/fw" > /dev/null 2>&1
+check "fast worst-case encoder: 3 random-start MI steps of 0.4 eps, lr 5e-4, 8 monitoring batches" \
+  "cfg_is '$T/fw' \"a['steps']==3 and a['random_start'] and abs(a['step']-0.04)<1e-7 and a['eps']==0.100000001 and c['lr']==5e-4 and c['eval_batches']==8 and c['profile']=='fast'\""
+"$WCMI" train-encoder --objective worst "${FAST[@]}" --attack-steps 10 --eval-batches 2 --out "$T/fw10" > /dev/null 2>&1
+check "fast: an attack flag keeps the user's attack, --eval-batches the user's cap" \
+  "cfg_is '$T/fw10' \"a['steps']==10 and not a['random_start'] and abs(a['step']-0.02)<1e-7 and c['eval_batches']==2\""
+"$WCMI" train-encoder --objective normal "${FAST[@]}" --out "$T/fn" > /dev/null 2>&1
+check "fast DIM encoder keeps the paper's attack in its config" "cfg_is '$T/fn' \"a['steps']==10 and abs(a['step']-0.02)<1e-7\""
+"$WCMI" train-classifier --model "$T/fw/latest.safetensors" --training robust "${TINY_FAST[@]}" --out "$T/fr" > /dev/null 2>&1
+check "fast robust head: 5 steps travelling the paper's distance, 2 epochs, Adam 2e-3" \
+  "cfg_is '$T/fr' \"a['steps']==5 and abs(a['step']-0.04)<1e-7 and c['epochs']==2 and c['lr']==2e-3\""
+"$WCMI" train-encoder --profile fastest --out "$T/x" > /dev/null 2> "$T/x.err"
+check "unknown profile exits 2 naming the three" "[ $? -eq 2 ] && grep -q 'paper, fast or quick' '$T/x.err'"
+
 "$WCMI" train-encoder --objective sideways --out "$T/x" > /dev/null 2>&1; check "bad objective exits 2" "[ $? -eq 2 ]"
 check "use-best is on by default (the paper's protocol)" "$PY -c 'import json,sys; sys.exit(json.load(open(\"$T/a/config.json\"))[\"attack\"][\"use_best\"] is not True)'"
 "$WCMI" train-encoder --objective normal "${COMMON[@]}" --no-use-best --epochs 1 --max-batches 1 --out "$T/nub" > /dev/null 2>&1

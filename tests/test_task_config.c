@@ -37,8 +37,54 @@ static void test_defaults_are_the_papers_per_dataset_and_profile(void) {
     }
   wcmi_task_cfg c;
   CHECK(wcmi_task_defaults(&ctx, &c, "imagenet", "paper") == WCMI_EINVAL);
-  CHECK(wcmi_task_defaults(&ctx, &c, "mnist", "fast") == WCMI_EINVAL);
+  CHECK(wcmi_task_defaults(&ctx, &c, "mnist", "faster") == WCMI_EINVAL);
+  CHECK(strstr(wcmi_errmsg(&ctx), "paper, fast or quick") != NULL);
   CHECK(wcmi_task_defaults(&ctx, &c, NULL, "paper") == WCMI_EINVAL);
+}
+
+/* fast: the paper's splits, batch and threat model; its own epochs, lr and critic width. */
+static void test_fast_profile_keeps_the_papers_data_and_threat_model(void) {
+  const char *data[] = {"mnist", "fashion-mnist", "svhn", "cifar10"};
+  for (int d = 0; d < 4; d++) {
+    wcmi_task_cfg paper, fast;
+    CHECK_OK(&ctx, wcmi_task_defaults(&ctx, &paper, data[d], "paper"));
+    CHECK_OK(&ctx, wcmi_task_defaults(&ctx, &fast, data[d], "fast"));
+    CHECK(!strcmp(fast.profile, "fast") && !strcmp(paper.profile, "paper"));
+    CHECK(memcmp(&fast.attack, &paper.attack, sizeof fast.attack) == 0);
+    CHECK(fast.epochs == 20 && fast.lr == 5e-4 && fast.hsize == 256 && fast.eval_batches == 0);
+    CHECK(fast.train_subset == 0 && fast.test_subset == 0 && fast.batch_size == paper.batch_size);
+    /* Everything else is the paper's: put the three back and the two agree field for field. */
+    fast.epochs = paper.epochs, fast.lr = paper.lr, fast.hsize = paper.hsize;
+    fast.profile = paper.profile;
+    CHECK(memcmp(&fast, &paper, sizeof fast) == 0);
+  }
+}
+
+/* Only fast trains with its own attacks; they derive from the threat model given (eps included). */
+static void test_training_attack_of_each_profile(void) {
+  wcmi_task_cfg c;
+  CHECK_OK(&ctx, wcmi_task_defaults(&ctx, &c, "fashion-mnist", "fast"));
+  const wcmi_pgd_cfg threat = c.attack;
+  for (int p = 0; p < 3; p++) {
+    const char *profile = p == 0 ? "paper" : p == 1 ? "quick" : NULL;
+    for (int k = 0; k < 2; k++) {
+      wcmi_pgd_cfg a = threat;
+      wcmi_profile_training_attack(profile, (wcmi_training_attack)k, &a);
+      CHECK(memcmp(&a, &threat, sizeof a) == 0);
+    }
+  }
+  wcmi_pgd_cfg mi = threat, robust = threat;
+  wcmi_profile_training_attack("fast", WCMI_TRAIN_ATTACK_MI, &mi);
+  CHECK(mi.steps == 3 && mi.random_start == 1 && mi.eps == threat.eps && mi.use_best == threat.use_best);
+  CHECK_MSG(mi.step == 0.04f, "MI step %.9g", (double)mi.step); /* 0.4 eps, rounded once */
+  wcmi_profile_training_attack("fast", WCMI_TRAIN_ATTACK_ROBUST, &robust);
+  CHECK(robust.steps == 5 && robust.random_start == 0 && robust.eps == threat.eps);
+  CHECK_MSG(robust.step == 0.04f, "robust step %.9g", (double)robust.step); /* 10 x 0.02 in 5 steps */
+  /* A larger budget moves the MI step with it. */
+  wcmi_pgd_cfg wide = threat;
+  wide.eps = 0.2f;
+  wcmi_profile_training_attack("fast", WCMI_TRAIN_ATTACK_MI, &wide);
+  CHECK(wide.step == 0.08f && wide.steps == 3);
 }
 
 /* A configuration with every field away from its default. */
@@ -322,6 +368,8 @@ static void test_flags_are_unique_and_the_attack_json_is_the_tables(void) {
 int main(void) {
   wcmi_ctx_init(&ctx);
   RUN(test_defaults_are_the_papers_per_dataset_and_profile);
+  RUN(test_fast_profile_keeps_the_papers_data_and_threat_model);
+  RUN(test_training_attack_of_each_profile);
   RUN(test_config_json_is_the_text_runs_already_hold);
   RUN(test_config_json_round_trips_every_field);
   RUN(test_config_json_without_later_keys_reads_the_legacy_values);

@@ -48,10 +48,10 @@ int wcmi_paper_results_has_row(const wcmi_paper_results *r, const char *dataset,
                                const char *training);
 
 /* ================================ the reproduce task ======================================== */
-/* Budgets: a value < 0 takes the profile's default (docs/reproduce.md lists both profiles). */
+/* Budgets: a value < 0 takes the profile's default (docs/reproduce.md lists the profiles). */
 typedef struct wcmi_reproduce_cfg {
   const char *dataset;       /* mnist | fashion-mnist | svhn | cifar10 */
-  const char *profile;       /* paper | quick */
+  const char *profile;       /* paper | fast | quick */
   const char *out_dir;       /* every stage's run directory goes under it */
   const char *data_dir;      /* NULL: the dataset's default place */
   const char *paper_results; /* NULL: wcmi_paper_results_find */

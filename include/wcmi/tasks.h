@@ -78,9 +78,27 @@ typedef struct wcmi_task_cfg {
   int free_replays;
 } wcmi_task_cfg;
 
-/* Defaults of a profile ("paper" or "quick") for a dataset: PAPER.md sections 4 and 5 for "paper";
- * a budget that runs in minutes on 2 cores for "quick" (documented in docs/profiles.md). */
+/* Defaults of a profile ("paper", "fast" or "quick") for a dataset: PAPER.md sections 4 and 5 for
+ * "paper"; the full splits and threat model on a budget of hours for "fast"; a budget that runs in
+ * minutes on 2 cores for "quick" (documented in docs/profiles.md). The attack set here is the
+ * dataset's paper attack, which evaluations and MI measurements always use. */
 int wcmi_task_defaults(wcmi_ctx *ctx, wcmi_task_cfg *cfg, const char *dataset, const char *profile);
+/* The attack a profile trains with, derived from the threat model in *a (eps as given, the paper's
+ * steps and step). paper and quick leave *a alone. fast: the MI attack of a worst-case encoder takes
+ * WCMI_FAST_MI_STEPS steps of WCMI_FAST_MI_STEP_OF_EPS x eps from a random start; the PGD of a robust
+ * head or model takes WCMI_FAST_ROBUST_STEPS steps that travel as far as the paper's. */
+typedef enum { WCMI_TRAIN_ATTACK_MI = 0, WCMI_TRAIN_ATTACK_ROBUST = 1 } wcmi_training_attack;
+#define WCMI_FAST_MI_STEPS 3
+#define WCMI_FAST_MI_STEP_OF_EPS 0.4
+#define WCMI_FAST_ROBUST_STEPS 5
+/* fast: heads on a frozen encoder (train-classifier and reproduce): robust ones train this many
+ * epochs, all of them at this Adam learning rate. */
+#define WCMI_FAST_ROBUST_HEAD_EPOCHS 2
+#define WCMI_FAST_HEAD_LR 2e-3
+/* fast: the end-of-epoch monitoring of a training run sees this many test batches (a final
+ * evaluation, wcmi eval, sees the whole split). */
+#define WCMI_FAST_MONITOR_BATCHES 8
+void wcmi_profile_training_attack(const char *profile, wcmi_training_attack kind, wcmi_pgd_cfg *a);
 /* config.json text for cfg (caller frees with free()). */
 char *wcmi_task_config_json(const wcmi_task_cfg *cfg, const char *task);
 /* Upper bounds of the task settings (hsize: WCMI_HSIZE_MAX in wcmi/model.h). */

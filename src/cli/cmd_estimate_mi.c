@@ -8,12 +8,13 @@ int estimate_cli_opts(const char *cmd, const char *repr, int patience, int max_e
 
 void estimate_cli_quick_budget(task_cli *tc);
 
-/* The quick profile's estimation budget, where --hsize / --epochs do not say otherwise: a 64-wide
- * critic trained for 2 epochs. At that budget (156 critic steps) a 256-wide critic is undertrained
- * and its estimate moves by 0.7 nats with its seed, a 64-wide one by 0.04 (EXPERIMENTS.md section
- * 3). Encoders keep the profile's 256 and 4 epochs. */
+/* The quick and fast profiles' estimation budget, where --hsize / --epochs do not say otherwise: a
+ * 64-wide critic trained for 2 epochs. At the quick budget (156 critic steps) a 256-wide critic is
+ * undertrained and its estimate moves by 0.7 nats with its seed, a 64-wide one by 0.04
+ * (EXPERIMENTS.md section 3); fast's full split gives the same critic 6 times the steps. Encoders
+ * keep the profile's 256. */
 void estimate_cli_quick_budget(task_cli *tc) {
-  if (tc->resume_cfg || strcmp(tc->cfg.profile, "quick")) return;
+  if (tc->resume_cfg || (strcmp(tc->cfg.profile, "quick") && strcmp(tc->cfg.profile, "fast"))) return;
   if (!task_cli_given(tc, WCMI_CFG_HSIZE)) tc->cfg.hsize = WCMI_QUICK_ESTIMATE_HSIZE;
   if (!task_cli_given(tc, WCMI_CFG_EPOCHS)) tc->cfg.epochs = WCMI_QUICK_ESTIMATE_EPOCHS;
 }

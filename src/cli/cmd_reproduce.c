@@ -20,7 +20,8 @@ static const char *DESCRIPTION =
     "OUT/report.html). Every stage is a run directory under OUT; rerunning the same command continues where it "
     "stopped (finished stages are skipped, an interrupted one resumes bit-exactly from its checkpoint), so Ctrl-C is "
     "safe at any point (exit 130). Budgets: --profile quick (default; the Fashion-MNIST table in about 30 minutes "
-    "on 2 cores) or paper (the published budget: days); every budget flag overrides its profile value. The "
+    "on 2 cores), fast (the full splits and the paper's evaluation in hours) or paper (the published budget: "
+    "days); every budget flag overrides its profile value. The "
     "published numbers come from data/paper_results.tsv (installed to share/wcmi; --paper-results or "
     "$WCMI_PAPER_RESULTS override). See docs/reproduce.md.";
 
@@ -57,7 +58,7 @@ int reproduce_main(const char *cmd, int argc, char **argv) {
       task_cli_opt(WCMI_CFG_DATA, &c.dataset, "mnist, fashion-mnist (default), svhn or cifar10"),
       task_cli_opt(WCMI_CFG_OUT, &c.out_dir,
                    demo ? "where the runs go (default runs/demo)" : "where the runs go (default runs/reproduce)"),
-      task_cli_opt(WCMI_CFG_PROFILE, &c.profile, "quick (default) or paper (the published budget)"),
+      task_cli_opt(WCMI_CFG_PROFILE, &c.profile, "quick (default), fast (hours) or paper (the published budget)"),
       task_cli_opt(WCMI_CFG_DATA_DIR, &c.data_dir, NULL),
       {"--paper-results", WCMI_OPT_STR, &c.paper_results, "FILE", "the published numbers (default: see docs/reproduce.md)", 0},
       task_cli_opt(WCMI_CFG_TRAIN_SUBSET, &c.train_subset, "class-balanced training images (0: all; quick: 10000)"),
@@ -96,7 +97,7 @@ int reproduce_main(const char *cmd, int argc, char **argv) {
       {"--json", WCMI_OPT_FLAG, &json, NULL, "print reproduce.json instead of the table", 0},
       {0}};
   char synopsis[96];
-  snprintf(synopsis, sizeof synopsis, "%s[--out DIR] [--profile quick|paper] [budget options]",
+  snprintf(synopsis, sizeof synopsis, "%s[--out DIR] [--profile quick|fast|paper] [budget options]",
            demo ? "" : "--data NAME ");
   WCMI_CLI_PARSE(cmd, synopsis, demo ? DEMO_DESCRIPTION : DESCRIPTION, opts, argc, argv, NULL);
   if (threads < 0 || c.monitor_batches < -1 || c.eval_batches < -1 || c.max_batches < 0) {

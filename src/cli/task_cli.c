@@ -152,6 +152,24 @@ static const char *run_dataset(task_cli *tc) {
   return "fashion-mnist";
 }
 
+/* What a profile sets for the training commands alone, where no flag set it: fast's monitoring
+ * budget and its training attack (wcmi_profile_training_attack) for the runs that train against an
+ * attack. Evaluations and MI measurements keep the whole test split and the threat model's own
+ * attack. */
+static void apply_training_profile(task_cli *tc, const char *cmd) {
+  wcmi_task_cfg *c = &tc->cfg;
+  if (strncmp(cmd, "train-", 6)) return;
+  if (!strcmp(c->profile, "fast") && !task_cli_given(tc, WCMI_CFG_EVAL_BATCHES))
+    c->eval_batches = WCMI_FAST_MONITOR_BATCHES;
+  if (task_cli_given(tc, WCMI_CFG_ATTACK_STEPS) || task_cli_given(tc, WCMI_CFG_ATTACK_LR) ||
+      task_cli_given(tc, WCMI_CFG_RANDOM_START))
+    return;
+  if (!strcmp(cmd, "train-encoder") && c->worst && !c->free_replays)
+    wcmi_profile_training_attack(c->profile, WCMI_TRAIN_ATTACK_MI, &c->attack);
+  else if ((!strcmp(cmd, "train-classifier") || !strcmp(cmd, "train-model")) && c->robust)
+    wcmi_profile_training_attack(c->profile, WCMI_TRAIN_ATTACK_ROBUST, &c->attack);
+}
+
 static int apply(task_cli *tc, const char *cmd) {
   wcmi_task_cfg *c = &tc->cfg;
   wcmi_ctx *ctx = &tc->ctx;
@@ -185,6 +203,7 @@ static int apply(task_cli *tc, const char *cmd) {
       int rc = put(tc, cmd, id, c);
       if (rc) return rc;
     }
+    apply_training_profile(tc, cmd);
   }
   /* The same ranges a resumed run's config.json must satisfy (src/train/config.c). */
   if (wcmi_task_cfg_check(ctx, c)) {

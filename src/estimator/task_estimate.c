@@ -29,9 +29,9 @@ void wcmi_estimate_opts_default(wcmi_estimate_opts *o) {
 
 int wcmi_estimate_critics(const wcmi_task_cfg *cfg, const wcmi_estimate_opts *o) {
   if (o->critics > 0) return o->critics;
-  /* The quick profile's critics are small and short-trained, so one of them is a noisy
+  /* The quick and fast profiles' critics are small and short-trained, so one of them is a noisy
    * measurement: average three (docs/estimate-mi.md, EXPERIMENTS.md issue 13). */
-  return cfg->profile && !strcmp(cfg->profile, "quick") ? 3 : 1;
+  return cfg->profile && (!strcmp(cfg->profile, "quick") || !strcmp(cfg->profile, "fast")) ? 3 : 1;
 }
 
 uint64_t wcmi_estimate_critic_seed(uint64_t seed, int k) {

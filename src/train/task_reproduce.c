@@ -87,9 +87,11 @@ void wcmi_reproduce_defaults(wcmi_reproduce_cfg *c) {
   c->progress = 1;
 }
 
-/* The quick profile's stage budget: the whole Fashion-MNIST table in <= 30 minutes on 2 cores
- * (docs/reproduce.md has the measured costs behind these numbers). The paper profile uses the
- * paper's 300 epochs everywhere. */
+/* The stage budgets. quick: the whole Fashion-MNIST table in <= 30 minutes on 2 cores
+ * (docs/reproduce.md has the measured costs behind these numbers). fast: the full splits and the
+ * paper's evaluation, with the encoder recipe of the fast profile (wcmi_task_defaults) and heads,
+ * Baseline-H and critics on budgets the learning curves showed enough (EXPERIMENTS.md section 4).
+ * paper: the paper's 300 epochs everywhere. */
 static int resolve_budget(wcmi_ctx *ctx, const wcmi_reproduce_cfg *in, plan *p) {
   wcmi_reproduce_cfg *c = &p->c;
   *c = *in;
@@ -97,29 +99,31 @@ static int resolve_budget(wcmi_ctx *ctx, const wcmi_reproduce_cfg *in, plan *p) 
   if (!c->profile) c->profile = "quick";
   int rc = wcmi_task_defaults(ctx, &p->base, c->dataset, c->profile);
   if (rc) return rc;
-  const int quick = !strcmp(c->profile, "quick");
-  const int paper_epochs = p->base.epochs;
-#define DEFAULT(field, q, paper) \
-  if (c->field < 0) c->field = quick ? (q) : (paper);
-  DEFAULT(train_subset, p->base.train_subset, p->base.train_subset);
-  DEFAULT(test_subset, p->base.test_subset, p->base.test_subset);
-  DEFAULT(encoder_epochs, 4, paper_epochs);
-  DEFAULT(head_epochs, 10, paper_epochs);
-  DEFAULT(robust_head_epochs, 2, paper_epochs);
-  DEFAULT(model_epochs, 3, paper_epochs);
-  DEFAULT(dim_epochs, 3 * c->encoder_epochs, c->encoder_epochs);
-  DEFAULT(mi_epochs, 2, paper_epochs);
-  DEFAULT(critics, 2, 1);
+  const int quick = !strcmp(c->profile, "quick"), fast = !strcmp(c->profile, "fast");
+  const int paper_epochs = p->base.epochs; /* fast: its own encoder epochs */
+#define DEFAULT(field, q, f, paper) \
+  if (c->field < 0) c->field = quick ? (q) : fast ? (f) : (paper);
+  DEFAULT(train_subset, p->base.train_subset, p->base.train_subset, p->base.train_subset);
+  DEFAULT(test_subset, p->base.test_subset, p->base.test_subset, p->base.test_subset);
+  DEFAULT(encoder_epochs, 4, paper_epochs, paper_epochs);
+  DEFAULT(head_epochs, 10, 10, paper_epochs);
+  DEFAULT(robust_head_epochs, 2, WCMI_FAST_ROBUST_HEAD_EPOCHS, paper_epochs);
+  DEFAULT(model_epochs, 3, 10, paper_epochs);
+  DEFAULT(dim_epochs, 3 * c->encoder_epochs, c->encoder_epochs, c->encoder_epochs);
+  DEFAULT(mi_epochs, 2, WCMI_QUICK_ESTIMATE_EPOCHS, paper_epochs);
+  DEFAULT(critics, 2, 2, 1);
   /* Robust heads and Baseline-H dominate the quick table's training time, nearly all of it in their
    * training attack: 5 steps of twice the paper's step cover the same distance at half the cost. */
-  DEFAULT(robust_train_steps, p->base.attack.steps < 5 ? p->base.attack.steps : 5, p->base.attack.steps);
-  DEFAULT(hsize, p->base.hsize, p->base.hsize);
-  DEFAULT(batch_size, p->base.batch_size, p->base.batch_size);
-  DEFAULT(monitor_batches, 2, 0);
-  DEFAULT(eval_batches, 0, 0);
+  DEFAULT(robust_train_steps, p->base.attack.steps < 5 ? p->base.attack.steps : 5,
+          p->base.attack.steps < WCMI_FAST_ROBUST_STEPS ? p->base.attack.steps : WCMI_FAST_ROBUST_STEPS,
+          p->base.attack.steps);
+  DEFAULT(hsize, p->base.hsize, p->base.hsize, p->base.hsize);
+  DEFAULT(batch_size, p->base.batch_size, p->base.batch_size, p->base.batch_size);
+  DEFAULT(monitor_batches, 2, WCMI_FAST_MONITOR_BATCHES, 0);
+  DEFAULT(eval_batches, 0, 0, 0);
 #undef DEFAULT
   if (!(c->lr > 0)) c->lr = p->base.lr;
-  if (!(c->head_lr > 0)) c->head_lr = quick ? 2e-3 : p->base.lr;
+  if (!(c->head_lr > 0)) c->head_lr = quick || fast ? WCMI_FAST_HEAD_LR : p->base.lr;
   if (c->encoder_epochs < 1 || c->head_epochs < 1 || c->robust_head_epochs < 1 || c->model_epochs < 1 ||
       c->mi_epochs < 1 || c->dim_epochs < 1 || c->critics < 1 || c->critics > 100 || c->hsize < 1 || c->batch_size < 2 || c->batch_size > 65536 || c->robust_train_steps < 1 ||
       c->robust_train_steps > 1000)
@@ -258,8 +262,8 @@ static int add_heads(wcmi_ctx *ctx, plan *p, const char *enc, int enc_stage, con
     s->cfg.lr = p->c.head_lr;
     s->cfg.eval_batches = p->c.monitor_batches;
     /* A standard head on a frozen encoder is fitted on cached representations (docs/head-fit.md):
-     * 100 epochs cost seconds, so the quick profile gives it the epochs it needs to converge. */
-    if (!robust && !early && !strcmp(p->c.profile, "quick") && s->cfg.epochs < 100) s->cfg.epochs = 100;
+     * 100 epochs cost seconds, so the quick and fast profiles give it the epochs it needs to converge. */
+    if (!robust && !early && strcmp(p->c.profile, "paper") && s->cfg.epochs < 100) s->cfg.epochs = 100;
     /* The paper's early-stopped row: a standard head kept at the epoch of its best PGD accuracy,
      * which needs PGD after every epoch: the online fit. */
     if (early) s->cfg.select = WCMI_SELECT_ADV, s->leaf = "best.safetensors", s->cfg.head_fit = WCMI_HEAD_FIT_ONLINE;
@@ -298,6 +302,7 @@ static int add_encoder(wcmi_ctx *ctx, plan *p, int worst) {
                        worst ? "encoder-worst" : "encoder-normal", -1);
   if (!s) return ctx->status;
   s->cfg.worst = worst;
+  if (worst) wcmi_profile_training_attack(p->c.profile, WCMI_TRAIN_ATTACK_MI, &s->cfg.attack);
   s->cfg.epochs = worst ? p->c.encoder_epochs : p->c.dim_epochs;
   s->cfg.lr = p->c.lr;
   s->cfg.eval_batches = p->c.monitor_batches;
@@ -315,7 +320,7 @@ static int add_vulnerability(wcmi_ctx *ctx, plan *p, int k, const char *enc, int
   /* The quick estimation budget measured for RV's stability (EXPERIMENTS.md, issue 13): critics 64
    * wide, 3 of them (estimate-mi's quick default), 2 epochs; a 256-wide critic is undertrained in
    * that many steps and its estimate moves by up to 0.7 nats with the seed. */
-  if (!strcmp(p->c.profile, "quick") && s->cfg.hsize > 64) s->cfg.hsize = 64;
+  if (strcmp(p->c.profile, "paper") && s->cfg.hsize > WCMI_QUICK_ESTIMATE_HSIZE) s->cfg.hsize = WCMI_QUICK_ESTIMATE_HSIZE;
   p->mi[k].encoder = enc;
   p->mi[k].stage = p->n - 1;
   wcmi_record_clear(&p->mi[k].rec);
@@ -679,10 +684,16 @@ static void header_lines(text *t, const plan *p, const char *prefix, double seco
   put(t, "%sattack: l-inf eps %g, %d steps of %g (the paper's PGD); strong: worst case per sample of PGD, PGD with "
          "random start and 5 restarts, APGD-CE\n",
       prefix, a->eps, a->steps, a->step);
+  wcmi_pgd_cfg mi = *a;
+  wcmi_profile_training_attack(c->profile, WCMI_TRAIN_ATTACK_MI, &mi);
+  const int mi_own = mi.steps != a->steps || mi.step != a->step || mi.random_start != a->random_start;
   if (c->robust_train_steps != a->steps)
-    put(t, "%straining attack of robust heads and robust Baseline-H: %d steps of %g (the worst-case MI encoder and "
-           "every evaluation: the paper's PGD)\n",
-        prefix, c->robust_train_steps, robust_train_step(p));
+    put(t, "%straining attack of robust heads and robust Baseline-H: %d steps of %g%s\n", prefix,
+        c->robust_train_steps, robust_train_step(p), mi_own ? "" : " (the worst-case MI encoder and every evaluation: the paper's PGD)");
+  if (mi_own)
+    put(t, "%straining attack of the worst-case MI encoder: %d steps of %g from a random start (every evaluation and "
+           "MI measurement: the paper's PGD)\n",
+        prefix, mi.steps, mi.step);
   put(t, "%saccuracies in %%: paper = published (mean of 4 trials, %s); diff = wcmi - paper\n", prefix, p->paper.path);
 }
 

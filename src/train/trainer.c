@@ -428,7 +428,32 @@ static int bcast_state(trainer *t, trainer_resume *rp) {
 }
 
 /* Keeps the metrics lines of epochs before `epoch` (a resumed run rewrites the rest). */
-static int trim_metrics(trainer *t, int epoch) {
+/* The integer after `key` ("\"epoch\":") within line[0..len), or -1 when the line has none. */
+static long long line_int(const char *line, size_t len, const char *key) {
+  const size_t k = strlen(key);
+  for (size_t i = 0; i + k <= len; i++)
+    if (!memcmp(line + i, key, k)) return atoll(line + i + k);
+  return -1;
+}
+
+size_t trainer_metrics_keep(const char *text, size_t n, int epoch, int64_t batch) {
+  size_t keep = 0;
+  for (size_t pos = 0; pos < n;) {
+    const char *nl = memchr(text + pos, '\n', n - pos);
+    if (!nl) break; /* a torn last line (killed mid-write) goes */
+    const size_t end = (size_t)(nl - text) + 1, len = end - pos;
+    const long long e = line_int(text + pos, len, "\"epoch\":"), b = line_int(text + pos, len, "\"batch\":");
+    /* An epoch line before the resumed epoch stays; so does a probe line ("batch") taken in the
+     * resumed epoch at or before the checkpoint's batch: its point of the curve is not taken again. */
+    const int kept = e >= 0 && (e < epoch || (e == epoch && b >= 0 && b <= batch));
+    if (!kept) break;
+    keep = end;
+    pos = end;
+  }
+  return keep;
+}
+
+static int trim_metrics(trainer *t, int epoch, int64_t batch) {
   char path[1100];
   run_path(t, "metrics.jsonl", path, sizeof path);
   char *text = NULL;
@@ -436,16 +461,7 @@ static int trim_metrics(trainer *t, int epoch) {
   if (access(path, F_OK) != 0) return WCMI_OK;
   int rc = wcmi_read_file(t->ctx, path, (size_t)1 << 30, &text, &n);
   if (rc) return rc;
-  size_t keep = 0;
-  for (size_t pos = 0; pos < n;) {
-    char *nl = memchr(text + pos, '\n', n - pos);
-    size_t end = nl ? (size_t)(nl - text) + 1 : n;
-    const char *ep = strstr(text + pos, "\"epoch\":");
-    if (!nl || !ep || ep > text + end || atoi(ep + 8) >= epoch) break;
-    keep = end;
-    pos = end;
-  }
-  rc = wcmi_atomic_write(t->ctx, path, text, keep);
+  rc = wcmi_atomic_write(t->ctx, path, text, trainer_metrics_keep(text, n, epoch, batch));
   free(text);
   return rc;
 }
@@ -581,7 +597,7 @@ int trainer_run(trainer *t, char **summary) {
   const int root = dist_is_root(t->ctx);
   if (c->resume_dir && root) {
     if ((rc = load_checkpoint(t, &rp))) return rc;
-    if ((rc = trim_metrics(t, rp.epoch))) return rc;
+    if ((rc = trim_metrics(t, rp.epoch, rp.batch))) return rc;
   }
   if ((rc = bcast_state(t, &rp))) return rc;
   if (root && (rc = open_metrics(t))) return rc;

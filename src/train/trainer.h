@@ -120,6 +120,11 @@ typedef struct trainer_resume {
  * WCMI_EFORMAT naming path. The batch is checked against the epoch's batch count by trainer_run. */
 int trainer_parse_resume(wcmi_ctx *ctx, const char *path, const char *epoch, const char *batch, const char *best,
                          const char *partial, int n_sums, trainer_resume *rp);
+/* How many leading bytes of metrics.jsonl text a run resumed at (epoch, batch) keeps: the lines of
+ * earlier epochs, and the probe lines of `epoch` taken at or before `batch` (probes run before the
+ * batch they name, and a checkpoint at `batch` has not run it). The rest is what the resumed run
+ * writes again. */
+size_t trainer_metrics_keep(const char *text, size_t n, int epoch, int64_t batch);
 
 /* Helpers shared by tasks. */
 int task_open_data(wcmi_ctx *ctx, const wcmi_task_cfg *cfg, wcmi_dataset *train, wcmi_dataset *test);
