@@ -1,5 +1,6 @@
 /* Task configuration from the table of settings (config_fields.c): the defaults of the "paper",
- * "fast" and "quick" profiles per dataset, the training attack a profile uses, the range check, and config.json written and read back. */
+ * "fast" and "quick" profiles per dataset, the training attack a profile uses, the range check, and
+ * config.json written and read back. */
 #include "wcmi/io.h"
 #include "wcmi/task_config.h"
 
