@@ -113,21 +113,31 @@ PYEOF"
 #    ends bit-identical to one without probes, and its metrics.jsonl carries the probe lines.
 "$WCMI" train-encoder --objective worst "${COMMON[@]}" --epochs 1 --max-batches 3 --out "$T/np" > /dev/null 2>&1
 "$WCMI" train-encoder --objective worst "${COMMON[@]}" --epochs 1 --max-batches 3 --probe-every 1e-9 \
-  --probe-train 64 --probe-test 32 --out "$T/pr" > "$T/pr.json" 2> "$T/pr.err"
+  --probe-train 64 --probe-test 32 --probe-robust-steps 4 --out "$T/pr" > "$T/pr.json" 2> "$T/pr.err"
 check "train-encoder --probe-every exits 0" "[ $? -eq 0 ]"
 check "probes leave the training bit-identical" "same_tensors '$T/np/latest.safetensors' '$T/pr/latest.safetensors'"
-check "probe lines: one before each batch, accuracies in [0,1], the paper's PGD-10, training seconds rising" "$PY - <<PYEOF
+check "probe lines: one before each batch, linear and robust-MLP accuracies in [0,1], the paper's PGD-10, training seconds rising" "$PY - <<PYEOF
 import json
 rows=[json.loads(l) for l in open('$T/pr/metrics.jsonl')]
 p=[r for r in rows if 'probe' in r]
 assert [r['batch'] for r in p]==[0,1,2], p
 for r in p:
     q=r['probe']; assert 0 <= q['linear_adv_acc'] <= q['linear_nat_acc'] <= 1, q
+    assert 0 <= q['robust_mlp_adv_acc'] <= q['robust_mlp_nat_acc'] <= 1, q
+    assert q['robust_head'].startswith('mlp, 4 Madry steps') and 'PGD 5 steps of 0.04' in q['robust_head'], q
     assert q['attack']['steps']==10 and abs(q['attack']['step']-0.02)<1e-6 and q['test_samples']==32, q['attack']
 assert p[0]['train_seconds'] < p[1]['train_seconds'] < p[2]['train_seconds'], p
 s=json.load(open('$T/pr.json')); assert s['probes']==3 and s['probe_seconds']>0, s
 PYEOF"
+"$WCMI" report "$T/pr" -o "$T/pr.html" > /dev/null 2>&1
+check "report draws the linear and the robust probe against training time" \
+  "grep -q 'Learning curve' '$T/pr.html' && grep -q 'linear probe, PGD' '$T/pr.html' && grep -q 'robust MLP probe, PGD' '$T/pr.html'"
 "$WCMI" train-encoder --objective worst --probe-every -5 --out "$T/x" > /dev/null 2>&1; check "negative --probe-every exits 2" "[ $? -eq 2 ]"
+"$WCMI" train-encoder --objective worst "${COMMON[@]}" --epochs 1 --max-batches 1 --probe-every 1e-9 \
+  --probe-train 64 --probe-test 32 --probe-robust-steps 0 --out "$T/pr0" > /dev/null 2>&1
+check "--probe-robust-steps 0: the linear probe alone, and config.json says 0" \
+  "$PY -c 'import json,sys; r=[json.loads(l) for l in open(\"$T/pr0/metrics.jsonl\")]; p=[x[\"probe\"] for x in r if \"probe\" in x]; sys.exit(not (p and all(\"robust_mlp_adv_acc\" not in q and \"linear_adv_acc\" in q for q in p)))' && ! grep -q probe_robust_steps '$T/pr0/config.json'"
+check "the robust probe's steps are in config.json (a key written only when not 0)" "grep -q '\"probe_robust_steps\": 4' '$T/pr/config.json'"
 # Ctrl-C during the first probe (before any batch): exit 130 with a checkpoint at batch 0; the
 # resumed run (probes off) ends bit-identical to the run that never probed.
 "$WCMI" train-encoder --objective worst "${COMMON[@]}" --train-subset 2048 --epochs 1 --max-batches 3 --probe-every 1e-9 \

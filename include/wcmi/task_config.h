@@ -71,6 +71,7 @@ typedef enum {
   WCMI_CFG_PROBE_EVERY,
   WCMI_CFG_PROBE_TRAIN,
   WCMI_CFG_PROBE_TEST,
+  WCMI_CFG_PROBE_ROBUST,
   WCMI_CFG_FREE_REPLAYS,
   WCMI_CFG_MODEL,
   WCMI_CFG_NORM, /* the "attack" object of config.json: norm ... eps_fade_epochs */

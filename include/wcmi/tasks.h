@@ -73,6 +73,9 @@ typedef struct wcmi_task_cfg {
    * probe_train class-balanced training images, scored on probe_test test images. */
   double probe_every;
   long long probe_train, probe_test;
+  /* and, with probe_robust_steps > 0, a robust MLP head trained that many Madry steps on the same
+   * subset (docs/learning-curves.md). */
+  int probe_robust_steps;
   /* train-encoder --objective worst: 0 = the paper's PGD attack on every batch; m > 0 = "free"
    * adversarial training with m replays per batch (src/train/task_encoder.c). */
   int free_replays;

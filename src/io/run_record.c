@@ -248,7 +248,7 @@ static const struct {
     {"seconds", WCMI_UNIT_SECONDS}, {"train_seconds", WCMI_UNIT_SECONDS},
     {"probe_seconds", WCMI_UNIT_SECONDS}, {"train_eps", WCMI_UNIT_PIXELS},
     {"linear_nat_acc", FRAC}, {"linear_adv_acc", FRAC},
-    {"linear_train_loss", NATS},
+    {"linear_train_loss", NATS}, {"robust_mlp_nat_acc", FRAC}, {"robust_mlp_adv_acc", FRAC},
 };
 
 int wcmi_record_metric_unit(const char *key, wcmi_unit *unit) {

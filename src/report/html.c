@@ -578,41 +578,50 @@ static curve_unit unit_for(const char *key) {
  * charts skip them and the learning-curve chart below draws them. */
 static int is_probe_line(const wcmi_json *line) { return wcmi_json_get(line, "probe") != NULL; }
 
-/* Accuracy against training time: the linear probe's natural and PGD accuracy (docs/learning-curves.md). */
+/* Accuracy against training time: the linear probe's natural and PGD accuracy, and the robust MLP
+ * probe's where the run has it (docs/learning-curves.md). */
 static int probe_curves(wcmi_ctx *ctx, FILE *f, const run *r) {
   const size_t E = r->metrics->n;
-  double *x = malloc(E * sizeof *x), *nat = malloc(E * sizeof *nat), *adv = malloc(E * sizeof *adv);
-  if (!x || !nat || !adv) {
-    free(x);
-    free(nat);
-    free(adv);
-    return wcmi_fail(ctx, WCMI_ENOMEM, "out of memory");
-  }
-  int n = 0;
+  /* Columns: linear x, natural, PGD; robust x, natural, PGD. */
+  double *v = malloc(6 * (E ? E : 1) * sizeof *v);
+  if (!v) return wcmi_fail(ctx, WCMI_ENOMEM, "out of memory");
+  double *x = v, *nat = v + E, *adv = v + 2 * E, *rx = v + 3 * E, *rnat = v + 4 * E, *radv = v + 5 * E;
+  int n = 0, nr = 0;
   for (size_t e = 0; e < E; e++) {
     const wcmi_json *line = &r->metrics->items[e], *p = wcmi_json_get(line, "probe");
-    const wcmi_json *ts = wcmi_json_get(line, "train_seconds"), *a = p ? wcmi_json_get(p, "linear_nat_acc") : NULL,
-                    *b = p ? wcmi_json_get(p, "linear_adv_acc") : NULL;
-    if (!ts || !a || !b || ts->type != WCMI_JSON_NUMBER || a->type != WCMI_JSON_NUMBER || b->type != WCMI_JSON_NUMBER) continue;
-    x[n] = ts->number / 60.0;
-    nat[n] = 100.0 * a->number;
-    adv[n] = 100.0 * b->number;
-    n++;
+    const wcmi_json *ts = wcmi_json_get(line, "train_seconds");
+    if (!p || !ts || ts->type != WCMI_JSON_NUMBER) continue;
+    const wcmi_json *a = wcmi_json_get(p, "linear_nat_acc"), *b = wcmi_json_get(p, "linear_adv_acc");
+    if (a && b && a->type == WCMI_JSON_NUMBER && b->type == WCMI_JSON_NUMBER) {
+      x[n] = ts->number / 60.0;
+      nat[n] = 100.0 * a->number;
+      adv[n] = 100.0 * b->number;
+      n++;
+    }
+    const wcmi_json *c = wcmi_json_get(p, "robust_mlp_nat_acc"), *d = wcmi_json_get(p, "robust_mlp_adv_acc");
+    if (c && d && c->type == WCMI_JSON_NUMBER && d->type == WCMI_JSON_NUMBER) {
+      rx[nr] = ts->number / 60.0;
+      rnat[nr] = 100.0 * c->number;
+      radv[nr] = 100.0 * d->number;
+      nr++;
+    }
   }
   if (n > 0) {
     fprintf(f, "<h3>Learning curve</h3>\n<p class=\"caption\">%d probe%s: a linear head fitted to convergence on the "
-               "encoder's cached representations, its natural and PGD accuracy on a fixed test subset, against "
+               "encoder's cached representations, its natural and PGD accuracy on a fixed test subset%s, against "
                "minutes of training (probe time excluded).</p>\n<div class=\"charts\">\n",
-            n, n == 1 ? "" : "s");
-    wcmi_svg_series s[2] = {{"linear probe, natural", x, nat, n}, {"linear probe, PGD", x, adv, n}};
+            n, n == 1 ? "" : "s",
+            nr ? "; and a robust MLP head trained by PGD through the frozen encoder, scored the same way" : "");
+    wcmi_svg_series s[4] = {{"linear probe, natural", x, nat, n},
+                            {"linear probe, PGD", x, adv, n},
+                            {"robust MLP probe, natural", rx, rnat, nr},
+                            {"robust MLP probe, PGD", rx, radv, nr}};
     wcmi_svg_chart c = {"accuracy vs training time", "training time (min)", "accuracy (%)", 480, 280, 1, 0, 0, 100,
                         0, 0, 0, NULL};
-    wcmi_svg_line_chart(f, &c, s, 2);
+    wcmi_svg_line_chart(f, &c, s, nr ? 4 : 2);
     fputs("</div>\n", f);
   }
-  free(x);
-  free(nat);
-  free(adv);
+  free(v);
   return WCMI_OK;
 }
 

@@ -107,6 +107,13 @@ static const wcmi_cfg_field FIELDS[WCMI_CFG_NFIELDS] = {
                              .group = WCMI_GROUP_PROBE, .type = WCMI_FIELD_I64, .offset = OFF(probe_test),
                              .key = "probe_test", .optional = 1, .has_cli_default = 1, .cli_default = 1000, RANGE(0, 1e8),
                              .resumable = 1},
+    /* Added after runs existed: an old run (no key) resumes without it; new runs default to 150. */
+    [WCMI_CFG_PROBE_ROBUST] = {"--probe-robust-steps", "K",
+                               "probe: also train a robust MLP head for K Madry steps on the probe's images and record "
+                               "its natural and PGD accuracy (default 150; 0: off)",
+                               .group = WCMI_GROUP_PROBE, .type = WCMI_FIELD_INT, .offset = OFF(probe_robust_steps),
+                               .key = "probe_robust_steps", .optional = 1, .sparse = 1, .has_cli_default = 1,
+                               .cli_default = 150, RANGE(0, 1e6), .resumable = 1},
     [WCMI_CFG_FREE_REPLAYS] = {"--free-replays", "M",
                                "worst: \"free\" adversarial training instead of the PGD attack: each batch replayed M "
                                "times, one signed step of --attack-lr per replay, the perturbation carried across "

@@ -2,6 +2,8 @@
 #include "train/probe.h"
 #include "train/eval.h"
 #include "train/head_fit.h"
+#include "wcmi/attack.h"
+#include "wcmi/train.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -34,6 +36,9 @@ int probe_init(wcmi_ctx *ctx, curve_probe *p, const wcmi_task_cfg *cfg, const wc
   p->batch = cfg->batch_size;
   p->seed = cfg->seed ^ 0x70726f6265ull; /* its own subsets and head init, independent of the run's streams */
   p->next_at = 0.0;                        /* a first probe on the initial encoder: the curve's origin */
+  p->robust_steps = cfg->probe_robust_steps;
+  p->robust_attack = p->attack;
+  wcmi_profile_training_attack("fast", WCMI_TRAIN_ATTACK_ROBUST, &p->robust_attack);
   rc = balanced(ctx, train, cfg->probe_train, p->seed, &p->train);
   if (!rc) rc = balanced(ctx, test, cfg->probe_test, p->seed, &p->test);
   if (!rc && p->train.n < p->batch)
@@ -51,6 +56,108 @@ void probe_free(curve_probe *p) {
   wcmi_dataset_free(&p->train);
   wcmi_dataset_free(&p->test);
   memset(p, 0, sizeof *p);
+}
+
+/* Buffers of the robust probe, sized once per probe for one batch. */
+typedef struct robust_ws {
+  float *x, *xadv;
+  int32_t *y;
+  int64_t *order;
+} robust_ws;
+
+static void robust_ws_free(robust_ws *b) {
+  wcmi_free(b->x);
+  wcmi_free(b->xadv);
+  wcmi_free(b->y);
+  free(b->order);
+}
+
+/* The next batch of the probe's training subset in the order of an epoch's shuffle; reshuffles when
+ * the epoch has no full batch left. */
+static void robust_batch(const curve_probe *p, robust_ws *b, int64_t *pos, wcmi_rng *shuffle, int64_t numel) {
+  if (*pos + p->batch > p->train.n) {
+    wcmi_rng_shuffle(shuffle, b->order, p->train.n);
+    *pos = 0;
+  }
+  for (int i = 0; i < p->batch; i++) {
+    const int64_t k = b->order[*pos + i];
+    memcpy(b->x + (int64_t)i * numel, p->train.images + k * numel, (size_t)numel * sizeof(float));
+    b->y[i] = p->train.labels[k];
+  }
+  *pos += p->batch;
+}
+
+/* Madry training of `head` (a fresh MLP) through m's frozen encoder (eval mode) for robust_steps Adam
+ * steps at the fast profile's head lr; its own streams for shuffling, dropout and the attack's
+ * random starts, derived from the probe's seed and count. */
+static int robust_fit(wcmi_ctx *ctx, const curve_probe *p, wcmi_model *pm) {
+  const wcmi_shape in = wcmi_net_in_shape(pm->encoder);
+  const int64_t numel = wcmi_shape_numel(&in);
+  robust_ws b = {wcmi_alloc(ctx, (size_t)p->batch * (size_t)numel, sizeof(float)),
+                 wcmi_alloc(ctx, (size_t)p->batch * (size_t)numel, sizeof(float)),
+                 wcmi_alloc(ctx, (size_t)p->batch, sizeof(int32_t)), malloc((size_t)p->train.n * sizeof(int64_t))};
+  wcmi_adam_cfg ac = wcmi_adam_defaults();
+  ac.lr = (float)WCMI_FAST_HEAD_LR;
+  wcmi_optim *opt = wcmi_adam_new(ctx, &pm->classifier, 1, ac);
+  wcmi_attack *atk = wcmi_attack_new(ctx, &p->robust_attack, p->batch, numel);
+  wcmi_clf clf;
+  memset(&clf, 0, sizeof clf);
+  int rc = b.x && b.xadv && b.y && b.order && opt && atk ? WCMI_OK : ctx->status ? ctx->status : wcmi_fail(ctx, WCMI_ENOMEM, "out of memory");
+  if (!rc) rc = wcmi_clf_init(ctx, &clf, pm, p->batch);
+  const uint64_t k = (uint64_t)p->count;
+  wcmi_rng shuffle, starts, dropout;
+  wcmi_rng_derive(&shuffle, p->seed ^ 0x726f62ull, (uint64_t)WCMI_STREAM_SHUFFLE * 1000003u + k);
+  wcmi_rng_derive(&starts, p->seed ^ 0x726f62ull, (uint64_t)WCMI_STREAM_ATTACK * 1000003u + k);
+  wcmi_rng_derive(&dropout, p->seed ^ 0x726f62ull, (uint64_t)WCMI_STREAM_DROPOUT * 1000003u + k);
+  if (!rc) wcmi_net_set_rng(pm->classifier, &dropout);
+  for (int64_t i = 0; !rc && i < p->train.n; i++) b.order[i] = i;
+  int64_t pos = p->train.n; /* shuffle before the first batch */
+  for (int s = 0; !rc && s < p->robust_steps; s++) {
+    robust_batch(p, &b, &pos, &shuffle, numel);
+    clf.labels = b.y;
+    const wcmi_objective obj = wcmi_clf_objective(&clf);
+    rc = wcmi_pgd_run(atk, &obj, b.x, p->batch, &starts, b.xadv, NULL);
+    float loss = 0;
+    wcmi_optim_zero_grad(opt);
+    if (!rc) rc = wcmi_clf_step(&clf, b.xadv, b.y, p->batch, 0, 1, WCMI_CLF_HEAD_PARAMS, &loss, NULL, NULL, NULL, NULL);
+    if (!rc && !isfinite(loss)) rc = wcmi_fail(ctx, WCMI_ENUMERIC, "probe: the robust head's loss is %g", (double)loss);
+    if (!rc) wcmi_optim_step(opt);
+  }
+  wcmi_clf_free(&clf);
+  wcmi_attack_free(atk);
+  wcmi_optim_free(opt);
+  robust_ws_free(&b);
+  return rc;
+}
+
+/* Natural and paper-PGD accuracy of pm (encoder + head) on the probe's test subset. */
+static int probe_score(wcmi_ctx *ctx, const curve_probe *p, wcmi_model *pm, const wcmi_task_cfg *cfg, uint64_t stream,
+                       eval_result *er) {
+  memset(er, 0, sizeof *er);
+  wcmi_task_cfg ec = *cfg;
+  ec.eval_batches = 0;
+  ec.progress = 0;
+  const eval_attack a = {"pgd", p->attack, 0, 0};
+  wcmi_rng r;
+  wcmi_rng_derive(&r, p->seed, stream);
+  return eval_attacks(ctx, pm, &p->test, &ec, &a, 1, &r, er);
+}
+
+/* The robust MLP probe: a fresh head (its own init stream), robust_fit, then probe_score. */
+static int robust_probe(wcmi_ctx *ctx, const curve_probe *p, wcmi_model *m, const wcmi_task_cfg *cfg, int zdim,
+                        eval_result *er) {
+  wcmi_rng init;
+  wcmi_rng_derive(&init, p->seed ^ 0x726f62ull, (uint64_t)WCMI_STREAM_INIT * 1000003u + (uint64_t)p->count);
+  wcmi_net *head = wcmi_build_head(ctx, WCMI_HEAD_MLP, zdim, WCMI_NUM_CLASSES, p->batch, &init);
+  if (!head) return ctx->status;
+  wcmi_model pm = *m;
+  pm.classifier = head;
+  pm.head = WCMI_HEAD_MLP;
+  int rc = robust_fit(ctx, p, &pm);
+  if (!rc)
+    rc = probe_score(ctx, p, &pm, cfg, (uint64_t)WCMI_STREAM_ATTACK * 1000003u + 500009u + (uint64_t)p->count, er);
+  wcmi_net_free(head);
+  return rc;
 }
 
 int probe_run(wcmi_ctx *ctx, curve_probe *p, wcmi_model *m, const wcmi_task_cfg *cfg, wcmi_jsonw *w) {
@@ -73,28 +180,35 @@ int probe_run(wcmi_ctx *ctx, curve_probe *p, wcmi_model *m, const wcmi_task_cfg 
     rc = head_fit_cached(ctx, head, best, &tr, &te, zdim, &hc, per_epoch, &best_epoch);
   }
   /* The last epoch's head (not the best on the test subset: no selection on what is reported). */
-  eval_result er;
+  eval_result er, rob;
   memset(&er, 0, sizeof er);
+  memset(&rob, 0, sizeof rob);
   if (!rc) {
     wcmi_model pm = *m;
     pm.classifier = head;
     pm.head = WCMI_HEAD_LINEAR;
-    wcmi_task_cfg ec = *cfg;
-    ec.eval_batches = 0;
-    ec.progress = 0;
-    const eval_attack a = {"pgd", p->attack, 0, 0};
-    wcmi_rng r;
-    wcmi_rng_derive(&r, p->seed, (uint64_t)WCMI_STREAM_ATTACK * 1000003u + (uint64_t)p->count);
-    rc = eval_attacks(ctx, &pm, &p->test, &ec, &a, 1, &r, &er);
+    rc = probe_score(ctx, p, &pm, cfg, (uint64_t)WCMI_STREAM_ATTACK * 1000003u + (uint64_t)p->count, &er);
   }
+  if (!rc && p->robust_steps > 0) rc = robust_probe(ctx, p, m, cfg, zdim, &rob);
   const double sec = wcmi_now() - t0;
   if (!rc) {
     wcmi_jsonw_kv_double(w, "linear_nat_acc", er.natural);
     wcmi_jsonw_kv_double(w, "linear_adv_acc", er.adversarial[0]);
     wcmi_jsonw_kv_double(w, "linear_train_loss", per_epoch[p->epochs - 1].loss);
+    if (p->robust_steps > 0) {
+      wcmi_jsonw_kv_double(w, "robust_mlp_nat_acc", rob.natural);
+      wcmi_jsonw_kv_double(w, "robust_mlp_adv_acc", rob.adversarial[0]);
+    }
     wcmi_jsonw_kv_int(w, "train_samples", p->train.n);
     wcmi_jsonw_kv_int(w, "test_samples", p->test.n);
     wcmi_jsonw_kv_string(w, "head", "linear, cached whitened fit, 50 epochs of Adam 1e-3, last epoch");
+    if (p->robust_steps > 0) {
+      char text[200];
+      snprintf(text, sizeof text, "mlp, %d Madry steps of Adam %g (batch %d; PGD %d steps of %g, eps %g), last step",
+               p->robust_steps, WCMI_FAST_HEAD_LR, p->batch, p->robust_attack.steps, (double)p->robust_attack.step,
+               (double)p->robust_attack.eps);
+      wcmi_jsonw_kv_string(w, "robust_head", text);
+    }
     wcmi_jsonw_key(w, "attack");
     wcmi_jsonw_begin_object(w);
     const eval_attack a = {"pgd", p->attack, 0, 0};
