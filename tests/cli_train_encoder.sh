@@ -187,11 +187,11 @@ fi
 # The fast profile: the paper's data and threat model, its own encoder recipe (docs/profiles.md).
 TINY_FAST=(--data fashion-mnist --profile fast --train-subset 64 --test-subset 32 --batch-size 32 --max-batches 1
            --threads 1)
-FAST=("${TINY_FAST[@]}" --hsize 8 --epochs 1)
+FAST=("${TINY_FAST[@]}" --hsize 8 --epochs 1 --probe-robust-steps 2 --probe-train 64 --probe-test 32)
 cfg_is() { $PY -c "import json,sys; c=json.load(open('$1/config.json')); a=c['attack']; sys.exit(not ($2))"; }
 "$WCMI" train-encoder --objective worst "${FAST[@]}" --out "$T/fw" > /dev/null 2>&1
-check "fast worst-case encoder: 3 random-start MI steps of 0.4 eps, lr 5e-4, 8 monitoring batches" \
-  "cfg_is '$T/fw' \"a['steps']==3 and a['random_start'] and abs(a['step']-0.04)<1e-7 and a['eps']==0.100000001 and c['lr']==5e-4 and c['eval_batches']==8 and c['profile']=='fast'\""
+check "fast worst-case encoder: 3 random-start MI steps of 0.4 eps, lr 5e-4, 8 monitoring batches, probes every 1800 s" \
+  "cfg_is '$T/fw' \"a['steps']==3 and a['random_start'] and abs(a['step']-0.04)<1e-7 and a['eps']==0.100000001 and c['lr']==5e-4 and c['eval_batches']==8 and c['profile']=='fast' and c['probe_every']==1800\""
 "$WCMI" train-encoder --objective worst "${FAST[@]}" --attack-steps 10 --eval-batches 2 --out "$T/fw10" > /dev/null 2>&1
 check "fast: an attack flag keeps the user's attack, --eval-batches the user's cap" \
   "cfg_is '$T/fw10' \"a['steps']==10 and not a['random_start'] and abs(a['step']-0.02)<1e-7 and c['eval_batches']==2\""

@@ -101,6 +101,9 @@ typedef enum { WCMI_TRAIN_ATTACK_MI = 0, WCMI_TRAIN_ATTACK_ROBUST = 1 } wcmi_tra
 /* fast: the end-of-epoch monitoring of a training run sees this many test batches (a final
  * evaluation, wcmi eval, sees the whole split). */
 #define WCMI_FAST_MONITOR_BATCHES 8
+/* fast: train-encoder probes its learning curve every this many seconds of training
+ * (docs/learning-curves.md). */
+#define WCMI_FAST_PROBE_EVERY 1800
 void wcmi_profile_training_attack(const char *profile, wcmi_training_attack kind, wcmi_pgd_cfg *a);
 /* config.json text for cfg (caller frees with free()). */
 char *wcmi_task_config_json(const wcmi_task_cfg *cfg, const char *task);

@@ -153,7 +153,7 @@ static const char *run_dataset(task_cli *tc) {
 }
 
 /* What a profile sets for the training commands alone, where no flag set it: fast's monitoring
- * budget and its training attack (wcmi_profile_training_attack) for the runs that train against an
+ * budget, its learning-curve probes and its training attack (wcmi_profile_training_attack) for the runs that train against an
  * attack. Evaluations and MI measurements keep the whole test split and the threat model's own
  * attack. */
 static void apply_training_profile(task_cli *tc, const char *cmd) {
@@ -161,6 +161,9 @@ static void apply_training_profile(task_cli *tc, const char *cmd) {
   if (strncmp(cmd, "train-", 6)) return;
   if (!strcmp(c->profile, "fast") && !task_cli_given(tc, WCMI_CFG_EVAL_BATCHES))
     c->eval_batches = WCMI_FAST_MONITOR_BATCHES;
+  /* A fast encoder run draws its own learning curve (about 5% of its time). */
+  if (!strcmp(c->profile, "fast") && !strcmp(cmd, "train-encoder") && !task_cli_given(tc, WCMI_CFG_PROBE_EVERY))
+    c->probe_every = WCMI_FAST_PROBE_EVERY;
   if (task_cli_given(tc, WCMI_CFG_ATTACK_STEPS) || task_cli_given(tc, WCMI_CFG_ATTACK_LR) ||
       task_cli_given(tc, WCMI_CFG_RANDOM_START))
     return;
