@@ -21,8 +21,8 @@ static int dataset_index(const char *name) {
 /* The fast profile (docs/profiles.md, EXPERIMENTS.md section 4): the full splits, the paper's
  * batch and threat model, and the budget the learning curves of issue 14 pointed to. A constant
  * Adam 5e-4 was ahead of a warmed-up cosine 1e-3 on robustness at equal training time; a 256-wide
- * critic costs a 30th of the paper's 2048 per step; 20 epochs are where the robust MLP head on the
- * cosine run stopped improving. */
+ * critic costs a 30th of the paper's 2048 per step; by 20 epochs the robust MLP head's PGD accuracy
+ * is nearly flat (57.6% at epoch 12, 58.5% at 20). */
 static const struct {
   int id;
   double value;
