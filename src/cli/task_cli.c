@@ -153,9 +153,9 @@ static const char *run_dataset(task_cli *tc) {
 }
 
 /* What a profile sets for the training commands alone, where no flag set it: fast's monitoring
- * budget, its learning-curve probes and its training attack (wcmi_profile_training_attack) for the runs that train against an
- * attack. Evaluations and MI measurements keep the whole test split and the threat model's own
- * attack. */
+ * budget, its learning-curve probes and, for the runs that train against an attack, its training
+ * attack (wcmi_profile_training_attack). Evaluations and MI measurements keep the whole test split
+ * and the threat model's own attack. */
 static void apply_training_profile(task_cli *tc, const char *cmd) {
   wcmi_task_cfg *c = &tc->cfg;
   if (strncmp(cmd, "train-", 6)) return;

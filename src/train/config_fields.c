@@ -22,7 +22,10 @@ static const double STEP[] = {0.1, 0.02, 0.005, 0.01};
 static const double STEPS[] = {10, 10, 10, 7};
 
 static const wcmi_cfg_field FIELDS[WCMI_CFG_NFIELDS] = {
-    [WCMI_CFG_PROFILE] = {"--profile", "P", "paper (default: the paper's budget, days), fast (the paper's data and threat model in hours) or quick (minutes)", .group = WCMI_GROUP_PROFILE,
+    [WCMI_CFG_PROFILE] = {"--profile", "P",
+                          "paper (default: the paper's budget, days), fast (the paper's data and threat model in "
+                          "hours) or quick (minutes)",
+                          .group = WCMI_GROUP_PROFILE,
                           .type = WCMI_FIELD_STR, .offset = OFF(profile), .key = "profile", .str_default = "paper"},
     [WCMI_CFG_DATA] = {"--data", "NAME", "dataset: mnist, fashion-mnist (default), svhn, cifar10 (with --model: the model's)",
                        .group = WCMI_GROUP_DATA, .type = WCMI_FIELD_STR, .offset = OFF(data), .key = "data"},

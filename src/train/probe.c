@@ -102,7 +102,9 @@ static int robust_fit(wcmi_ctx *ctx, const curve_probe *p, wcmi_model *pm) {
   wcmi_attack *atk = wcmi_attack_new(ctx, &p->robust_attack, p->batch, numel);
   wcmi_clf clf;
   memset(&clf, 0, sizeof clf);
-  int rc = b.x && b.xadv && b.y && b.order && opt && atk ? WCMI_OK : ctx->status ? ctx->status : wcmi_fail(ctx, WCMI_ENOMEM, "out of memory");
+  int rc = WCMI_OK;
+  if (!b.x || !b.xadv || !b.y || !b.order || !opt || !atk)
+    rc = ctx->status ? ctx->status : wcmi_fail(ctx, WCMI_ENOMEM, "out of memory");
   if (!rc) rc = wcmi_clf_init(ctx, &clf, pm, p->batch);
   const uint64_t k = (uint64_t)p->count;
   wcmi_rng shuffle, starts, dropout;
@@ -113,6 +115,11 @@ static int robust_fit(wcmi_ctx *ctx, const curve_probe *p, wcmi_model *pm) {
   for (int64_t i = 0; !rc && i < p->train.n; i++) b.order[i] = i;
   int64_t pos = p->train.n; /* shuffle before the first batch */
   for (int s = 0; !rc && s < p->robust_steps; s++) {
+    /* Ctrl-C: the trainer saves a checkpoint at the batch this probe came before. */
+    if (ctx->interrupt) {
+      rc = wcmi_fail(ctx, WCMI_EINTR, "probe interrupted at robust step %d/%d", s + 1, p->robust_steps);
+      break;
+    }
     robust_batch(p, &b, &pos, &shuffle, numel);
     clf.labels = b.y;
     const wcmi_objective obj = wcmi_clf_objective(&clf);

@@ -320,7 +320,8 @@ static int add_vulnerability(wcmi_ctx *ctx, plan *p, int k, const char *enc, int
   /* The quick estimation budget measured for RV's stability (EXPERIMENTS.md, issue 13): critics 64
    * wide, 3 of them (estimate-mi's quick default), 2 epochs; a 256-wide critic is undertrained in
    * that many steps and its estimate moves by up to 0.7 nats with the seed. */
-  if (strcmp(p->c.profile, "paper") && s->cfg.hsize > WCMI_QUICK_ESTIMATE_HSIZE) s->cfg.hsize = WCMI_QUICK_ESTIMATE_HSIZE;
+  if (strcmp(p->c.profile, "paper") && s->cfg.hsize > WCMI_QUICK_ESTIMATE_HSIZE)
+    s->cfg.hsize = WCMI_QUICK_ESTIMATE_HSIZE;
   p->mi[k].encoder = enc;
   p->mi[k].stage = p->n - 1;
   wcmi_record_clear(&p->mi[k].rec);
@@ -689,7 +690,8 @@ static void header_lines(text *t, const plan *p, const char *prefix, double seco
   const int mi_own = mi.steps != a->steps || mi.step != a->step || mi.random_start != a->random_start;
   if (c->robust_train_steps != a->steps)
     put(t, "%straining attack of robust heads and robust Baseline-H: %d steps of %g%s\n", prefix,
-        c->robust_train_steps, robust_train_step(p), mi_own ? "" : " (the worst-case MI encoder and every evaluation: the paper's PGD)");
+        c->robust_train_steps, robust_train_step(p),
+        mi_own ? "" : " (the worst-case MI encoder and every evaluation: the paper's PGD)");
   if (mi_own)
     put(t, "%straining attack of the worst-case MI encoder: %d steps of %g from a random start (every evaluation and "
            "MI measurement: the paper's PGD)\n",
