@@ -578,6 +578,20 @@ static curve_unit unit_for(const char *key) {
  * charts skip them and the learning-curve chart below draws them. */
 static int is_probe_line(const wcmi_json *line) { return wcmi_json_get(line, "probe") != NULL; }
 
+/* One probe's point of the curve of head `head` ("linear", "robust_mlp"): minutes, natural and PGD
+ * accuracy in %. Returns 1, or 0 when the probe line has no such head. */
+static int probe_point(const wcmi_json *probe, const char *head, double seconds, double *x, double *nat, double *adv) {
+  char nk[64], ak[64];
+  snprintf(nk, sizeof nk, "%s_nat_acc", head);
+  snprintf(ak, sizeof ak, "%s_adv_acc", head);
+  const wcmi_json *a = wcmi_json_get(probe, nk), *b = wcmi_json_get(probe, ak);
+  if (!a || !b || a->type != WCMI_JSON_NUMBER || b->type != WCMI_JSON_NUMBER) return 0;
+  *x = seconds / 60.0;
+  *nat = 100.0 * a->number;
+  *adv = 100.0 * b->number;
+  return 1;
+}
+
 /* Accuracy against training time: the linear probe's natural and PGD accuracy, and the robust MLP
  * probe's where the run has it (docs/learning-curves.md). */
 static int probe_curves(wcmi_ctx *ctx, FILE *f, const run *r) {
@@ -591,20 +605,8 @@ static int probe_curves(wcmi_ctx *ctx, FILE *f, const run *r) {
     const wcmi_json *line = &r->metrics->items[e], *p = wcmi_json_get(line, "probe");
     const wcmi_json *ts = wcmi_json_get(line, "train_seconds");
     if (!p || !ts || ts->type != WCMI_JSON_NUMBER) continue;
-    const wcmi_json *a = wcmi_json_get(p, "linear_nat_acc"), *b = wcmi_json_get(p, "linear_adv_acc");
-    if (a && b && a->type == WCMI_JSON_NUMBER && b->type == WCMI_JSON_NUMBER) {
-      x[n] = ts->number / 60.0;
-      nat[n] = 100.0 * a->number;
-      adv[n] = 100.0 * b->number;
-      n++;
-    }
-    const wcmi_json *c = wcmi_json_get(p, "robust_mlp_nat_acc"), *d = wcmi_json_get(p, "robust_mlp_adv_acc");
-    if (c && d && c->type == WCMI_JSON_NUMBER && d->type == WCMI_JSON_NUMBER) {
-      rx[nr] = ts->number / 60.0;
-      rnat[nr] = 100.0 * c->number;
-      radv[nr] = 100.0 * d->number;
-      nr++;
-    }
+    n += probe_point(p, "linear", ts->number, x + n, nat + n, adv + n);
+    nr += probe_point(p, "robust_mlp", ts->number, rx + nr, rnat + nr, radv + nr);
   }
   if (n > 0) {
     fprintf(f, "<h3>Learning curve</h3>\n<p class=\"caption\">%d probe%s: a linear head fitted to convergence on the "
