@@ -31,16 +31,6 @@ int wcmi_cmd_train_classifier(int argc, char **argv) {
                       "encoder every batch)\n");
       return task_cli_finish(&tc, "train-classifier", WCMI_OK, NULL), 2;
     }
-    /* The quick and fast profiles' epochs are an encoder budget; a head fitted on cached features
-     * costs seconds per 100 epochs and needs them to converge (docs/profiles.md). */
-    const int quick = !strcmp(c->profile, "quick"), fast = !strcmp(c->profile, "fast");
-    if ((quick || fast) && !task_cli_given(&tc, WCMI_CFG_EPOCHS) && !c->robust &&
-        c->head_fit != WCMI_HEAD_FIT_ONLINE && strcmp(c->data, "cifar10"))
-      c->epochs = 100;
-    /* fast: a robust head gains little after its second epoch once the encoder is trained
-     * (EXPERIMENTS.md section 4), and heads take reproduce's head learning rate. */
-    if (fast && !task_cli_given(&tc, WCMI_CFG_EPOCHS) && c->robust) c->epochs = WCMI_FAST_ROBUST_HEAD_EPOCHS;
-    if (fast && !task_cli_given(&tc, WCMI_CFG_LR)) c->lr = WCMI_FAST_HEAD_LR;
   }
   char *summary = NULL;
   rc = wcmi_task_train_classifier(&tc.ctx, &tc.cfg, &summary);

@@ -152,18 +152,30 @@ static const char *run_dataset(task_cli *tc) {
   return "fashion-mnist";
 }
 
-/* What a profile sets for the training commands alone, where no flag set it: fast's monitoring
- * budget, its learning-curve probes and, for the runs that train against an attack, its training
- * attack (wcmi_profile_training_attack). Evaluations and MI measurements keep the whole test split
+/* What a profile sets for the training commands alone, where no flag set it: the heads' epochs and
+ * learning rate, fast's monitoring budget, its learning-curve probes and, for the runs that train
+ * against an attack, its training attack (wcmi_profile_training_attack). Evaluations and MI measurements keep the whole test split
  * and the threat model's own attack. */
 static void apply_training_profile(task_cli *tc, const char *cmd) {
   wcmi_task_cfg *c = &tc->cfg;
   if (strncmp(cmd, "train-", 6)) return;
-  if (!strcmp(c->profile, "fast") && !task_cli_given(tc, WCMI_CFG_EVAL_BATCHES))
-    c->eval_batches = WCMI_FAST_MONITOR_BATCHES;
+  const int quick = !strcmp(c->profile, "quick"), fast = !strcmp(c->profile, "fast");
+  if (fast && !task_cli_given(tc, WCMI_CFG_EVAL_BATCHES)) c->eval_batches = WCMI_FAST_MONITOR_BATCHES;
   /* A fast encoder run draws its own learning curve (about 5% of its time). */
-  if (!strcmp(c->profile, "fast") && !strcmp(cmd, "train-encoder") && !task_cli_given(tc, WCMI_CFG_PROBE_EVERY))
+  if (fast && !strcmp(cmd, "train-encoder") && !task_cli_given(tc, WCMI_CFG_PROBE_EVERY))
     c->probe_every = WCMI_FAST_PROBE_EVERY;
+  if (!strcmp(cmd, "train-classifier")) {
+    const int epochs_given = task_cli_given(tc, WCMI_CFG_EPOCHS);
+    /* The quick and fast profiles' epochs are an encoder budget; a head fitted on cached features
+     * costs seconds per 100 epochs and needs them to converge (docs/profiles.md). */
+    if ((quick || fast) && !epochs_given && !c->robust && c->head_fit != WCMI_HEAD_FIT_ONLINE &&
+        strcmp(c->data, "cifar10"))
+      c->epochs = 100;
+    /* fast: a robust head gains nothing after its second epoch once the encoder is trained
+     * (EXPERIMENTS.md section 4), and heads take reproduce's head learning rate. */
+    if (fast && !epochs_given && c->robust) c->epochs = WCMI_FAST_ROBUST_HEAD_EPOCHS;
+    if (fast && !task_cli_given(tc, WCMI_CFG_LR)) c->lr = WCMI_FAST_HEAD_LR;
+  }
   if (task_cli_given(tc, WCMI_CFG_ATTACK_STEPS) || task_cli_given(tc, WCMI_CFG_ATTACK_LR) ||
       task_cli_given(tc, WCMI_CFG_RANDOM_START))
     return;

@@ -58,82 +58,63 @@ void probe_free(curve_probe *p) {
   memset(p, 0, sizeof *p);
 }
 
-/* Buffers of the robust probe, sized once per probe for one batch. */
-typedef struct robust_ws {
-  float *x, *xadv;
-  int32_t *y;
-  int64_t *order;
-} robust_ws;
-
-static void robust_ws_free(robust_ws *b) {
-  wcmi_free(b->x);
-  wcmi_free(b->xadv);
-  wcmi_free(b->y);
-  free(b->order);
-}
-
-/* The next batch of the probe's training subset in the order of an epoch's shuffle; reshuffles when
- * the epoch has no full batch left. */
-static void robust_batch(const curve_probe *p, robust_ws *b, int64_t *pos, wcmi_rng *shuffle, int64_t numel) {
-  if (*pos + p->batch > p->train.n) {
-    wcmi_rng_shuffle(shuffle, b->order, p->train.n);
-    *pos = 0;
-  }
-  for (int i = 0; i < p->batch; i++) {
-    const int64_t k = b->order[*pos + i];
-    memcpy(b->x + (int64_t)i * numel, p->train.images + k * numel, (size_t)numel * sizeof(float));
-    b->y[i] = p->train.labels[k];
-  }
-  *pos += p->batch;
-}
-
 /* Madry training of `head` (a fresh MLP) through m's frozen encoder (eval mode) for robust_steps Adam
- * steps at the fast profile's head lr; its own streams for shuffling, dropout and the attack's
- * random starts, derived from the probe's seed and count. */
+ * steps at the fast profile's head lr, over the probe's training subset in full shuffled batches
+ * (wcmi_loader); its own streams for shuffling, dropout and the attack's random starts, derived
+ * from the probe's seed and count. */
 static int robust_fit(wcmi_ctx *ctx, const curve_probe *p, wcmi_model *pm) {
   const wcmi_shape in = wcmi_net_in_shape(pm->encoder);
-  const int64_t numel = wcmi_shape_numel(&in);
-  robust_ws b = {wcmi_alloc(ctx, (size_t)p->batch * (size_t)numel, sizeof(float)),
-                 wcmi_alloc(ctx, (size_t)p->batch * (size_t)numel, sizeof(float)),
-                 wcmi_alloc(ctx, (size_t)p->batch, sizeof(int32_t)), malloc((size_t)p->train.n * sizeof(int64_t))};
+  const size_t numel = (size_t)wcmi_shape_numel(&in), batch = (size_t)p->batch;
+  const uint64_t k = (uint64_t)p->count, seed = p->seed ^ 0x726f62ull;
+  float *x = wcmi_alloc(ctx, batch * numel, sizeof(float)), *xadv = wcmi_alloc(ctx, batch * numel, sizeof(float));
+  int32_t *y = wcmi_alloc(ctx, batch, sizeof(int32_t));
   wcmi_adam_cfg ac = wcmi_adam_defaults();
   ac.lr = (float)WCMI_FAST_HEAD_LR;
   wcmi_optim *opt = wcmi_adam_new(ctx, &pm->classifier, 1, ac);
-  wcmi_attack *atk = wcmi_attack_new(ctx, &p->robust_attack, p->batch, numel);
+  wcmi_attack *atk = wcmi_attack_new(ctx, &p->robust_attack, p->batch, (int64_t)numel);
+  wcmi_loader_config lc;
+  wcmi_loader_config_default(&lc);
+  lc.batch_size = p->batch;
+  lc.drop_last = 1;
+  lc.seed = seed + k;
+  wcmi_loader loader;
+  memset(&loader, 0, sizeof loader);
   wcmi_clf clf;
   memset(&clf, 0, sizeof clf);
   int rc = WCMI_OK;
-  if (!b.x || !b.xadv || !b.y || !b.order || !opt || !atk)
-    rc = ctx->status ? ctx->status : wcmi_fail(ctx, WCMI_ENOMEM, "out of memory");
+  if (!x || !xadv || !y || !opt || !atk) rc = ctx->status ? ctx->status : wcmi_fail(ctx, WCMI_ENOMEM, "out of memory");
+  if (!rc) rc = wcmi_loader_init(ctx, &loader, &p->train, &lc);
   if (!rc) rc = wcmi_clf_init(ctx, &clf, pm, p->batch);
-  const uint64_t k = (uint64_t)p->count;
-  wcmi_rng shuffle, starts, dropout;
-  wcmi_rng_derive(&shuffle, p->seed ^ 0x726f62ull, (uint64_t)WCMI_STREAM_SHUFFLE * 1000003u + k);
-  wcmi_rng_derive(&starts, p->seed ^ 0x726f62ull, (uint64_t)WCMI_STREAM_ATTACK * 1000003u + k);
-  wcmi_rng_derive(&dropout, p->seed ^ 0x726f62ull, (uint64_t)WCMI_STREAM_DROPOUT * 1000003u + k);
+  wcmi_rng starts, dropout;
+  wcmi_rng_derive(&starts, seed, (uint64_t)WCMI_STREAM_ATTACK * 1000003u + k);
+  wcmi_rng_derive(&dropout, seed, (uint64_t)WCMI_STREAM_DROPOUT * 1000003u + k);
   if (!rc) wcmi_net_set_rng(pm->classifier, &dropout);
-  for (int64_t i = 0; !rc && i < p->train.n; i++) b.order[i] = i;
-  int64_t pos = p->train.n; /* shuffle before the first batch */
+  const int64_t nb = rc ? 1 : wcmi_loader_num_batches(&loader); /* >= 1: probe_init checked the subset's size */
   for (int s = 0; !rc && s < p->robust_steps; s++) {
     /* Ctrl-C: the trainer saves a checkpoint at the batch this probe came before. */
     if (ctx->interrupt) {
       rc = wcmi_fail(ctx, WCMI_EINTR, "probe interrupted at robust step %d/%d", s + 1, p->robust_steps);
       break;
     }
-    robust_batch(p, &b, &pos, &shuffle, numel);
-    clf.labels = b.y;
+    int count = 0;
+    if (s % nb == 0) rc = wcmi_loader_start_epoch(ctx, &loader, s / nb);
+    if (!rc) rc = wcmi_loader_batch(ctx, &loader, s % nb, x, y, &count);
+    clf.labels = y;
     const wcmi_objective obj = wcmi_clf_objective(&clf);
-    rc = wcmi_pgd_run(atk, &obj, b.x, p->batch, &starts, b.xadv, NULL);
+    if (!rc) rc = wcmi_pgd_run(atk, &obj, x, count, &starts, xadv, NULL);
     float loss = 0;
     wcmi_optim_zero_grad(opt);
-    if (!rc) rc = wcmi_clf_step(&clf, b.xadv, b.y, p->batch, 0, 1, WCMI_CLF_HEAD_PARAMS, &loss, NULL, NULL, NULL, NULL);
+    if (!rc) rc = wcmi_clf_step(&clf, xadv, y, count, 0, 1, WCMI_CLF_HEAD_PARAMS, &loss, NULL, NULL, NULL, NULL);
     if (!rc && !isfinite(loss)) rc = wcmi_fail(ctx, WCMI_ENUMERIC, "probe: the robust head's loss is %g", (double)loss);
     if (!rc) wcmi_optim_step(opt);
   }
   wcmi_clf_free(&clf);
+  wcmi_loader_free(&loader);
   wcmi_attack_free(atk);
   wcmi_optim_free(opt);
-  robust_ws_free(&b);
+  wcmi_free(x);
+  wcmi_free(xadv);
+  wcmi_free(y);
   return rc;
 }
 
