@@ -21,7 +21,7 @@
  *
  * usage: bench_wcmi_steps --row worst|normal|attack [--hsize N] [--threads T] [--iters K]
  *          [--warmup W] [--seed S] [--grad-path encoder|both] [--gemm N] [--conv-algo auto|gemm]
- *          [--per-layer] [--json]
+ *          [--per-layer] [--precision fp32|bf16] [--json]
  * --conv-algo gemm turns off the Winograd convolutions (wcmi_ctx.conv_algo): the FLOP count is the
  * direct convolution's either way, so with auto (the default) "achieved GFLOP/s" counts the multiplies
  * Winograd saves as if they were done (an effective rate).
@@ -48,6 +48,7 @@ typedef struct opts {
   int hsize, threads, iters, warmup, seed, gemm_n, json, per_layer;
   wcmi_grad_path path;
   int conv_algo; /* WCMI_CONV_AUTO or WCMI_CONV_GEMM */
+  int precision; /* WCMI_GEMM_FP32 or WCMI_GEMM_BF16 (wcmi_blas_set_precision) */
 } opts;
 
 /* ---------------------------------------------------------------- small helpers ----------- */
@@ -491,12 +492,12 @@ static int parse_int(const char *s, int lo, int hi, int *out) {
 static int usage(void) {
   fprintf(stderr, "usage: bench_wcmi_steps --row worst|normal|attack [--hsize N] [--threads T] [--iters K] [--warmup W]\n"
                   "         [--seed S] [--grad-path encoder|both] [--gemm N] [--conv-algo auto|gemm] [--per-layer]\n"
-                  "         [--json]\n");
+                  "         [--precision fp32|bf16] [--json]\n");
   return 2;
 }
 
 static int parse_opts(int argc, char **argv, opts *o) {
-  *o = (opts){ROW_WORST, "worst", 2048, 1, 10, 2, 0, 2048, 0, 0, WCMI_PATH_ENCODER, WCMI_CONV_AUTO};
+  *o = (opts){ROW_WORST, "worst", 2048, 1, 10, 2, 0, 2048, 0, 0, WCMI_PATH_ENCODER, WCMI_CONV_AUTO, WCMI_GEMM_FP32};
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
     int bad = 0;
@@ -518,6 +519,11 @@ static int parse_opts(int argc, char **argv, opts *o) {
       i++;
       if (!strcmp(v, "auto")) o->conv_algo = WCMI_CONV_AUTO;
       else if (!strcmp(v, "gemm")) o->conv_algo = WCMI_CONV_GEMM;
+      else bad = 1;
+    } else if (!strcmp(a, "--precision")) {
+      i++;
+      if (!strcmp(v, "fp32")) o->precision = WCMI_GEMM_FP32;
+      else if (!strcmp(v, "bf16")) o->precision = WCMI_GEMM_BF16;
       else bad = 1;
     } else if (!strcmp(a, "--hsize")) bad = parse_int(v, 1, 65536, &o->hsize), i++;
     else if (!strcmp(a, "--threads")) bad = parse_int(v, 1, 1024, &o->threads), i++;
@@ -547,6 +553,7 @@ static void write_json(const opts *o, const bench *b, const double *times, doubl
   wcmi_jsonw_kv_int(&w, "threads", o->threads);
   wcmi_jsonw_kv_string(&w, "grad_path", o->path == WCMI_PATH_BOTH ? "both" : "encoder");
   wcmi_jsonw_kv_string(&w, "conv_algo", o->conv_algo == WCMI_CONV_GEMM ? "gemm" : "auto");
+  wcmi_jsonw_kv_string(&w, "precision", wcmi_gemm_precision_name(o->precision));
   wcmi_jsonw_kv_int(&w, "warmup", o->warmup);
   wcmi_jsonw_kv_int(&w, "iters", o->iters);
   wcmi_jsonw_kv_double(&w, "median_s", med);
@@ -591,6 +598,10 @@ int main(int argc, char **argv) {
   wcmi_ctx_init(&ctx);
   wcmi_set_threads(&ctx, o.threads);
   ctx.conv_algo = o.conv_algo;
+  if (wcmi_blas_set_precision(&ctx, o.precision)) {
+    fprintf(stderr, "bench_wcmi_steps: --precision: %s\n", ctx.msg);
+    return 2;
+  }
   bench b;
   int rc = bench_init(&b, &ctx, &o);
   double *times = malloc((size_t)o.iters * sizeof *times), *ph0 = malloc((size_t)o.iters * sizeof *ph0),

@@ -4,6 +4,8 @@
 # --fuzz is accepted for compatibility: clang's libFuzzer runtime is already a base dependency.
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config libopenblas-dev zlib1g-dev libpng-dev libjansson-dev libomp-dev clang libclang-rt-14-dev python3 python3-numpy dataset-fashion-mnist)
+# oneDNN: the opt-in bf16 GEMMs (--precision bf16); wcmi builds without it, and then refuses bf16.
+pkgs+=(libdnnl-dev)
 # The test suite's data-parallel flavour (-DWCMI_MPI=ON, docs/distributed.md); the default build needs no MPI.
 pkgs+=(libopenmpi-dev openmpi-bin)
 for a in "$@"; do

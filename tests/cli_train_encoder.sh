@@ -203,6 +203,32 @@ check "fast robust head: 5 steps travelling the paper's distance, 2 epochs, Adam
 "$WCMI" train-encoder --profile fastest --out "$T/x" > /dev/null 2> "$T/x.err"
 check "unknown profile exits 2 naming the three" "[ $? -eq 2 ] && grep -q 'paper, fast or quick' '$T/x.err'"
 
+# --precision bf16 (opt-in, wcmi/blas.h): where this build and CPU run it, config.json records it, a
+# resume keeps it and continues bit-identically; elsewhere it is refused with the reason. fp32 runs
+# keep their config.json without the key.
+check "an fp32 run's config.json has no precision key" "! grep -q '\"precision\"' '$T/a/config.json'"
+BF=("${COMMON[@]}" --objective worst --precision bf16)
+if "$WCMI" version | grep -q '"gemm_bf16": true'; then
+  "$WCMI" train-encoder "${BF[@]}" --epochs 2 --out "$T/bf" > /dev/null 2> "$T/bf.err"
+  check "bf16 run exits 0 and config.json says bf16" "[ $? -eq 0 ] && cfg_is '$T/bf' \"c['precision']=='bf16'\""
+  check "bf16 losses are finite and not the fp32 run's" "$PY - <<PYEOF
+import json, math
+b=[json.loads(l) for l in open('$T/bf/metrics.jsonl')]
+a=[json.loads(l) for l in open('$T/a/metrics.jsonl')]
+assert all(math.isfinite(r['loss']) for r in b), b
+assert b[0]['loss'] != a[0]['loss'], (a[0], b[0])
+PYEOF"
+  "$WCMI" train-encoder "${BF[@]}" --epochs 1 --out "$T/bf1" > /dev/null 2>&1 &&
+    "$WCMI" train-encoder --resume "$T/bf1" --epochs 2 --threads 1 > /dev/null 2>&1
+  check "a resumed bf16 run keeps bf16 and ends bit-identical to the straight one" \
+    "cfg_is '$T/bf1' \"c['precision']=='bf16'\" && same_tensors '$T/bf/latest.safetensors' '$T/bf1/latest.safetensors'"
+else
+  "$WCMI" train-encoder "${BF[@]}" --epochs 1 --out "$T/bf" > /dev/null 2> "$T/bf.err"
+  check "--precision bf16 without oneDNN or a bf16 CPU exits 2 saying why" "[ $? -eq 2 ] && grep -q 'bf16' '$T/bf.err'"
+fi
+"$WCMI" train-encoder --precision fp16 --out "$T/x" > /dev/null 2> "$T/x.err"
+check "bad --precision exits 2 naming the option" "[ $? -eq 2 ] && grep -q -- '--precision' '$T/x.err'"
+
 "$WCMI" train-encoder --objective sideways --out "$T/x" > /dev/null 2>&1; check "bad objective exits 2" "[ $? -eq 2 ]"
 check "use-best is on by default (the paper's protocol)" "$PY -c 'import json,sys; sys.exit(json.load(open(\"$T/a/config.json\"))[\"attack\"][\"use_best\"] is not True)'"
 "$WCMI" train-encoder --objective normal "${COMMON[@]}" --no-use-best --epochs 1 --max-batches 1 --out "$T/nub" > /dev/null 2>&1
@@ -211,7 +237,7 @@ check "--no-use-best turns it off in config.json" "$PY -c 'import json,sys; sys.
 "$WCMI" train-encoder --no-such-flag > /dev/null 2>&1; check "unknown flag exits 2" "[ $? -eq 2 ]"
 "$WCMI" train-encoder --conv-algo fast --out "$T/x" > /dev/null 2> "$T/x.err"
 check "bad --conv-algo exits 2 naming the option" "[ $? -eq 2 ] && grep -q -- '--conv-algo' '$T/x.err'"
-"$WCMI" train-encoder --help | grep -q -- '--objective'; check "--help documents --objective" "[ $? -eq 0 ]"
+"$WCMI" train-encoder --help > "$T/help.txt"; check "--help documents --objective and --precision" "grep -q -- '--objective' '$T/help.txt' && grep -q -- '--precision' '$T/help.txt'"
 "$WCMI" train-encoder --data fashion-mnist --data-dir "$T/nowhere" --out "$T/y" > /dev/null 2> "$T/y.err"
 check "missing data exits 1 with one line naming the file" "[ $? -eq 1 ] && [ \$(wc -l < '$T/y.err') -eq 1 ] && grep -q nowhere '$T/y.err'"
 "$WCMI" train-encoder --resume "$T/nope" > /dev/null 2> "$T/z.err"; check "resume of a missing run exits 1" "[ $? -eq 1 ]"

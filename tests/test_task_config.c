@@ -3,6 +3,7 @@
  * runs wrote before the table existed (so they resume, and reproduce's stage keys still match), every
  * field round-trips, every range is enforced, and the names agree with the library's own. */
 #include "harness.h"
+#include "wcmi/blas.h"
 #include "wcmi/io.h"
 #include "wcmi/model.h"
 #include "wcmi/task_config.h"
@@ -229,6 +230,7 @@ static void test_config_json_round_trips_every_field(void) {
   a[1].lr_schedule = WCMI_LR_COSINE;
   a[1].warmup_epochs = 1.5;
   a[1].probe_robust_steps = 150;
+  a[1].precision = WCMI_GEMM_BF16;
   for (int k = 0; k < 2; k++) {
     char *text = wcmi_task_config_json(&a[k], "train-classifier");
     CHECK(text != NULL);
@@ -253,7 +255,7 @@ static void test_config_json_round_trips_every_field(void) {
       CHECK_MSG(absent ? strstr(text, quoted) == NULL : strstr(text, quoted) != NULL, "config %d: key %s %s", k, f->key,
                 absent ? "written at its legacy value" : "not written");
     }
-    CHECK(keys == 37);
+    CHECK(keys == 38);
     wcmi_json_free(keep);
     free(text);
   }

@@ -74,6 +74,7 @@ typedef struct wcmi_reproduce_cfg {
   int eval_batches;        /* test batches of the final evaluation (0: the whole test split / subset) */
   int max_batches;         /* > 0: cap training batches per epoch (smoke tests) */
   uint64_t seed;
+  int precision;           /* wcmi_gemm_precision of every stage (fp32; bf16 opt-in), in its config.json */
   int progress;            /* 1: one line per stage on stderr with the whole table's ETA; 0: quiet */
   int task_progress;       /* each task's own progress: 0 none, 1 plain lines, 2 a one-line bar */
   int force;               /* redo stages whose directory holds another configuration */

@@ -35,7 +35,7 @@ typedef enum {
   WCMI_GROUP_ESTIMATOR = 1u << 12,   /* --hsize --estimator --measure --grad-path */
   WCMI_GROUP_ATTACK = 1u << 13,      /* --norm --eps --attack-steps --attack-lr --restarts --random-start --[no-]use-best */
   WCMI_GROUP_EVAL = 1u << 14,        /* --eval-batches */
-  WCMI_GROUP_RUN = 1u << 15,         /* --seed --threads --conv-algo */
+  WCMI_GROUP_RUN = 1u << 15,         /* --seed --threads --conv-algo --precision */
   WCMI_GROUP_PROGRESS = 1u << 16,    /* --progress */
   WCMI_GROUP_OUT = 1u << 17,         /* --out --force */
 } wcmi_cfg_group;
@@ -84,6 +84,7 @@ typedef enum {
   WCMI_CFG_EPS_FADE,
   WCMI_CFG_MAX_BATCHES,
   WCMI_CFG_EVAL_BATCHES,
+  WCMI_CFG_PRECISION,
   /* not in config.json: how to run, not what */
   WCMI_CFG_CASE, /* estimate-mi: the same field as WCMI_CFG_OBJECTIVE */
   WCMI_CFG_EVAL_ATTACK,

@@ -66,6 +66,7 @@ typedef struct wcmi_task_cfg {
   int timing;        /* print where the time goes */
   int max_batches;   /* > 0: cap batches per epoch (smoke tests) */
   int eval_batches;  /* > 0: cap evaluation batches */
+  int precision;     /* wcmi_gemm_precision of the large GEMMs: fp32 (default) or bf16 (wcmi/blas.h) */
   const char *profile;
   wcmi_eval_attack eval_attack; /* eval: which attacks to run */
   wcmi_head_fit head_fit;       /* train-classifier: how a standard head is fitted */

@@ -2,6 +2,7 @@
  * table (cmd_demo.c calls reproduce_main with the demo's defaults). */
 #include "cli/cli.h"
 #include "cli/task_cli.h"
+#include "wcmi/blas.h"
 #include "wcmi/demo.h"
 #include "wcmi/dist.h"
 #include "wcmi/report.h"
@@ -53,7 +54,7 @@ int reproduce_main(const char *cmd, int argc, char **argv) {
   else wcmi_reproduce_defaults(&c);
   long long seed = 0;
   int threads = 0, task_progress = 0, json = 0, quiet = 0;
-  const char *conv_algo = NULL;
+  const char *conv_algo = NULL, *precision = NULL;
   wcmi_opt opts[] = {
       task_cli_opt(WCMI_CFG_DATA, &c.dataset, "mnist, fashion-mnist (default), svhn or cifar10"),
       task_cli_opt(WCMI_CFG_OUT, &c.out_dir,
@@ -89,6 +90,7 @@ int reproduce_main(const char *cmd, int argc, char **argv) {
       task_cli_opt(WCMI_CFG_SEED, &seed, NULL),
       task_cli_opt(WCMI_CFG_THREADS, &threads, NULL),
       task_cli_opt(WCMI_CFG_CONV_ALGO, &conv_algo, NULL),
+      task_cli_opt(WCMI_CFG_PRECISION, &precision, NULL),
       {"--dry-run", WCMI_OPT_FLAG, &c.dry_run, NULL,
        "print the stages, their budgets and the published numbers; run nothing", 0},
       task_cli_opt(WCMI_CFG_FORCE, &c.force, "redo stages whose directory holds another configuration"),
@@ -134,6 +136,13 @@ int reproduce_main(const char *cmd, int argc, char **argv) {
   wcmi_ctx_init(&ctx);
   if (threads) wcmi_set_threads(&ctx, threads);
   if (task_cli_conv_algo(&ctx, cmd, conv_algo)) return 2;
+  if (precision) {
+    const wcmi_cfg_field *f = wcmi_cfg_field_at(WCMI_CFG_PRECISION);
+    c.precision = wcmi_cfg_field_choice(f, precision, 1);
+    if (c.precision < 0) return fprintf(stderr, "wcmi %s: %s must be fp32 or bf16\n", cmd, f->flag), 2;
+    if (wcmi_blas_set_precision(&ctx, (wcmi_gemm_precision)c.precision))
+      return fprintf(stderr, "wcmi %s: %s bf16: %s\n", cmd, f->flag, ctx.msg), 2;
+  }
   char *table = NULL, *out = NULL;
   /* Under mpirun with K > 1 ranks every stage runs data-parallel (docs/distributed.md). */
   if (wcmi_dist_init(&ctx)) return fprintf(stderr, "wcmi %s: %s\n", cmd, wcmi_errmsg(&ctx)), 1;

@@ -2,6 +2,7 @@
  * (wcmi/task_config.h), defaults from the dataset's profile, --resume reads the run's own
  * config.json so a resumed run continues exactly the run it names. */
 #include "cli/task_cli.h"
+#include "wcmi/blas.h"
 #include "wcmi/dist.h"
 #include "wcmi/io.h"
 
@@ -307,6 +308,8 @@ int task_cli_parse(task_cli *tc, const char *cmd, unsigned groups, const char *s
   /* After apply: the context it may create to read --model's header (wcmi_ctx_init) resets the
    * process's OpenMP and BLAS thread counts to the default. */
   if (threads) wcmi_set_threads(&tc->ctx, threads);
+  if (wcmi_blas_set_precision(&tc->ctx, (wcmi_gemm_precision)tc->cfg.precision))
+    return fprintf(stderr, "wcmi %s: --precision %s: %s\n", cmd, wcmi_gemm_precision_name(tc->cfg.precision), tc->ctx.msg), 2;
   if ((rc = task_cli_dist(tc, cmd))) return rc;
   interrupt_target = &tc->ctx;
   signal(SIGINT, on_sigint);

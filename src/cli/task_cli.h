@@ -5,7 +5,7 @@
 #include "cli/cli.h"
 #include "wcmi/task_config.h"
 
-#define TASK_CLI_MAX_OPTS 64
+#define TASK_CLI_MAX_OPTS 80
 
 /* What the command line gave for one setting of the table (wcmi/task_config.h), before it is applied. */
 typedef union task_cli_raw {

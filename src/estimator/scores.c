@@ -67,18 +67,18 @@ static void scatter_block(int H, int L, int j0, int g, const float *dB, float *d
 /* The simple form (public): one GEMM per sample, no scratch. */
 void wcmi_mi_scores(int N, int H, int L, const float *Lx, const float *Gz, float *u) {
   if (L == 1) {
-    wcmi_sgemm(0, 1, N, N, H, 1.0f, Gz, H, Lx, H, 0.0f, u, N);
+    wcmi_sgemm_fp32(0, 1, N, N, H, 1.0f, Gz, H, Lx, H, 0.0f, u, N);
     return;
   }
   for (int j = 0; j < N; j++) {
     const float *lx_j = Lx + (size_t)j * H * L; // (H, L)
-    wcmi_sgemm(0, 0, N, L, H, 1.0f, Gz, H, lx_j, L, 0.0f, u + (size_t)j * L, N * L);
+    wcmi_sgemm_fp32(0, 0, N, L, H, 1.0f, Gz, H, lx_j, L, 0.0f, u + (size_t)j * L, N * L);
   }
 }
 
 void wcmi_mi_scores_blocked(int N, int H, int L, const float *Lx, const float *Gz, float *u, float *blk, int T) {
   if (L == 1) {
-    wcmi_sgemm(0, 1, N, N, H, 1.0f, Gz, H, Lx, H, 0.0f, u, N);
+    wcmi_sgemm_fp32(0, 1, N, N, H, 1.0f, Gz, H, Lx, H, 0.0f, u, N);
     return;
   }
   const int g = block_samples(N, L, T), nb = (N + g - 1) / g;
@@ -92,7 +92,7 @@ void wcmi_mi_scores_blocked(int N, int H, int L, const float *Lx, const float *G
     for (int b = lo; b < hi; b++) {
       const int j0 = b * g, gn = N - j0 < g ? N - j0 : g, cn = gn * L;
       gather_block(H, L, j0, gn, Lx, B);
-      wcmi_sgemm(0, 0, N, cn, H, 1.0f, Gz, H, B, cn, 0.0f, u + (size_t)j0 * L, N * L);
+      wcmi_sgemm_fp32(0, 0, N, cn, H, 1.0f, Gz, H, B, cn, 0.0f, u + (size_t)j0 * L, N * L);
     }
   }
 }
@@ -101,8 +101,8 @@ void wcmi_mi_scores_backward(int N, int H, int L, const float *Lx, const float *
                              float *dGz, float *blk, int T) {
   if (L == 1) {
     // du: (N, N). dGz = du * Lx; dLx = du^T * Gz.
-    if (dGz) wcmi_sgemm(0, 0, N, H, N, 1.0f, du, N, Lx, H, 0.0f, dGz, H);
-    if (dLx) wcmi_sgemm(1, 0, N, H, N, 1.0f, du, N, Gz, H, 0.0f, dLx, H);
+    if (dGz) wcmi_sgemm_fp32(0, 0, N, H, N, 1.0f, du, N, Lx, H, 0.0f, dGz, H);
+    if (dLx) wcmi_sgemm_fp32(1, 0, N, H, N, 1.0f, du, N, Gz, H, 0.0f, dLx, H);
     return;
   }
   if (!dLx && !dGz) return;
@@ -125,12 +125,12 @@ void wcmi_mi_scores_backward(int N, int H, int L, const float *Lx, const float *
       if (dg) {
         /* dGz += du_b . B^T, blocks in order (the first overwrites) */
         gather_block(H, L, j0, gn, Lx, B);
-        wcmi_sgemm(0, 1, N, H, cn, 1.0f, du_b, N * L, B, cn, first ? 0.0f : 1.0f, dg, H);
+        wcmi_sgemm_fp32(0, 1, N, H, cn, 1.0f, du_b, N * L, B, cn, first ? 0.0f : 1.0f, dg, H);
         first = 0;
       }
       if (dLx) {
         /* dB = Gz^T . du_b: (H, cn), then back to the samples' (H, L) maps */
-        wcmi_sgemm(1, 0, H, cn, N, 1.0f, Gz, H, du_b, N * L, 0.0f, B, cn);
+        wcmi_sgemm_fp32(1, 0, H, cn, N, 1.0f, Gz, H, du_b, N * L, 0.0f, B, cn);
         scatter_block(H, L, j0, gn, B, dLx);
       }
     }

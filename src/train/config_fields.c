@@ -159,6 +159,13 @@ static const wcmi_cfg_field FIELDS[WCMI_CFG_NFIELDS] = {
     [WCMI_CFG_EVAL_BATCHES] = {"--eval-batches", "N", "cap evaluation batches", .group = WCMI_GROUP_EVAL,
                                .type = WCMI_FIELD_INT, .offset = OFF(eval_batches), .key = "eval_batches", AT_LEAST(0),
                                .resumable = 1},
+    /* Added after runs existed: written only as bf16, so fp32 runs' config.json is unchanged. A run
+     * keeps its precision when resumed. */
+    [WCMI_CFG_PRECISION] = {"--precision", "P",
+                            "GEMM precision: fp32 (default) or bf16 (opt-in: convolutions and linear layers round "
+                            "their inputs to bfloat16, accumulate in fp32; needs a build with oneDNN and an AVX-512 CPU)",
+                            .group = WCMI_GROUP_RUN, .type = WCMI_FIELD_CHOICE, .offset = OFF(precision),
+                            .key = "precision", NAMES("fp32", "bf16"), .optional = 1, .sparse = 1},
     [WCMI_CFG_CASE] = {"--case", "C", "normal (I(X; g(X)), default) or worst (worst-case MI under the MI attack)",
                        .group = WCMI_GROUP_CASE, .type = WCMI_FIELD_BOOL, .offset = OFF(worst), NAMES("normal", "worst")},
     [WCMI_CFG_EVAL_ATTACK] = {"--attack", "A",

@@ -10,6 +10,7 @@
  * stage directory with another key is refused unless `force`, which redoes it (and so every stage
  * downstream of it, whose keys change with it). Measured seconds per batch of each stage kind,
  * kept in out_dir/.stages/NAME.time, give the whole table's ETA. */
+#include "wcmi/blas.h"
 #include "wcmi/dist.h"
 #include "wcmi/io.h"
 #include "wcmi/reproduce.h"
@@ -135,6 +136,7 @@ static int resolve_budget(wcmi_ctx *ctx, const wcmi_reproduce_cfg *in, plan *p) 
   p->base.hsize = c->hsize;
   p->base.batch_size = c->batch_size;
   p->base.seed = c->seed;
+  p->base.precision = c->precision;
   p->base.progress = c->task_progress;
   p->base.max_batches = c->max_batches;
   return WCMI_OK;
@@ -674,8 +676,9 @@ static void header_lines(text *t, const plan *p, const char *prefix, double seco
   else snprintf(tr, sizeof tr, "all");
   if (c->test_subset > 0) snprintf(te, sizeof te, "%lld class-balanced", c->test_subset);
   else snprintf(te, sizeof te, "all");
-  put(t, "%swcmi reproduce: %s, profile %s: %s training / %s test images, batch %d, H = %d, seed %llu",
-      prefix, c->dataset, c->profile, tr, te, c->batch_size, c->hsize, (unsigned long long)c->seed);
+  put(t, "%swcmi reproduce: %s, profile %s: %s training / %s test images, batch %d, H = %d, seed %llu%s",
+      prefix, c->dataset, c->profile, tr, te, c->batch_size, c->hsize, (unsigned long long)c->seed,
+      c->precision == WCMI_GEMM_BF16 ? ", bf16 GEMMs" : "");
   if (seconds > 0) put(t, " (%.0f s of stages)", seconds);
   put(t, "\n");
   put(t, "%sepochs: encoders %d (DIM %d), standard heads %d, robust heads %d, Baseline-H %d, MI critics %d (%d per "
@@ -818,6 +821,7 @@ static char *format_json(const plan *p, double seconds, double stage_seconds) {
   wcmi_jsonw_kv_int(&w, "eval_batches", c->eval_batches);
   wcmi_jsonw_kv_int(&w, "max_batches", c->max_batches);
   wcmi_jsonw_kv_int(&w, "seed", (int64_t)c->seed);
+  wcmi_jsonw_kv_string(&w, "precision", wcmi_gemm_precision_name((wcmi_gemm_precision)c->precision));
   wcmi_jsonw_end_object(&w);
   wcmi_jsonw_key(&w, "attack");
   wcmi_jsonw_begin_object(&w);
