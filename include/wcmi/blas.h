@@ -34,8 +34,8 @@ void wcmi_blas_set_threads(int n);
 const char *wcmi_blas_info(void);
 /* OpenBLAS chooses its kernels once, when it is loaded: from its table of CPUs, or from the
  * OPENBLAS_CORETYPE environment variable. Set to an AVX2 kernel set (Haswell, Zen, ...) on a CPU
- * that runs AVX-512, as this project's Zen 5 machines had it, SGEMM runs at half the speed OpenBLAS
- * reaches on its own. Returns the OPENBLAS_CORETYPE that would serve this CPU better ("SkylakeX")
+ * that runs AVX-512 (the environment of this project's Zen 5 machines sets Haswell), SGEMM runs at
+ * half the speed OpenBLAS reaches on its own. Returns the OPENBLAS_CORETYPE that would serve this CPU better ("SkylakeX")
  * when the loaded kernels are such an AVX2 set, else NULL (also when the BLAS is not OpenBLAS). It
  * can only take effect in a new process; the training commands print a note (trainer.c). */
 const char *wcmi_blas_better_coretype(void);

@@ -142,14 +142,18 @@ int wcmi_sgemm_bf16(int transA, int transB, int M, int N, int K, const float *A,
   dnnl_memory_t mem[3] = {NULL, NULL, NULL};
   dnnl_stream_t stream = NULL;
   int rc = -1;
-  if (dnnl_memory_create(&mem[0], dnnl_primitive_desc_query_md(m.pd, dnnl_query_src_md, 0), g_engine, a16) == dnnl_success &&
-      dnnl_memory_create(&mem[1], dnnl_primitive_desc_query_md(m.pd, dnnl_query_weights_md, 0), g_engine, b16) == dnnl_success &&
-      dnnl_memory_create(&mem[2], dnnl_primitive_desc_query_md(m.pd, dnnl_query_dst_md, 0), g_engine, C) == dnnl_success &&
+  const dnnl_memory_desc_t *src = dnnl_primitive_desc_query_md(m.pd, dnnl_query_src_md, 0),
+                           *wei = dnnl_primitive_desc_query_md(m.pd, dnnl_query_weights_md, 0),
+                           *dst = dnnl_primitive_desc_query_md(m.pd, dnnl_query_dst_md, 0);
+  if (dnnl_memory_create(&mem[0], src, g_engine, a16) == dnnl_success &&
+      dnnl_memory_create(&mem[1], wei, g_engine, b16) == dnnl_success &&
+      dnnl_memory_create(&mem[2], dst, g_engine, C) == dnnl_success &&
       dnnl_stream_create(&stream, g_engine, dnnl_stream_default_flags) == dnnl_success) {
     /* An execution fails only while it sets up (its scratchpad), before it writes C, so the caller's
      * fp32 fallback still sees C as it was (which matters for beta = 1). */
     dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC, mem[0]}, {DNNL_ARG_WEIGHTS, mem[1]}, {DNNL_ARG_DST, mem[2]}};
-    if (dnnl_primitive_execute(m.prim, stream, 3, args) == dnnl_success && dnnl_stream_wait(stream) == dnnl_success) rc = 0;
+    if (dnnl_primitive_execute(m.prim, stream, 3, args) == dnnl_success && dnnl_stream_wait(stream) == dnnl_success)
+      rc = 0;
   }
   if (stream) dnnl_stream_destroy(stream);
   for (int i = 0; i < 3; i++)
