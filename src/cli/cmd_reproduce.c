@@ -2,7 +2,6 @@
  * table (cmd_demo.c calls reproduce_main with the demo's defaults). */
 #include "cli/cli.h"
 #include "cli/task_cli.h"
-#include "wcmi/blas.h"
 #include "wcmi/demo.h"
 #include "wcmi/dist.h"
 #include "wcmi/report.h"
@@ -140,8 +139,7 @@ int reproduce_main(const char *cmd, int argc, char **argv) {
     const wcmi_cfg_field *f = wcmi_cfg_field_at(WCMI_CFG_PRECISION);
     c.precision = wcmi_cfg_field_choice(f, precision, 1);
     if (c.precision < 0) return fprintf(stderr, "wcmi %s: %s must be fp32 or bf16\n", cmd, f->flag), 2;
-    if (wcmi_blas_set_precision(&ctx, (wcmi_gemm_precision)c.precision))
-      return fprintf(stderr, "wcmi %s: %s bf16: %s\n", cmd, f->flag, ctx.msg), 2;
+    if (task_cli_precision(&ctx, cmd, c.precision)) return 2;
   }
   char *table = NULL, *out = NULL;
   /* Under mpirun with K > 1 ranks every stage runs data-parallel (docs/distributed.md). */

@@ -308,8 +308,7 @@ int task_cli_parse(task_cli *tc, const char *cmd, unsigned groups, const char *s
   /* After apply: the context it may create to read --model's header (wcmi_ctx_init) resets the
    * process's OpenMP and BLAS thread counts to the default. */
   if (threads) wcmi_set_threads(&tc->ctx, threads);
-  if (wcmi_blas_set_precision(&tc->ctx, (wcmi_gemm_precision)tc->cfg.precision))
-    return fprintf(stderr, "wcmi %s: --precision %s: %s\n", cmd, wcmi_gemm_precision_name(tc->cfg.precision), tc->ctx.msg), 2;
+  if ((rc = task_cli_precision(&tc->ctx, cmd, tc->cfg.precision))) return rc;
   if ((rc = task_cli_dist(tc, cmd))) return rc;
   interrupt_target = &tc->ctx;
   signal(SIGINT, on_sigint);
@@ -340,6 +339,12 @@ int task_cli_conv_algo(wcmi_ctx *ctx, const char *cmd, const char *value) {
   if (k < 0) return fprintf(stderr, "wcmi %s: %s must be auto or gemm\n", cmd, f->flag), 2; /* the value may hold newlines */
   ctx->conv_algo = k;
   return 0;
+}
+
+int task_cli_precision(wcmi_ctx *ctx, const char *cmd, int precision) {
+  if (!wcmi_blas_set_precision(ctx, (wcmi_gemm_precision)precision)) return 0;
+  fprintf(stderr, "wcmi %s: --precision %s: %s\n", cmd, wcmi_gemm_precision_name((wcmi_gemm_precision)precision), ctx->msg);
+  return 2;
 }
 
 int task_cli_exit_code(int status) {

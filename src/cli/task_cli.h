@@ -55,6 +55,9 @@ int task_cli_check_threads(const char *cmd, int threads);
 /* Sets ctx->conv_algo from a --conv-algo value (NULL: leave it). Returns 0, or 2 after a one-line
  * message naming the command when the value is neither auto nor gemm. */
 int task_cli_conv_algo(wcmi_ctx *ctx, const char *cmd, const char *value);
+/* Sets the process's GEMM precision (wcmi_blas_set_precision); where this build or CPU cannot run it,
+ * prints why on stderr and returns 2. */
+int task_cli_precision(wcmi_ctx *ctx, const char *cmd, int precision);
 /* Runs a task function, prints its summary on stdout, maps errors to exit codes (1, or 130 after
  * Ctrl-C) with a one-line message on stderr. */
 int task_cli_finish(task_cli *tc, const char *cmd, int rc, char *summary);
