@@ -138,6 +138,12 @@ check "report draws the linear and the robust probe against training time" \
 check "--probe-robust-steps 0: the linear probe alone, and config.json says 0" \
   "$PY -c 'import json,sys; r=[json.loads(l) for l in open(\"$T/pr0/metrics.jsonl\")]; p=[x[\"probe\"] for x in r if \"probe\" in x]; sys.exit(not (p and all(\"robust_mlp_adv_acc\" not in q and \"linear_adv_acc\" in q for q in p)))' && ! grep -q probe_robust_steps '$T/pr0/config.json'"
 check "the robust probe's steps are in config.json (a key written only when not 0)" "grep -q '\"probe_robust_steps\": 4' '$T/pr/config.json'"
+# The probe's batch is 128 whatever the run trains with, so that curves of recipes with different
+# batch sizes compare: a run at batch 160 probes (and scores its probe heads) at 128.
+"$WCMI" train-encoder --objective worst "${COMMON[@]}" --batch-size 160 --epochs 1 --max-batches 1 --probe-every 1e-9 \
+  --probe-train 128 --probe-test 32 --probe-robust-steps 2 --out "$T/pb" > /dev/null 2> "$T/pb.err"
+check "a run at batch 160 probes at batch 128" \
+  "$PY -c 'import json,sys; r=[json.loads(l) for l in open(\"$T/pb/metrics.jsonl\")]; p=[x[\"probe\"] for x in r if \"probe\" in x]; sys.exit(not (p and all(\"(batch 128;\" in q[\"robust_head\"] for q in p)))' || cat '$T/pb.err'"
 # Ctrl-C during the first probe (before any batch): exit 130 with a checkpoint at batch 0; the
 # resumed run (probes off) ends bit-identical to the run that never probed.
 "$WCMI" train-encoder --objective worst "${COMMON[@]}" --train-subset 2048 --epochs 1 --max-batches 3 --probe-every 1e-9 \

@@ -9,6 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The paper's batch: the probe's batch for every run that trains with at least that many. */
+#define WCMI_PROBE_BATCH 128
+
 static int balanced(wcmi_ctx *ctx, const wcmi_dataset *d, int64_t n, uint64_t seed, wcmi_dataset *out) {
   if (n > d->n) n = d->n;
   int64_t *idx = malloc((size_t)(n > 0 ? n : 1) * sizeof *idx);
@@ -33,7 +36,10 @@ int probe_init(wcmi_ctx *ctx, curve_probe *p, const wcmi_task_cfg *cfg, const wc
   p->every_s = cfg->probe_every;
   p->epochs = 50;
   p->lr = 1e-3;
-  p->batch = cfg->batch_size;
+  /* One batch for every run's probe, whatever the run trains with, so that curves of recipes with
+   * different batch sizes compare (the robust probe's 150 steps see batch x 150 images). The
+   * encoder's buffers hold at most the run's batch, hence the min. */
+  p->batch = cfg->batch_size < WCMI_PROBE_BATCH ? cfg->batch_size : WCMI_PROBE_BATCH;
   p->seed = cfg->seed ^ 0x70726f6265ull; /* its own subsets and head init, independent of the run's streams */
   p->next_at = 0.0;                        /* a first probe on the initial encoder: the curve's origin */
   p->robust_steps = cfg->probe_robust_steps;
@@ -125,6 +131,7 @@ static int probe_score(wcmi_ctx *ctx, const curve_probe *p, wcmi_model *pm, cons
   wcmi_task_cfg ec = *cfg;
   ec.eval_batches = 0;
   ec.progress = 0;
+  ec.batch_size = p->batch; /* the heads were built for the probe's batch */
   const eval_attack a = {"pgd", p->attack, 0, 0};
   wcmi_rng r;
   wcmi_rng_derive(&r, p->seed, stream);
