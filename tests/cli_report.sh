@@ -8,6 +8,7 @@ WCMI=$1
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 HERE=$(cd "$(dirname "$0")" && pwd)
+PY=/usr/bin/python3
 . "$HERE/report_fixtures.sh"
 fails=0; passes=0
 ok() { passes=$((passes+1)); echo "ok: $1"; }
@@ -70,6 +71,36 @@ check "accuracy per attack listed, in %" "grep -q 'attacks\[apgd\].adv_acc' '$H'
 check "axes labelled with units" "grep -q 'accuracy (%)' '$H' && grep -q 'MI estimate (nats)' '$H' && grep -q '>epoch<' '$H'"
 check "per-neuron histograms present" "grep -q 'Per-neuron vulnerability of layer layer1.0' '$H' && grep -q 'channels by rv (nats)' '$H'"
 check "MI bars and Fano bars present" "grep -q 'MI and RV (nats)' '$H' && grep -q 'Fano bound on adversarial accuracy' '$H'"
+
+# 2b. learning curves across runs: two runs with probe lines (long names, so the legend wraps), one
+#     of them written before probe lines carried "batches_per_epoch" (left out of the epoch charts).
+P="$T/probe-runs"
+mkdir -p "$P/recipe-with-a-rather-long-name-a" "$P/recipe-with-a-rather-long-name-b"
+probe_line() { printf '{"epoch": %s, "batch": %s, %s"train_seconds": %s, "probe": {"linear_nat_acc": %s, "linear_adv_acc": 0.1, "robust_mlp_nat_acc": 0.7, "robust_mlp_adv_acc": %s}}\n' "$@"; }
+{ probe_line 0 0 '"batches_per_epoch": 100, ' 0 0.76 0.04; probe_line 2 50 '"batches_per_epoch": 100, ' 900 0.8 0.5; } \
+  > "$P/recipe-with-a-rather-long-name-a/metrics.jsonl"
+{ probe_line 0 0 '' 0 0.76 0.03; probe_line 1 10 '' 900 0.79 0.45; } > "$P/recipe-with-a-rather-long-name-b/metrics.jsonl"
+"$WCMI" report "$P/recipe-with-a-rather-long-name-a" "$P/recipe-with-a-rather-long-name-b" -o "$T/curves.html" > /dev/null 2> "$T/c.err"
+check "report of two probed runs exits 0" "[ $? -eq 0 ]"
+C="$T/curves.html"
+check "learning curves across runs: robust PGD and linear natural, against time and epochs (4 charts)" \
+  "grep -q 'Learning curves across runs' '$C' && grep -q 'aria-label=\"robust MLP probe, PGD vs training time\"' '$C' && grep -q 'aria-label=\"robust MLP probe, PGD vs epochs\"' '$C' && grep -q 'aria-label=\"linear probe, natural vs epochs\"' '$C'"
+check "the epoch chart places the probe at epoch + batch / batches_per_epoch (2.5) and skips the old run" \
+  "$PY - '$C' <<'PYEOF'
+import re, sys
+h = open(sys.argv[1]).read()
+svg = re.search(r'aria-label=\"robust MLP probe, PGD vs epochs\".*?</svg>', h, re.S).group(0)
+titles = re.findall(r'<title>([^<]*)</title>', svg)
+assert any('epochs done 2.5' in t and 'name-a' in t for t in titles), titles
+assert not any('name-b' in t for t in titles), titles
+PYEOF"
+check "a legend too wide for one row wraps onto a second" "$PY - '$C' <<'PYEOF'
+import re, sys
+h = open(sys.argv[1]).read()
+svg = re.search(r'aria-label=\"robust MLP probe, PGD vs training time\".*?</svg>', h, re.S).group(0)
+ys = re.findall(r'<text x=\"78.0\" y=\"([0-9.]+)\" fill=\"#333\">', svg)
+assert ys == ['36.0', '51.0'], ys
+PYEOF"
 
 # 3. errors: malformed JSON, a non-PNG saliency file, a missing run, usage.
 mkdir -p "$T/badrun" && printf '{"task": "x", ' > "$T/badrun/summary.json"

@@ -868,6 +868,87 @@ static int fano_scatter(wcmi_ctx *ctx, FILE *f, const run *const *runs, int n) {
   return WCMI_OK;
 }
 
+/* Learning curves across runs (issue 14's recipe comparison): the probes of every run that has them,
+ * one series per run, against training minutes and against epochs done. A probe line gives its
+ * position in the epoch as "batch" of "batches_per_epoch" (runs written before that key existed
+ * are left out of the epoch charts). */
+typedef struct probe_axis {
+  const char *head, *acc; /* "linear" / "robust_mlp"; "nat" / "adv" */
+  int by_epoch;
+} probe_axis;
+
+static int probe_series(const run *r, const probe_axis *ax, double *x, double *y) {
+  int n = 0;
+  for (size_t e = 0; r->metrics && e < r->metrics->n; e++) {
+    const wcmi_json *line = &r->metrics->items[e], *p = wcmi_json_get(line, "probe");
+    if (!p) continue;
+    char key[64];
+    snprintf(key, sizeof key, "%s_%s_acc", ax->head, ax->acc);
+    const wcmi_json *a = wcmi_json_get(p, key), *ts = wcmi_json_get(line, "train_seconds");
+    const wcmi_json *ep = wcmi_json_get(line, "epoch"), *b = wcmi_json_get(line, "batch"),
+                    *nb = wcmi_json_get(line, "batches_per_epoch");
+    if (!a || a->type != WCMI_JSON_NUMBER) continue;
+    if (ax->by_epoch) {
+      if (!ep || !b || !nb || ep->type != WCMI_JSON_NUMBER || b->type != WCMI_JSON_NUMBER ||
+          nb->type != WCMI_JSON_NUMBER || !(nb->number > 0))
+        continue;
+      x[n] = ep->number + b->number / nb->number;
+    } else {
+      if (!ts || ts->type != WCMI_JSON_NUMBER) continue;
+      x[n] = ts->number / 60.0;
+    }
+    y[n++] = 100.0 * a->number;
+  }
+  return n;
+}
+
+static int compare_curves(wcmi_ctx *ctx, FILE *f, const run *const *runs, int n_runs) {
+  static const probe_axis AXES[4] = {{"robust_mlp", "adv", 0}, {"robust_mlp", "adv", 1}, {"linear", "nat", 0},
+                                     {"linear", "nat", 1}};
+  static const char *const TITLES[4] = {"robust MLP probe, PGD", "robust MLP probe, PGD", "linear probe, natural",
+                                        "linear probe, natural"};
+  const run *with[WCMI_SVG_MAX_SERIES];
+  int m = 0, more = 0;
+  size_t cap = 1;
+  for (int i = 0; i < n_runs; i++) {
+    int has = 0;
+    for (size_t e = 0; runs[i]->metrics && e < runs[i]->metrics->n && !has; e++)
+      has = is_probe_line(&runs[i]->metrics->items[e]);
+    if (!has) continue;
+    if (m == WCMI_SVG_MAX_SERIES) {
+      more++;
+      continue;
+    }
+    with[m++] = runs[i];
+    if (runs[i]->metrics->n > cap) cap = runs[i]->metrics->n;
+  }
+  if (m < 2) return WCMI_OK;
+  double *v = malloc((size_t)m * 2 * cap * sizeof *v);
+  if (!v) return wcmi_fail(ctx, WCMI_ENOMEM, "out of memory");
+  fprintf(f, "<h3>Learning curves across runs</h3>\n<p class=\"caption\">The probes of %d runs "
+             "(docs/learning-curves.md): accuracy on each run's fixed test subset against training minutes (probe "
+             "time excluded) and against epochs done.%s</p>\n<div class=\"charts\">\n",
+          m, more ? " Only the first 8 runs with probes are drawn." : "");
+  for (int a = 0; a < 4; a++) {
+    wcmi_svg_series s[WCMI_SVG_MAX_SERIES];
+    int points = 0;
+    for (int i = 0; i < m; i++) {
+      double *x = v + (size_t)i * 2 * cap, *y = x + cap;
+      s[i] = (wcmi_svg_series){with[i]->name, x, y, probe_series(with[i], &AXES[a], x, y)};
+      points += s[i].n;
+    }
+    if (!points) continue;
+    char title[96];
+    snprintf(title, sizeof title, "%s vs %s", TITLES[a], AXES[a].by_epoch ? "epochs" : "training time");
+    wcmi_svg_chart c = {title, AXES[a].by_epoch ? "epochs done" : "training time (min)", "accuracy (%)", 480, 280, 1, 0,
+                        0, 100, 0, 0, 0, NULL};
+    wcmi_svg_line_chart(f, &c, s, m);
+  }
+  fputs("</div>\n", f);
+  free(v);
+  return WCMI_OK;
+}
+
 static const char *STYLE =
     "body{font-family:sans-serif;margin:24px auto;max-width:1120px;color:#222;line-height:1.4;padding:0 12px}"
     "h1{font-size:24px;margin-bottom:4px}h2{font-size:19px;border-bottom:2px solid #ddd;padding-bottom:4px;margin-top:36px}"
@@ -899,6 +980,7 @@ static int write_page(wcmi_ctx *ctx, FILE *f, const wcmi_report_cfg *cfg, const 
   if (rc) return rc;
   overview(f, runs, n_runs);
   rc = fano_scatter(ctx, f, runs, n_runs);
+  if (!rc) rc = compare_curves(ctx, f, runs, n_runs);
   for (int i = 0; !rc && i < n_runs; i++) rc = write_run(ctx, f, runs[i], i, 0, runs, n_runs);
   if (!rc && cfg->n_saliency) {
     fputs("<h2 id=\"saliency\">Saliency maps</h2>\n", f);

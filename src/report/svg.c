@@ -93,13 +93,31 @@ static void open_svg(FILE *f, const wcmi_svg_chart *c, int W, int H) {
 }
 
 /* Legend entries in one row under the title, starting at x. */
-static void legend(FILE *f, const char *const *names, int n, double x, double y) {
+/* Legend entries left to right, wrapping onto a new row of 15 px where the next entry would pass
+ * xmax (long run names would otherwise run off the chart). */
+static double legend_entry_width(const char *name) { return 24 + 6.2 * (double)(name ? strlen(name) : 0); }
+
+static int legend_rows(const char *const *names, int n, double x0, double xmax) {
+  int rows = n > 0;
+  double x = x0;
   for (int i = 0; i < n; i++) {
+    const double w = legend_entry_width(names[i]);
+    if (i && x + w - 24 > xmax) rows++, x = x0;
+    x += w;
+  }
+  return rows;
+}
+
+static void legend(FILE *f, const char *const *names, int n, double x0, double y, double xmax) {
+  double x = x0;
+  for (int i = 0; i < n; i++) {
+    const double w = legend_entry_width(names[i]);
+    if (i && x + w - 24 > xmax) x = x0, y += 15;
     fprintf(f, "<rect x=\"%.1f\" y=\"%.1f\" width=\"10\" height=\"10\" fill=\"%s\"/>", x, y - 9, PALETTE[i % WCMI_SVG_MAX_SERIES]);
     fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" fill=\"#333\">", x + 14, y);
     wcmi_xml_escape(f, names[i]);
     fputs("</text>\n", f);
-    x += 24 + 6.2 * (double)(names[i] ? strlen(names[i]) : 0);
+    x += w;
   }
 }
 
@@ -157,7 +175,12 @@ static int data_range(const wcmi_svg_series *s, int n_series, double *xlo, doubl
   return count;
 }
 
-static void fit_frame(frame *fr, const wcmi_svg_chart *c, const wcmi_svg_series *s, int n_series, int legend_row) {
+static void series_names(const wcmi_svg_series *s, int n_series, const char **names) {
+  for (int k = 0; k < n_series; k++) names[k] = s[k].name ? s[k].name : "";
+}
+
+/* The plot area; legend_rows rows of legend (0: none) above it. */
+static void fit_frame(frame *fr, const wcmi_svg_chart *c, const wcmi_svg_series *s, int n_series, int legend_rows) {
   chart_size(c, &fr->W, &fr->H);
   double xlo, xhi, ylo, yhi;
   if (!data_range(s, n_series, &xlo, &xhi, &ylo, &yhi)) xlo = 0, xhi = 1, ylo = 0, yhi = 1;
@@ -165,7 +188,7 @@ static void fit_frame(frame *fr, const wcmi_svg_chart *c, const wcmi_svg_series 
   int fx = c->x_min < c->x_max, fy = c->y_min < c->y_max;
   if (fx) xlo = c->x_min, xhi = c->x_max;
   if (fy) ylo = c->y_min, yhi = c->y_max;
-  fr->x0 = 64, fr->x1 = fr->W - 16, fr->y0 = legend_row ? 46 : 30, fr->y1 = fr->H - 40;
+  fr->x0 = 64, fr->x1 = fr->W - 16, fr->y0 = 30 + 15 * legend_rows + (legend_rows ? 1 : 0), fr->y1 = fr->H - 40;
   axis_fit(&fr->ax, xlo, xhi, (int)((fr->x1 - fr->x0) / 60), c->x_integer, fx);
   axis_fit(&fr->ay, ylo, yhi, (int)((fr->y1 - fr->y0) / 40), 0, fy);
 }
@@ -179,8 +202,18 @@ static int check_series(const wcmi_svg_series *s, int n_series) {
 
 static void series_legend(FILE *f, const frame *fr, const wcmi_svg_series *s, int n_series) {
   const char *names[WCMI_SVG_MAX_SERIES];
-  for (int k = 0; k < n_series; k++) names[k] = s[k].name ? s[k].name : "";
-  legend(f, names, n_series, fr->x0, 36);
+  series_names(s, n_series, names);
+  legend(f, names, n_series, fr->x0, 36, fr->x1);
+}
+
+/* Rows of legend a chart of these series draws (none for a single series). */
+static int series_legend_rows(const wcmi_svg_chart *c, const wcmi_svg_series *s, int n_series) {
+  if (n_series <= 1) return 0;
+  int W, H;
+  chart_size(c, &W, &H);
+  const char *names[WCMI_SVG_MAX_SERIES];
+  series_names(s, n_series, names);
+  return legend_rows(names, n_series, 64, W - 16);
 }
 
 static void point_title(FILE *f, const wcmi_svg_chart *c, const char *label, double x, double y) {
@@ -198,7 +231,7 @@ static void point_title(FILE *f, const wcmi_svg_chart *c, const char *label, dou
 int wcmi_svg_line_chart(FILE *f, const wcmi_svg_chart *c, const wcmi_svg_series *s, int n_series) {
   if (!f || !c || check_series(s, n_series)) return WCMI_EINVAL;
   frame fr;
-  fit_frame(&fr, c, s, n_series, n_series > 1);
+  fit_frame(&fr, c, s, n_series, series_legend_rows(c, s, n_series));
   open_svg(f, c, fr.W, fr.H);
   draw_axes(f, &fr, c, 1);
   if (n_series > 1) series_legend(f, &fr, s, n_series);
@@ -232,7 +265,7 @@ int wcmi_svg_line_chart(FILE *f, const wcmi_svg_chart *c, const wcmi_svg_series 
 int wcmi_svg_scatter(FILE *f, const wcmi_svg_chart *c, const wcmi_svg_series *s, int n_series) {
   if (!f || !c || check_series(s, n_series)) return WCMI_EINVAL;
   frame fr;
-  fit_frame(&fr, c, s, n_series, n_series > 1);
+  fit_frame(&fr, c, s, n_series, series_legend_rows(c, s, n_series));
   open_svg(f, c, fr.W, fr.H);
   draw_axes(f, &fr, c, 1);
   if (n_series > 1) series_legend(f, &fr, s, n_series);
@@ -285,8 +318,8 @@ int wcmi_svg_bar_chart(FILE *f, const wcmi_svg_chart *c, const char *const *name
   /* Long category names are drawn at an angle, which needs a deeper bottom margin. */
   size_t longest = 0;
   for (int i = 0; i < n; i++) longest = names[i] && strlen(names[i]) > longest ? strlen(names[i]) : longest;
-  const int legend_row = n_groups > 1 && group_names;
-  fr.x0 = 64, fr.x1 = fr.W - 16, fr.y0 = legend_row ? 46 : 30;
+  const int rows = n_groups > 1 && group_names ? legend_rows(group_names, n_groups, 64, fr.W - 16) : 0;
+  fr.x0 = 64, fr.x1 = fr.W - 16, fr.y0 = 30 + 15 * rows + (rows ? 1 : 0);
   const double slot = n ? (fr.x1 - fr.x0) / n : 1;
   /* Names that do not fit under their bar alternate between two lines; names too long even for
    * that are drawn at an angle. */
@@ -297,7 +330,7 @@ int wcmi_svg_bar_chart(FILE *f, const wcmi_svg_chart *c, const char *const *name
   axis_fit(&fr.ay, lo, hi, (int)((fr.y1 - fr.y0) / 40), 0, c->y_min < c->y_max);
   open_svg(f, c, fr.W, fr.H);
   draw_axes(f, &fr, c, 0);
-  if (legend_row) legend(f, group_names, n_groups, fr.x0, 36);
+  if (rows) legend(f, group_names, n_groups, fr.x0, 36, fr.x1);
   char buf[48];
   for (int i = 0; i < n; i++) {
     double v = isfinite(values[i]) ? values[i] : 0, cx = fr.x0 + slot * (i + 0.5), w = fmin(slot * 0.7, 60);

@@ -500,9 +500,10 @@ static int open_metrics(trainer *t) {
   return t->metrics ? WCMI_OK : t->ctx->status;
 }
 
-/* A probe when one is due: one metrics.jsonl line {"epoch", "batch", "train_seconds", "probe": {...}}
- * ("epoch" first, so a resume trims probe lines with the epochs they belong to). */
-static int maybe_probe(trainer *t, int epoch, int64_t batch) {
+/* A probe when one is due: one metrics.jsonl line {"epoch", "batch", "batches_per_epoch",
+ * "train_seconds", "probe": {...}} ("epoch" first, so a resume trims probe lines with the epochs they
+ * belong to; "batches_per_epoch" puts the probe on an epochs axis). */
+static int maybe_probe(trainer *t, int epoch, int64_t batch, int64_t nb) {
   if (!t->probe) return WCMI_OK;
   const double now = training_seconds(t);
   if (now < t->probe->next_at) return WCMI_OK;
@@ -511,6 +512,7 @@ static int maybe_probe(trainer *t, int epoch, int64_t batch) {
   wcmi_jsonw_begin_object(&w);
   wcmi_jsonw_kv_int(&w, "epoch", epoch);
   wcmi_jsonw_kv_int(&w, "batch", batch);
+  wcmi_jsonw_kv_int(&w, "batches_per_epoch", nb);
   wcmi_jsonw_kv_double(&w, "train_seconds", now);
   wcmi_jsonw_key(&w, "probe");
   wcmi_jsonw_begin_object(&w);
@@ -637,7 +639,7 @@ int trainer_run(trainer *t, char **summary) {
     for (int i = 0; i < TRAINER_MAX_SUMS; i++) sums[i] = epoch == rp.epoch ? rp.sums[i] : 0.0;
     double t0 = wcmi_now();
     for (int64_t b = b0; b < nb && !rc; b++) {
-      if ((rc = maybe_probe(t, epoch, b))) {
+      if ((rc = maybe_probe(t, epoch, b, nb))) {
         if (rc != WCMI_EINTR) break;
         /* Ctrl-C during a probe: nothing of batch b has run yet, so the checkpoint resumes at b. */
         wcmi_loader_free(&loader);
