@@ -137,6 +137,27 @@ static void test_bf16_gemm_or_its_refusal(void) {
     }
     free(A), free(B), free(C1), free(C2), free(ref);
   }
+  /* GEMMs called from inside a parallel region (as the layers do) run concurrently on the same cached
+   * oneDNN primitive: each call must bring its own scratchpad, so all agree with a lone call. */
+  {
+    enum { COPIES = 4 };
+    const int M = 128, N = 256, K = 160;
+    float *A = malloc((size_t)M * K * 4), *B = malloc((size_t)N * K * 4), *C = malloc((size_t)(COPIES + 1) * M * N * 4);
+    CHECK(A && B && C);
+    if (A && B && C) {
+      fill(A, (size_t)M * K, 8);
+      fill(B, (size_t)N * K, 9);
+      wcmi_sgemm(0, 1, M, N, K, 1.0f, A, K, B, K, 0.0f, C, N);
+      int same = 1;
+      for (int round = 0; round < 5; round++) {
+#pragma omp parallel for num_threads(COPIES) schedule(static, 1)
+        for (int c = 1; c <= COPIES; c++) wcmi_sgemm(0, 1, M, N, K, 1.0f, A, K, B, K, 0.0f, C + (size_t)c * M * N, N);
+        for (int c = 1; c <= COPIES; c++) same &= !memcmp(C, C + (size_t)c * M * N, (size_t)M * N * 4);
+      }
+      CHECK_MSG(same, "bf16 GEMMs run concurrently from a parallel region disagree with a lone call");
+    }
+    free(A), free(B), free(C);
+  }
   /* a small GEMM stays fp32 */
   check_layouts(37, 29, 41, 0, 1e-5, "bf16 mode, small GEMM");
   CHECK_OK(&ctx, wcmi_blas_set_precision(&ctx, WCMI_GEMM_FP32));

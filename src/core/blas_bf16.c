@@ -51,7 +51,7 @@ typedef struct {
   uint16_t *p;
   size_t cap;
 } bf16_buf;
-static _Thread_local bf16_buf t_scratch[2];
+static _Thread_local bf16_buf t_scratch[3]; /* A and B converted to bf16; oneDNN's own scratchpad */
 
 static uint16_t *scratch(int i, size_t n) {
   bf16_buf *b = &t_scratch[i];
@@ -106,7 +106,11 @@ static int matmul_create(matmul_prim *m, int transA, int transB, int M, int N, i
   if (dnnl_matmul_desc_init(&desc, &a, &b, NULL, &c) != dnnl_success) return -1;
   dnnl_primitive_attr_t attr = NULL;
   dnnl_post_ops_t post = NULL;
-  int ok = dnnl_primitive_attr_create(&attr) == dnnl_success;
+  /* A scratchpad of our own per call (thread-local, below): oneDNN's library scratchpad is one buffer per
+   * primitive, and its primitive cache hands the same primitive to every thread that runs the same
+   * shape, so GEMMs called from inside a parallel region would share it. */
+  int ok = dnnl_primitive_attr_create(&attr) == dnnl_success &&
+           dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user) == dnnl_success;
   if (ok && accumulate) {
     ok = dnnl_post_ops_create(&post) == dnnl_success && dnnl_post_ops_append_sum(post, 1.0f) == dnnl_success &&
          dnnl_primitive_attr_set_post_ops(attr, post) == dnnl_success;
@@ -139,24 +143,33 @@ int wcmi_sgemm_bf16(int transA, int transB, int M, int N, int K, const float *A,
   if (matmul_create(&m, transA, transB, M, N, K, ldc, beta == 1.0f)) return -1;
   convert_matrix(A, a_rows, a_cols, lda, a16);
   convert_matrix(B, b_rows, b_cols, ldb, b16);
-  dnnl_memory_t mem[3] = {NULL, NULL, NULL};
+  dnnl_memory_t mem[4] = {NULL, NULL, NULL, NULL};
   dnnl_stream_t stream = NULL;
   int rc = -1;
   const dnnl_memory_desc_t *src = dnnl_primitive_desc_query_md(m.pd, dnnl_query_src_md, 0),
                            *wei = dnnl_primitive_desc_query_md(m.pd, dnnl_query_weights_md, 0),
-                           *dst = dnnl_primitive_desc_query_md(m.pd, dnnl_query_dst_md, 0);
-  if (dnnl_memory_create(&mem[0], src, g_engine, a16) == dnnl_success &&
-      dnnl_memory_create(&mem[1], wei, g_engine, b16) == dnnl_success &&
-      dnnl_memory_create(&mem[2], dst, g_engine, C) == dnnl_success &&
-      dnnl_stream_create(&stream, g_engine, dnnl_stream_default_flags) == dnnl_success) {
-    /* An execution fails only while it sets up (its scratchpad), before it writes C, so the caller's
-     * fp32 fallback still sees C as it was (which matters for beta = 1). */
-    dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC, mem[0]}, {DNNL_ARG_WEIGHTS, mem[1]}, {DNNL_ARG_DST, mem[2]}};
-    if (dnnl_primitive_execute(m.prim, stream, 3, args) == dnnl_success && dnnl_stream_wait(stream) == dnnl_success)
-      rc = 0;
+                           *dst = dnnl_primitive_desc_query_md(m.pd, dnnl_query_dst_md, 0),
+                           *pad = dnnl_primitive_desc_query_md(m.pd, dnnl_query_scratchpad_md, 0);
+  const size_t pad_bytes = pad ? dnnl_memory_desc_get_size(pad) : 0;
+  /* the scratchpad in this thread's grow-only buffer (bytes rounded up to whole uint16_t) */
+  void *pad_buf = pad_bytes ? scratch(2, (pad_bytes + 1) / 2) : NULL;
+  if (!pad_bytes || pad_buf) {
+    if (dnnl_memory_create(&mem[0], src, g_engine, a16) == dnnl_success &&
+        dnnl_memory_create(&mem[1], wei, g_engine, b16) == dnnl_success &&
+        dnnl_memory_create(&mem[2], dst, g_engine, C) == dnnl_success &&
+        (!pad_bytes || dnnl_memory_create(&mem[3], pad, g_engine, pad_buf) == dnnl_success) &&
+        dnnl_stream_create(&stream, g_engine, dnnl_stream_default_flags) == dnnl_success) {
+      /* An execution fails only while it sets up, before it writes C, so the caller's fp32 fallback
+       * still sees C as it was (which matters for beta = 1). */
+      dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, mem[0]}, {DNNL_ARG_WEIGHTS, mem[1]}, {DNNL_ARG_DST, mem[2]},
+                                 {DNNL_ARG_SCRATCHPAD, mem[3]}};
+      if (dnnl_primitive_execute(m.prim, stream, pad_bytes ? 4 : 3, args) == dnnl_success &&
+          dnnl_stream_wait(stream) == dnnl_success)
+        rc = 0;
+    }
   }
   if (stream) dnnl_stream_destroy(stream);
-  for (int i = 0; i < 3; i++)
+  for (int i = 0; i < 4; i++)
     if (mem[i]) dnnl_memory_destroy(mem[i]);
   matmul_release(&m);
   return rc;
