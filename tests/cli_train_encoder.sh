@@ -143,7 +143,7 @@ check "the robust probe's steps are in config.json (a key written only when not 
 "$WCMI" train-encoder --objective worst "${COMMON[@]}" --batch-size 160 --epochs 1 --max-batches 1 --probe-every 1e-9 \
   --probe-train 128 --probe-test 32 --probe-robust-steps 2 --out "$T/pb" > /dev/null 2> "$T/pb.err"
 check "a run at batch 160 probes at batch 128" \
-  "$PY -c 'import json,sys; r=[json.loads(l) for l in open(\"$T/pb/metrics.jsonl\")]; p=[x[\"probe\"] for x in r if \"probe\" in x]; sys.exit(not (p and all(\"(batch 128;\" in q[\"robust_head\"] for q in p)))' || cat '$T/pb.err'"
+  "$PY -c 'import json,sys; r=[json.loads(l) for l in open(\"$T/pb/metrics.jsonl\")]; p=[x[\"probe\"] for x in r if \"probe\" in x]; sys.exit(not (p and all(\"(batch 128;\" in q[\"robust_head\"] for q in p)))'"
 # Ctrl-C during the first probe (before any batch): exit 130 with a checkpoint at batch 0; the
 # resumed run (probes off) ends bit-identical to the run that never probed.
 "$WCMI" train-encoder --objective worst "${COMMON[@]}" --train-subset 2048 --epochs 1 --max-batches 3 --probe-every 1e-9 \

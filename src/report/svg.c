@@ -92,7 +92,6 @@ static void open_svg(FILE *f, const wcmi_svg_chart *c, int W, int H) {
   fputs("</text>\n", f);
 }
 
-/* Legend entries in one row under the title, starting at x. */
 /* Legend entries left to right, wrapping onto a new row of 15 px where the next entry would pass
  * xmax (long run names would otherwise run off the chart). */
 static double legend_entry_width(const char *name) { return 24 + 6.2 * (double)(name ? strlen(name) : 0); }
